@@ -1,0 +1,40 @@
+// swift-tools-version: 6.1
+// fedtrain: a federated-learning training engine on OpenBLAS. Layers (dependencies point down):
+// fedtrain (CLI) -> Federated -> Datasets -> Engine -> CBLAS. See DESIGN.md in the shared folder.
+import PackageDescription
+
+
+let package = Package(
+    name: "fedtrain",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "fedtrain", targets: ["fedtrain"]),
+        .library(name: "Engine", targets: ["Engine"]),
+        .library(name: "Datasets", targets: ["Datasets"]),
+        .library(name: "Federated", targets: ["Federated"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CBLAS", path: "CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
+        .systemLibrary(
+            name: "CZlib", path: "CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "Engine", dependencies: ["CBLAS"]),
+        .target(name: "Datasets", dependencies: ["Engine", "CZlib"]),
+        .target(name: "Federated", dependencies: ["Engine", "Datasets"]),
+        .executableTarget(
+            name: "fedtrain",
+            dependencies: ["Engine", "Datasets", "Federated",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .target(name: "TestSupport", dependencies: ["Engine"], path: "Tests/TestSupport"),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TestSupport"]),
+        .testTarget(name: "FederatedTests", dependencies: ["Federated", "TestSupport"]),
+        .testTarget(name: "FedtrainTests", dependencies: ["fedtrain"]),
+    ]
+)

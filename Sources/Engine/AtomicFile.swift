@@ -1,0 +1,66 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Errors from reading or writing files; `path` names the file.
+public struct FileError: Error, CustomStringConvertible, Sendable {
+    public var path: String
+    public var problem: String
+    public init(path: String, problem: String) {
+        self.path = path
+        self.problem = problem
+    }
+    public var description: String { "\(path): \(problem)" }
+}
+
+public enum AtomicFile {
+    /// Replaces `path` with `bytes` so that a crash leaves either the old or the new file, never
+    /// a torn one: write a temporary file beside it, fsync it, rename it over `path`, fsync the
+    /// directory.
+    public static func write(_ bytes: [UInt8], to path: String) throws(FileError) {
+        let directory = (path as NSString).deletingLastPathComponent
+        let temporary = "\(path).tmp-\(getpid())"
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard descriptor >= 0 else { throw FileError(path: path, problem: "cannot create: \(String(cString: strerror(errno)))") }
+        var written = 0
+        while written < bytes.count {
+            let result = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress! + written, bytes.count - written) }
+            if result < 0 {
+                if errno == EINTR { continue }
+                let reason = String(cString: strerror(errno))
+                close(descriptor)
+                unlink(temporary)
+                throw FileError(path: path, problem: "write failed: \(reason)")
+            }
+            written += result
+        }
+        guard fsync(descriptor) == 0, close(descriptor) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary)
+            throw FileError(path: path, problem: "fsync failed: \(reason)")
+        }
+        guard rename(temporary, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary)
+            throw FileError(path: path, problem: "rename failed: \(reason)")
+        }
+        let directoryDescriptor = open(directory.isEmpty ? "." : directory, O_RDONLY)
+        if directoryDescriptor >= 0 {
+            fsync(directoryDescriptor)
+            close(directoryDescriptor)
+        }
+    }
+
+    /// The whole content of `path`.
+    public static func read(_ path: String) throws(FileError) -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            var isDirectory: ObjCBool = false
+            if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+                throw FileError(path: path, problem: "no such file")
+            }
+            throw FileError(path: path, problem: isDirectory.boolValue ? "is a directory" : "cannot be read")
+        }
+        return [UInt8](data)
+    }
+}

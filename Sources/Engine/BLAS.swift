@@ -1,0 +1,50 @@
+import CBLAS
+
+/// Thin, size-checked wrappers over OpenBLAS. Matrices are row-major and dense (leading
+/// dimension = number of columns), which is the only layout fedtrain uses.
+public enum BLAS {
+    /// `C(m×n) = alpha · op(A) · op(B) + beta · C`, where `op(A)` is `m×k` and `op(B)` is `k×n`.
+    /// With `transposeA`, A is stored as `k×m`; with `transposeB`, B is stored as `n×k`.
+    /// `beta = 0` overwrites C (its old contents may be garbage); `beta = 1` accumulates.
+    @inline(__always)
+    public static func gemm(
+        transposeA: Bool = false, transposeB: Bool = false,
+        m: Int, n: Int, k: Int,
+        alpha: Float = 1, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+        beta: Float = 0, _ c: UnsafeMutablePointer<Float>
+    ) {
+        precondition(m > 0 && n > 0 && k > 0, "gemm sizes must be positive: m=\(m) n=\(n) k=\(k)")
+        cblas_sgemm(
+            CblasRowMajor,
+            transposeA ? CblasTrans : CblasNoTrans,
+            transposeB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha,
+            a, Int32(transposeA ? m : k),
+            b, Int32(transposeB ? k : n),
+            beta, c, Int32(n))
+    }
+
+    /// `y += alpha · x` over `count` elements.
+    @inline(__always)
+    public static func axpy(count: Int, alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        cblas_saxpy(Int32(count), alpha, x, 1, y, 1)
+    }
+
+    /// `x *= alpha` over `count` elements.
+    @inline(__always)
+    public static func scale(count: Int, alpha: Float, _ x: UnsafeMutablePointer<Float>) {
+        cblas_sscal(Int32(count), alpha, x, 1)
+    }
+
+    /// Euclidean norm of `count` elements.
+    @inline(__always)
+    public static func norm(count: Int, _ x: UnsafePointer<Float>) -> Float {
+        cblas_snrm2(Int32(count), x, 1)
+    }
+
+    /// Dot product of `count` elements.
+    @inline(__always)
+    public static func dot(count: Int, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>) -> Float {
+        cblas_sdot(Int32(count), x, 1, y, 1)
+    }
+}

@@ -1,0 +1,96 @@
+/// 2-D convolution (cross-correlation, as PyTorch's `Conv2d`) with zero padding, any channels,
+/// kernel size, stride and padding.
+///
+/// Weight `[outputChannels, inputChannels, k, k]` stored as the matrix
+/// `W(outputChannels × inputChannels·k²)`, then bias `[outputChannels]`.
+/// Per image: forward is `Y(outC × oH·oW) = W · im2col(x) + b`; backward is
+/// `dW += dY · colᵀ`, `db += rowsum(dY)`, `dx = col2im(Wᵀ · dY)`. One GEMM per image keeps the
+/// shapes at the size OpenBLAS runs fastest (see `Parallelism`).
+public struct Conv2D: Layer {
+    public let geometry: ConvolutionGeometry
+    public let outputChannels: Int
+
+    public init(inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+                inputHeight: Int, inputWidth: Int) {
+        precondition(outputChannels > 0)
+        geometry = ConvolutionGeometry(channels: inputChannels, height: inputHeight, width: inputWidth,
+                                       kernelSize: kernelSize, stride: stride, padding: padding)
+        precondition(geometry.outputHeight > 0 && geometry.outputWidth > 0, "kernel larger than padded input")
+        self.outputChannels = outputChannels
+    }
+
+    public var inputShape: [Int] { [geometry.channels, geometry.height, geometry.width] }
+    public var outputShape: [Int] { [outputChannels, geometry.outputHeight, geometry.outputWidth] }
+    public var parameterShapes: [(suffix: String, shape: [Int])] {
+        [("weight", [outputChannels, geometry.channels, geometry.kernelSize, geometry.kernelSize]),
+         ("bias", [outputChannels])]
+    }
+
+    /// A 1×1, stride-1, unpadded convolution reads the image itself as its column matrix.
+    private var isPointwise: Bool {
+        geometry.kernelSize == 1 && geometry.stride == 1 && geometry.padding == 0
+    }
+
+    public func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using generator: inout SeededGenerator) {
+        initializeUniformFanIn(parameters, fanIn: geometry.patchSize, using: &generator)
+    }
+
+    /// Column matrix plus its gradient, for one image at a time.
+    public func scratchCount(batch: Int) -> Int { 2 * geometry.patchSize * geometry.outputPositions }
+
+    public func forward(batch: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                        parameters: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        let K = geometry.patchSize, P = geometry.outputPositions
+        let weight = parameters, bias = parameters + outputChannels * K
+        for image in 0..<batch {
+            let x = input + image * inputCount, y = output + image * outputCount
+            let col: UnsafePointer<Float>
+            if isPointwise {
+                col = x
+            } else {
+                im2col(geometry, image: x, col: scratch)
+                col = UnsafePointer(scratch)
+            }
+            for channel in 0..<outputChannels {
+                (y + channel * P).update(repeating: bias[channel], count: P)
+            }
+            BLAS.gemm(m: outputChannels, n: P, k: K, weight, col, beta: 1, y)
+        }
+    }
+
+    public func backward(batch: Int, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
+                         outputGradient: UnsafePointer<Float>, inputGradient: UnsafeMutablePointer<Float>?,
+                         parameters: UnsafePointer<Float>, parameterGradient: UnsafeMutablePointer<Float>,
+                         scratch: UnsafeMutablePointer<Float>) {
+        let K = geometry.patchSize, P = geometry.outputPositions
+        let weight = parameters
+        let weightGradient = parameterGradient, biasGradient = parameterGradient + outputChannels * K
+        let col = scratch, colGradient = scratch + K * P
+        for image in 0..<batch {
+            let x = input + image * inputCount, dy = outputGradient + image * outputCount
+            for channel in 0..<outputChannels {
+                let row = dy + channel * P
+                var sum: Float = 0
+                for position in 0..<P { sum += row[position] }
+                biasGradient[channel] += sum
+            }
+            let columns: UnsafePointer<Float>
+            if isPointwise {
+                columns = x
+            } else {
+                im2col(geometry, image: x, col: col)
+                columns = UnsafePointer(col)
+            }
+            BLAS.gemm(transposeB: true, m: outputChannels, n: K, k: P, dy, columns, beta: 1, weightGradient)
+            guard let inputGradient else { continue }
+            let dx = inputGradient + image * inputCount
+            if isPointwise {
+                BLAS.gemm(transposeA: true, m: K, n: P, k: outputChannels, weight, dy, dx)
+            } else {
+                BLAS.gemm(transposeA: true, m: K, n: P, k: outputChannels, weight, dy, colGradient)
+                dx.update(repeating: 0, count: inputCount)
+                col2im(geometry, col: colGradient, image: dx)
+            }
+        }
+    }
+}

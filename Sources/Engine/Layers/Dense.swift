@@ -1,0 +1,50 @@
+/// Fully connected layer, as PyTorch's `Linear`: `y = x · Wᵀ + b`.
+///
+/// Weight `[outputFeatures, inputFeatures]`, then bias `[outputFeatures]`. Over a batch:
+/// forward `Y(B × out) = X(B × in) · Wᵀ + b`; backward `dW += dYᵀ · X`, `db += colsum(dY)`,
+/// `dX = dY · W`.
+public struct Dense: Layer {
+    public let inputFeatures: Int
+    public let outputFeatures: Int
+
+    public init(inputFeatures: Int, outputFeatures: Int) {
+        precondition(inputFeatures > 0 && outputFeatures > 0)
+        self.inputFeatures = inputFeatures
+        self.outputFeatures = outputFeatures
+    }
+
+    public var inputShape: [Int] { [inputFeatures] }
+    public var outputShape: [Int] { [outputFeatures] }
+    public var parameterShapes: [(suffix: String, shape: [Int])] {
+        [("weight", [outputFeatures, inputFeatures]), ("bias", [outputFeatures])]
+    }
+
+    public func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using generator: inout SeededGenerator) {
+        initializeUniformFanIn(parameters, fanIn: inputFeatures, using: &generator)
+    }
+
+    public func forward(batch: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                        parameters: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        let bias = parameters + outputFeatures * inputFeatures
+        for row in 0..<batch {
+            (output + row * outputFeatures).update(from: bias, count: outputFeatures)
+        }
+        BLAS.gemm(transposeB: true, m: batch, n: outputFeatures, k: inputFeatures, input, parameters, beta: 1, output)
+    }
+
+    public func backward(batch: Int, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
+                         outputGradient: UnsafePointer<Float>, inputGradient: UnsafeMutablePointer<Float>?,
+                         parameters: UnsafePointer<Float>, parameterGradient: UnsafeMutablePointer<Float>,
+                         scratch: UnsafeMutablePointer<Float>) {
+        let biasGradient = parameterGradient + outputFeatures * inputFeatures
+        BLAS.gemm(transposeA: true, m: outputFeatures, n: inputFeatures, k: batch, outputGradient, input,
+                  beta: 1, parameterGradient)
+        for row in 0..<batch {
+            let dy = outputGradient + row * outputFeatures
+            for feature in 0..<outputFeatures { biasGradient[feature] += dy[feature] }
+        }
+        if let inputGradient {
+            BLAS.gemm(m: batch, n: inputFeatures, k: outputFeatures, outputGradient, parameters, inputGradient)
+        }
+    }
+}

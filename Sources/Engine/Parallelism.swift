@@ -1,0 +1,45 @@
+import CBLAS
+import Dispatch
+
+/// Where fedtrain's threads go. This is the one place that decides it.
+///
+/// **Threads run across work items (batch chunks of one step, or whole clients of one round);
+/// OpenBLAS always runs single-threaded.** LeNet-sized GEMMs are far too small for OpenBLAS's own
+/// threading: on the 2-core reference machine a batched B=64 step only went from 2.76 to 2.42 ms
+/// of GEMM time with 2 BLAS threads, while per-image GEMMs on one thread reach ~100 GFLOP/s
+/// (`shared/peers/RESULTS.md`). Splitting a batch into chunks that each run a full forward and
+/// backward on one core keeps every GEMM at the per-image shape that runs near peak, and both
+/// cores busy. Never both at once: nested BLAS threads would oversubscribe the cores.
+public enum Parallelism {
+    /// Pins OpenBLAS to one thread. Called by every entry point that runs work in parallel.
+    public static func useSingleThreadedBLAS() {
+        openblas_set_num_threads(1)
+    }
+
+    /// Number of cores the process may use.
+    public static var availableCores: Int { ProcessInfo.processInfo.activeProcessorCount }
+
+    /// Runs `body(worker)` for `worker` in `0..<workers`, concurrently, and returns when all are
+    /// done. With one worker it runs inline (no thread hop).
+    ///
+    /// Contract: calls for different workers touch disjoint memory (their own chunk, workspace
+    /// or client), which is what makes sharing a non-`Sendable` closure across threads sound.
+    public static func run(workers: Int, _ body: (Int) -> Void) {
+        precondition(workers >= 1)
+        if workers == 1 {
+            body(0)
+            return
+        }
+        withoutActuallyEscaping(body) { escapable in
+            let shared = DisjointWork(body: escapable)
+            DispatchQueue.concurrentPerform(iterations: workers) { shared.body($0) }
+        }
+    }
+}
+
+/// A closure whose calls touch disjoint memory per argument (see `Parallelism.run`).
+private struct DisjointWork: @unchecked Sendable {
+    let body: (Int) -> Void
+}
+
+import Foundation

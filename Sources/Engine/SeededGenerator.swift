@@ -1,0 +1,84 @@
+/// A seeded, splittable pseudo-random generator: xoshiro256** (Blackman and Vigna) whose state is
+/// filled by SplitMix64 from a 64-bit seed.
+///
+/// Every random choice in fedtrain takes one of these by `inout`, so a run is reproducible bit for
+/// bit from its seed. `derived(_:)` gives independent streams for (seed, round, client) without
+/// sharing state between tasks. The state is a value; copying it forks the stream.
+public struct SeededGenerator: RandomNumberGenerator, Sendable, Hashable, Codable {
+    public private(set) var state: [UInt64]
+
+    /// Generator whose stream is fully determined by `seed`.
+    public init(seed: UInt64) {
+        var mixer = seed
+        state = (0..<4).map { _ in SeededGenerator.splitMix64(&mixer) }
+    }
+
+    /// Restores a generator from a saved `state` (four words, not all zero).
+    public init?(state: [UInt64]) {
+        guard state.count == 4, state.contains(where: { $0 != 0 }) else { return nil }
+        self.state = state
+    }
+
+    /// A generator for the stream named by `path` under `seed`, for example (seed, round, client).
+    /// Distinct paths give statistically independent streams; the same path gives the same stream.
+    public static func derived(seed: UInt64, _ path: UInt64...) -> SeededGenerator {
+        var key = seed
+        for component in path {
+            var mixer = key ^ (component &* 0x9E37_79B9_7F4A_7C15)
+            key = splitMix64(&mixer)
+        }
+        return SeededGenerator(seed: key)
+    }
+
+    public mutating func next() -> UInt64 {
+        let result = rotateLeft(state[1] &* 5, 7) &* 9
+        let shifted = state[1] << 17
+        state[2] ^= state[0]
+        state[3] ^= state[1]
+        state[1] ^= state[2]
+        state[0] ^= state[3]
+        state[2] ^= shifted
+        state[3] = rotateLeft(state[3], 45)
+        return result
+    }
+
+    /// Uniform in [0, 1) with 24 random bits (every representable step of a Float in [0.5, 1)).
+    public mutating func nextUnitFloat() -> Float {
+        Float(next() >> 40) * 0x1p-24
+    }
+
+    /// Uniform in [0, 1) with 53 random bits.
+    public mutating func nextUnitDouble() -> Double {
+        Double(next() >> 11) * 0x1p-53
+    }
+
+    /// Uniform in [low, high).
+    public mutating func nextUniform(_ low: Float, _ high: Float) -> Float {
+        low + (high - low) * nextUnitFloat()
+    }
+
+    /// A standard normal sample (Box-Muller in double precision).
+    public mutating func nextGaussian() -> Double {
+        let u1 = 1.0 - nextUnitDouble()  // in (0, 1], so the log is finite
+        let u2 = nextUnitDouble()
+        return (-2.0 * log(u1)).squareRoot() * cos(2.0 * Double.pi * u2)
+    }
+
+    private static func splitMix64(_ x: inout UInt64) -> UInt64 {
+        x &+= 0x9E37_79B9_7F4A_7C15
+        var z = x
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    private func rotateLeft(_ x: UInt64, _ k: UInt64) -> UInt64 {
+        (x << k) | (x >> (64 - k))
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

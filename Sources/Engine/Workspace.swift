@@ -1,0 +1,74 @@
+/// Activations, activation gradients and layer scratch for one network at up to `capacity`
+/// samples, allocated once. One workspace belongs to one thread at a time; training reuses it
+/// for every batch, so the step allocates nothing.
+///
+/// Memory: every layer output (`capacity × outputCount` each), two ping-pong gradient buffers of
+/// the widest activation, and one scratch buffer of the largest `scratchCount`.
+public final class Workspace {
+    public let network: Sequential
+    public let capacity: Int
+    private let storage: UnsafeMutableBufferPointer<Float>
+    private let activationOffsets: [Int]
+    private let gradientOffsets: (Int, Int)
+    private let scratchOffset: Int
+
+    public init(network: Sequential, capacity: Int) {
+        precondition(capacity > 0)
+        self.network = network
+        self.capacity = capacity
+        var offset = 0
+        var activations: [Int] = []
+        for layer in network.layers {
+            activations.append(offset)
+            offset += capacity * layer.outputCount
+        }
+        let widest = capacity * network.layers.map { max($0.inputCount, $0.outputCount) }.max()!
+        gradientOffsets = (offset, offset + widest)
+        offset += 2 * widest
+        scratchOffset = offset
+        offset += network.layers.map { $0.scratchCount(batch: capacity) }.max()!
+        activationOffsets = activations
+        storage = .allocate(capacity: offset)
+        storage.initialize(repeating: 0)
+    }
+
+    deinit { storage.deallocate() }
+
+    /// The network's output for the last `forward`, `batch × outputCount`.
+    public var logits: UnsafeMutablePointer<Float> { storage.baseAddress! + activationOffsets.last! }
+
+    /// Where the loss writes dL/dlogits before `backward`.
+    public var logitGradient: UnsafeMutablePointer<Float> { storage.baseAddress! + gradientOffsets.0 }
+
+    /// Runs every layer on `batch` samples at `input` (`batch × inputCount`) and returns `logits`.
+    @discardableResult
+    public func forward(batch: Int, input: UnsafePointer<Float>, parameters: UnsafePointer<Float>) -> UnsafeMutablePointer<Float> {
+        precondition(batch >= 1 && batch <= capacity, "batch \(batch) exceeds workspace capacity \(capacity)")
+        let base = storage.baseAddress!, scratch = base + scratchOffset
+        var x = input
+        for (index, layer) in network.layers.enumerated() {
+            let y = base + activationOffsets[index]
+            layer.forward(batch: batch, input: x, output: y,
+                          parameters: parameters + network.parameterOffsets[index], scratch: scratch)
+            x = UnsafePointer(y)
+        }
+        return logits
+    }
+
+    /// Back-propagates `logitGradient` through the activations of the preceding `forward` on the
+    /// same `input`, **accumulating** dL/dθ into `gradient` (the full flat vector).
+    public func backward(batch: Int, input: UnsafePointer<Float>, parameters: UnsafePointer<Float>,
+                         gradient: UnsafeMutablePointer<Float>) {
+        let base = storage.baseAddress!, scratch = base + scratchOffset
+        var upstream = base + gradientOffsets.0, downstream = base + gradientOffsets.1
+        for index in stride(from: network.layers.count - 1, through: 0, by: -1) {
+            let layer = network.layers[index]
+            let x = index == 0 ? input : UnsafePointer(base + activationOffsets[index - 1])
+            layer.backward(batch: batch, input: x, output: base + activationOffsets[index],
+                           outputGradient: upstream, inputGradient: index == 0 ? nil : downstream,
+                           parameters: parameters + network.parameterOffsets[index],
+                           parameterGradient: gradient + network.parameterOffsets[index], scratch: scratch)
+            swap(&upstream, &downstream)
+        }
+    }
+}

@@ -1,0 +1,148 @@
+import Engine
+import Testing
+import TestSupport
+
+@Suite struct GEMMTests {
+    @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
+    func matchesTripleLoop(transpose: (Bool, Bool)) {
+        let (m, n, k) = (7, 5, 11)
+        let a = randomArray(m * k, seed: 1), b = randomArray(k * n, seed: 2)
+        var c = [Float](repeating: .nan, count: m * n)
+        a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in
+                c.withUnsafeMutableBufferPointer { c in
+                    BLAS.gemm(transposeA: transpose.0, transposeB: transpose.1, m: m, n: n, k: k,
+                              a.baseAddress!, b.baseAddress!, c.baseAddress!)
+                }
+            }
+        }
+        let expected = Reference.gemm(transposeA: transpose.0, transposeB: transpose.1, m: m, n: n, k: k, a, b)
+        #expect(closeness(c, expected, rtol: 1e-5, atol: 1e-6) <= 1)
+    }
+}
+
+/// Kernel 1/3/5, stride 1/2, padding 0/1/2, 1 and 3 input channels, non-square input.
+let convolutionSweep: [ConvolutionGeometry] = {
+    var geometries: [ConvolutionGeometry] = []
+    for kernel in [1, 3, 5] {
+        for stride in [1, 2] {
+            for padding in [0, 1, 2] {
+                for channels in [1, 3] {
+                    geometries.append(ConvolutionGeometry(channels: channels, height: 9, width: 7,
+                                                          kernelSize: kernel, stride: stride, padding: padding))
+                }
+            }
+        }
+    }
+    return geometries
+}()
+
+@Suite struct ConvolutionTests {
+    @Test(arguments: convolutionSweep)
+    func forwardMatchesDirectConvolution(geometry g: ConvolutionGeometry) {
+        let batch = 2, outputChannels = 4
+        let layer = Conv2D(inputChannels: g.channels, outputChannels: outputChannels, kernelSize: g.kernelSize,
+                           stride: g.stride, padding: g.padding, inputHeight: g.height, inputWidth: g.width)
+        let input = randomArray(batch * layer.inputCount, seed: 3)
+        let parameters = randomArray(layer.parameterCount, seed: 4)
+        let weightCount = outputChannels * g.patchSize
+        let expected = Reference.conv2D(g, batch: batch, outputChannels: outputChannels, input: input,
+                                        weight: Array(parameters[..<weightCount]), bias: Array(parameters[weightCount...]))
+        let output = LayerHarness(layer: layer, batch: batch).forward(input: input, parameters: parameters)
+        #expect(closeness(output, expected, rtol: 1e-5, atol: 1e-5) <= 1)
+    }
+
+    /// col2im is the adjoint of im2col: ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩ for every x and c.
+    @Test(arguments: convolutionSweep)
+    func col2imIsTheAdjointOfIm2col(geometry g: ConvolutionGeometry) {
+        let imageCount = g.channels * g.height * g.width, colCount = g.patchSize * g.outputPositions
+        let image = randomArray(imageCount, seed: 5), col = randomArray(colCount, seed: 6)
+        var unrolled = [Float](repeating: .nan, count: colCount)
+        var folded = [Float](repeating: 0, count: imageCount)
+        image.withUnsafeBufferPointer { x in unrolled.withUnsafeMutableBufferPointer { im2col(g, image: x.baseAddress!, col: $0.baseAddress!) } }
+        col.withUnsafeBufferPointer { c in folded.withUnsafeMutableBufferPointer { col2im(g, col: c.baseAddress!, image: $0.baseAddress!) } }
+        let left = zip(unrolled, col).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        let right = zip(image, folded).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        #expect(abs(left - right) <= 1e-4 * max(1, abs(left)))
+    }
+
+    @Test(arguments: convolutionSweep)
+    func gradientsMatchFiniteDifferences(geometry g: ConvolutionGeometry) {
+        let batch = 2
+        let layer = Conv2D(inputChannels: g.channels, outputChannels: 3, kernelSize: g.kernelSize,
+                           stride: g.stride, padding: g.padding, inputHeight: g.height, inputWidth: g.width)
+        checkLayerGradients(layer, batch: batch, seed: 7)
+    }
+}
+
+@Suite struct PoolingTests {
+    static let geometries = [
+        ConvolutionGeometry(channels: 1, height: 8, width: 6, kernelSize: 2, stride: 2),
+        ConvolutionGeometry(channels: 3, height: 7, width: 9, kernelSize: 3, stride: 2),
+        ConvolutionGeometry(channels: 2, height: 5, width: 5, kernelSize: 3, stride: 1),
+    ]
+
+    @Test(arguments: geometries)
+    func forwardMatchesReference(geometry g: ConvolutionGeometry) {
+        let layer = MaxPool2D(channels: g.channels, inputHeight: g.height, inputWidth: g.width, kernelSize: g.kernelSize, stride: g.stride)
+        let input = randomArray(2 * layer.inputCount, seed: 8)
+        let output = LayerHarness(layer: layer, batch: 2).forward(input: input, parameters: [])
+        #expect(output == Reference.maxPool(g, batch: 2, input: input))
+    }
+
+    @Test(arguments: geometries)
+    func gradientsMatchFiniteDifferences(geometry g: ConvolutionGeometry) {
+        let layer = MaxPool2D(channels: g.channels, inputHeight: g.height, inputWidth: g.width, kernelSize: g.kernelSize, stride: g.stride)
+        // Max pooling is piecewise linear: distinct inputs 0.05 apart keep every ±h probe inside
+        // one linear piece, so the finite differences are exact there.
+        var generator = SeededGenerator(seed: 9)
+        let input = (0..<(2 * layer.inputCount)).map { Float($0) * 0.05 - 1 }.shuffled(using: &generator)
+        checkLayerGradients(layer, batch: 2, seed: 9, input: input)
+    }
+
+    @Test func tiesRouteTheGradientToTheFirstMaximum() {
+        let layer = MaxPool2D(channels: 1, inputHeight: 2, inputWidth: 2, kernelSize: 2)
+        let gradient = LayerHarness(layer: layer, batch: 1).backward(input: [1, 3, 3, 2], parameters: [], projection: [5]).input
+        #expect(gradient == [0, 5, 0, 0])
+    }
+}
+
+@Suite struct DenseAndActivationTests {
+    @Test func denseForwardIsAffine() {
+        let layer = Dense(inputFeatures: 3, outputFeatures: 2)
+        // W = [[1, 2, 3], [4, 5, 6]], b = [0.5, -1]
+        let output = LayerHarness(layer: layer, batch: 2).forward(input: [1, 0, -1, 2, 1, 0], parameters: [1, 2, 3, 4, 5, 6, 0.5, -1])
+        #expect(output == [-1.5, -3, 4.5, 12])
+    }
+
+    @Test func denseGradients() { checkLayerGradients(Dense(inputFeatures: 6, outputFeatures: 4), batch: 3, seed: 10) }
+    @Test func reluGradients() { checkLayerGradients(ReLU(shape: [3, 4]), batch: 2, seed: 11) }
+    @Test func flattenGradients() { checkLayerGradients(Flatten(shape: [2, 3, 2]), batch: 2, seed: 12) }
+
+    @Test func reluClampsNegatives() {
+        #expect(LayerHarness(layer: ReLU(shape: [4]), batch: 1).forward(input: [-1, 0, 2, -0.5], parameters: []) == [0, 0, 2, 0])
+    }
+}
+
+/// Checks a layer's input and parameter gradients against central differences, and that the
+/// parameter gradient accumulates onto what the buffer held.
+func checkLayerGradients(_ layer: any Layer, batch: Int, seed: UInt64, input: [Float]? = nil,
+                         sourceLocation: SourceLocation = #_sourceLocation) {
+    let harness = LayerHarness(layer: layer, batch: batch)
+    let input = input ?? randomArray(batch * layer.inputCount, seed: seed)
+    let parameters = randomArray(layer.parameterCount, seed: seed + 1)
+    let projection = randomArray(batch * layer.outputCount, seed: seed + 2)
+    let start = randomArray(max(1, layer.parameterCount), seed: seed + 3)
+    let analytic = harness.backward(input: input, parameters: parameters, projection: projection, parameterGradientStart: start)
+    let numericInput = numericGradient(of: { harness.loss(input: $0, parameters: parameters, projection: projection) }, at: input, step: 1e-2)
+    #expect(closeness(analytic.input, numericInput, rtol: 1e-2, atol: 2e-3) <= 1, "input gradient", sourceLocation: sourceLocation)
+    if layer.parameterCount > 0 {
+        let numericParameters = numericGradient(of: { harness.loss(input: input, parameters: $0, projection: projection) }, at: parameters, step: 1e-2)
+        let accumulated = zip(numericParameters, start).map { $0 + $1 }
+        #expect(closeness(analytic.parameters, accumulated, rtol: 1e-2, atol: 2e-3) <= 1, "parameter gradient", sourceLocation: sourceLocation)
+    }
+}
+
+extension ConvolutionGeometry: CustomTestStringConvertible {
+    public var testDescription: String { "C\(channels) \(height)x\(width) k\(kernelSize) s\(stride) p\(padding)" }
+}
