@@ -37,6 +37,11 @@ public final class Workspace {
     /// The network's output for the last `forward`, `batch × outputCount`.
     public var logits: UnsafeMutablePointer<Float> { storage.baseAddress! + activationOffsets.last! }
 
+    /// Output of layer `index` from the last `forward`, `batch × outputCount` (for inspection).
+    public func activation(_ index: Int) -> UnsafePointer<Float> {
+        UnsafePointer(storage.baseAddress! + activationOffsets[index])
+    }
+
     /// Where the loss writes dL/dlogits before `backward`.
     public var logitGradient: UnsafeMutablePointer<Float> { storage.baseAddress! + gradientOffsets.0 }
 
