@@ -1,2 +1,9 @@
 import ArgumentParser
-@main struct FedTrain: ParsableCommand {}
+
+@main
+struct FedTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fedtrain",
+        abstract: "Federated-learning training engine for multicore CPUs.",
+        subcommands: [Train.self])
+}

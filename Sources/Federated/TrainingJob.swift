@@ -1,0 +1,136 @@
+import Datasets
+import Engine
+
+/// Anything a user can get wrong in a job: its data, its checkpoint files, its settings.
+public enum JobError: Error, CustomStringConvertible, Sendable {
+    case data(DatasetError)
+    case checkpoint(SafetensorsError)
+    case invalid(String)
+
+    public var description: String {
+        switch self {
+        case .data(let error): return error.description
+        case .checkpoint(let error): return error.description
+        case .invalid(let message): return message
+        }
+    }
+}
+
+/// Centralized training: one model, all the training data, SGD for some epochs, a test
+/// evaluation after each epoch.
+public struct TrainingJob: Sendable {
+    public var model: ModelKind = .lenet5
+    public var dataDirectory: String?
+    public var epochs = 10
+    public var batchSize = 64
+    public var optimizer = SGDConfiguration(learningRate: 0.02, momentum: 0.9)
+    public var seed: UInt64 = 0
+    public var threads = Parallelism.availableCores
+    /// Gradient chunks per step; results are bit-identical across `threads` for a fixed value.
+    public var chunks = 4
+    public var initialParameters: String?
+    public var saveParameters: String?
+    public var maxSteps: Int?
+    public var shuffle = true
+    public var trainLimit: Int?
+
+    public init() {}
+
+    /// Result of a finished job; keys are the `--summary` JSON names.
+    public struct Summary: Sendable, Codable {
+        public var model: String
+        public var epochs: Int
+        public var steps: Int
+        public var trainSamples: Int
+        public var batchSize: Int
+        public var threads: Int
+        public var testAccuracy: Double
+        public var testLoss: Double
+        public var trainLoss: Double
+        /// Training images per second, evaluation excluded.
+        public var imagesPerSecond: Double
+        public var seconds: Double
+        public var trainingSeconds: Double
+
+        enum CodingKeys: String, CodingKey {
+            case model, epochs, steps, threads, seconds
+            case trainSamples = "train_samples", batchSize = "batch_size"
+            case testAccuracy = "test_accuracy", testLoss = "test_loss", trainLoss = "train_loss"
+            case imagesPerSecond = "images_per_second", trainingSeconds = "training_seconds"
+        }
+    }
+
+    /// Per-epoch outcome, for progress output.
+    public struct EpochReport: Sendable {
+        public var epoch: Int
+        public var trainLoss: Double
+        public var testLoss: Double
+        public var testAccuracy: Double
+        public var imagesPerSecond: Double
+        public var seconds: Double
+    }
+
+    public func validate() throws(JobError) {
+        guard epochs >= 1 else { throw .invalid("--epochs must be at least 1 (got \(epochs))") }
+        guard batchSize >= 1 else { throw .invalid("--batch-size must be at least 1 (got \(batchSize))") }
+        guard threads >= 1 else { throw .invalid("--threads must be at least 1 (got \(threads))") }
+        guard chunks >= 1 else { throw .invalid("--chunks must be at least 1 (got \(chunks))") }
+        guard optimizer.learningRate > 0, optimizer.learningRate.isFinite else { throw .invalid("--lr must be a positive number (got \(optimizer.learningRate))") }
+        guard optimizer.momentum >= 0, optimizer.momentum < 1 else { throw .invalid("--momentum must be in [0, 1) (got \(optimizer.momentum))") }
+        guard optimizer.weightDecay >= 0, optimizer.weightDecay.isFinite else { throw .invalid("--weight-decay must be >= 0 (got \(optimizer.weightDecay))") }
+        if let maxSteps, maxSteps < 1 { throw .invalid("--max-steps must be at least 1 (got \(maxSteps))") }
+        if let trainLimit, trainLimit < 1 { throw .invalid("--train-limit must be at least 1 (got \(trainLimit))") }
+        guard dataDirectory != nil || model.defaultDataDirectory != nil else {
+            throw .invalid("--data is required for \(model.rawValue) (a cifar-10-batches-bin directory)")
+        }
+    }
+
+    /// Runs the job. `progress` is called after every step, `epochDone` after every epoch's
+    /// evaluation.
+    public func run(progress: ((TrainingProgress) -> Void)? = nil, epochDone: ((EpochReport) -> Void)? = nil) throws(JobError) -> Summary {
+        try validate()
+        let clock = ContinuousClock(), start = clock.now
+        let network = model.network
+        var data: (train: LabeledImages, test: LabeledImages)
+        do { data = try model.loadData(directory: dataDirectory ?? model.defaultDataDirectory!) } catch { throw .data(error) }
+        if let trainLimit { data.train = data.train.prefix(trainLimit) }
+
+        var generator = SeededGenerator(seed: seed)
+        var parameters: [Float]
+        if let initialParameters {
+            do { parameters = try Safetensors.load(initialParameters, layout: network.layout) } catch { throw .checkpoint(error) }
+        } else {
+            parameters = network.initialParameters(using: &generator)
+        }
+        var shuffleGenerator = SeededGenerator.derived(seed: seed, 1)
+        let training = SupervisedTraining(network: network, optimizer: optimizer, batchSize: batchSize, chunks: chunks, threads: threads)
+        let indices = Array(0..<data.train.count)
+        var steps = 0, trainingSeconds = 0.0, trainLoss = Double.nan, samples = 0
+        var test = (loss: Double.nan, accuracy: Double.nan)
+        var epochsRun = 0
+        for epoch in 1...epochs {
+            let remaining = (maxSteps ?? .max) - steps
+            if remaining <= 0 { break }
+            let summary = training.runEpoch(epoch: epoch, parameters: &parameters, data: data.train, indices: indices,
+                                            shuffle: shuffle, generator: &shuffleGenerator, maxSteps: remaining, progress: progress)
+            steps += summary.steps
+            samples += summary.samples
+            trainingSeconds += summary.seconds
+            trainLoss = summary.meanLoss
+            epochsRun = epoch
+            test = training.evaluate(parameters: parameters, data: data.test)
+            epochDone?(EpochReport(epoch: epoch, trainLoss: trainLoss, testLoss: test.loss, testAccuracy: test.accuracy,
+                                   imagesPerSecond: Double(summary.samples) / summary.seconds, seconds: summary.seconds))
+        }
+        if let saveParameters {
+            do {
+                try Safetensors.save(parameters, layout: network.layout, to: saveParameters,
+                                     metadata: ["format": "pt", "model": model.rawValue, "producer": "fedtrain"])
+            } catch { throw .checkpoint(error) }
+        }
+        return Summary(model: model.rawValue, epochs: epochsRun, steps: steps, trainSamples: data.train.count, batchSize: batchSize,
+                       threads: threads, testAccuracy: test.accuracy, testLoss: test.loss, trainLoss: trainLoss,
+                       imagesPerSecond: Double(samples) / trainingSeconds, seconds: (clock.now - start).seconds,
+                       trainingSeconds: trainingSeconds)
+    }
+}

@@ -1,0 +1,77 @@
+import ArgumentParser
+import Engine
+import Federated
+import Foundation
+
+extension ModelKind: ExpressibleByArgument {}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Centralized training of one model on all the training data.")
+
+    @Option(help: "Data directory (default: /usr/share/datasets/fashion-mnist for lenet5; a cifar-10-batches-bin directory for lenet5-rgb).")
+    var data: String?
+    @Option(help: "Model: \(ModelKind.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var model: ModelKind = .lenet5
+    @Option(help: "Passes over the training data.") var epochs = 10
+    @Option(name: .customLong("batch-size"), help: "Minibatch size.") var batchSize = 64
+    @Option(help: "Learning rate.") var lr: Float = 0.02
+    @Option(help: "SGD momentum (PyTorch semantics).") var momentum: Float = 0.9
+    @Option(name: .customLong("weight-decay"), help: "L2 weight decay added to the gradient.") var weightDecay: Float = 0
+    @Flag(help: "Nesterov momentum.") var nesterov = false
+    @Option(help: "Seed of every random choice (initialization, shuffling).") var seed: UInt64 = 0
+    @Option(help: "Worker threads (default: all cores).") var threads = Parallelism.availableCores
+    @Option(help: "Gradient chunks per step; results are bit-identical across --threads for a fixed value.") var chunks = 4
+    @Option(name: .customLong("init"), help: "Start from this safetensors checkpoint instead of a random initialization.") var initPath: String?
+    @Option(help: "Save the trained parameters to this safetensors file (PyTorch state_dict names).") var save: String?
+    @Option(name: .customLong("max-steps"), help: "Stop after this many SGD steps.") var maxSteps: Int?
+    @Flag(name: .customLong("no-shuffle"), help: "Visit the training data in file order.") var noShuffle = false
+    @Option(name: .customLong("train-limit"), help: "Use only the first N training examples.") var trainLimit: Int?
+    @Option(help: "Write a JSON summary to this file.") var summary: String?
+
+    func validate() throws {
+        if nesterov && momentum == 0 { throw ValidationError("--nesterov needs a non-zero --momentum") }
+        do { try job.validate() } catch { throw ValidationError(error.description) }
+    }
+
+    var job: TrainingJob {
+        var job = TrainingJob()
+        job.model = model
+        job.dataDirectory = data
+        job.epochs = epochs
+        job.batchSize = batchSize
+        job.optimizer = SGDConfiguration(learningRate: lr, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov && momentum > 0)
+        job.seed = seed
+        job.threads = threads
+        job.chunks = chunks
+        job.initialParameters = initPath
+        job.saveParameters = save
+        job.maxSteps = maxSteps
+        job.shuffle = !noShuffle
+        job.trainLimit = trainLimit
+        return job
+    }
+
+    func run() throws {
+        var line = ProgressLine()
+        print("fedtrain train: \(model.rawValue), \(epochs) epochs, B=\(batchSize), lr \(lr), momentum \(momentum), weight decay \(weightDecay), \(threads) threads, seed \(seed)")
+        let result: TrainingJob.Summary
+        do {
+            result = try job.run(progress: { p in
+                line.update("epoch \(p.epoch)/\(epochs) \(ProgressLine.bar(Double(p.step) / Double(p.stepsInEpoch))) \(p.step)/\(p.stepsInEpoch) "
+                    + "\(Int(Double(p.samplesDone) / max(p.seconds, 1e-9))) img/s  loss \(format(p.runningLoss))")
+            }, epochDone: { e in
+                line.finish("epoch \(e.epoch)/\(epochs): train loss \(format(e.trainLoss)), test loss \(format(e.testLoss)), "
+                    + "test accuracy \(format(100 * e.testAccuracy, 2))%, \(Int(e.imagesPerSecond)) img/s, \(format(e.seconds, 1)) s")
+            })
+        } catch {
+            fail(error.description)
+        }
+        print("done: test accuracy \(format(100 * result.testAccuracy, 2))%, test loss \(format(result.testLoss)), "
+            + "\(result.steps) steps, \(Int(result.imagesPerSecond)) img/s training, \(format(result.seconds, 1)) s total")
+        if let save { print("saved \(save)") }
+        if let summary {
+            writeJSON(result, to: summary)
+        }
+    }
+}
