@@ -23,42 +23,44 @@ public struct ConvolutionGeometry: Sendable, Hashable {
     public var patchSize: Int { channels * kernelSize * kernelSize }
     /// Columns of the column matrix: one per output position.
     public var outputPositions: Int { outputHeight * outputWidth }
-
-    /// Output columns `ox` whose input column `ox·stride − padding + kx` lies inside the image.
-    @inline(__always)
-    func validColumns(kx: Int) -> Range<Int> {
-        let shift = kx - padding
-        let low = shift >= 0 ? 0 : (-shift + stride - 1) / stride
-        let high = width - 1 - shift < 0 ? 0 : min(outputWidth, (width - 1 - shift) / stride + 1)
-        return low..<max(low, high)
-    }
+    public var paddedHeight: Int { height + 2 * padding }
+    public var paddedWidth: Int { width + 2 * padding }
+    /// Floats of the zero-padded copy of one image that `im2col` and `col2im` work through.
+    public var paddedImageSize: Int { padding == 0 ? 0 : channels * paddedHeight * paddedWidth }
 }
 
 /// Unrolls one CHW image into the column matrix `col(patchSize × outputPositions)`, row
 /// `(c·k + ky)·k + kx`, column `oy·outputWidth + ox` (Caffe/darknet layout); zero padding.
-/// Overwrites all of `col`.
-public func im2col(_ g: ConvolutionGeometry, image: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>) {
+/// Overwrites all of `col`. `padded` is scratch of `g.paddedImageSize` floats (unused without
+/// padding): the image is copied into a zero border once, so every row segment of `col` is an
+/// unchecked contiguous copy.
+public func im2col(_ g: ConvolutionGeometry, image: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, padded: UnsafeMutablePointer<Float>) {
     let k = g.kernelSize, oH = g.outputHeight, oW = g.outputWidth, P = oH * oW
+    let Hp = g.paddedHeight, Wp = g.paddedWidth
+    let source: UnsafePointer<Float>
+    if g.padding > 0 {
+        padded.update(repeating: 0, count: g.paddedImageSize)
+        for c in 0..<g.channels {
+            for y in 0..<g.height {
+                VectorKernels.copy(image + (c * g.height + y) * g.width,
+                                   padded + (c * Hp + y + g.padding) * Wp + g.padding, count: g.width)
+            }
+        }
+        source = UnsafePointer(padded)
+    } else {
+        source = image
+    }
     for c in 0..<g.channels {
-        let plane = image + c * g.height * g.width
+        let plane = source + c * Hp * Wp
         for ky in 0..<k {
             for kx in 0..<k {
                 let row = col + ((c * k + ky) * k + kx) * P
-                let valid = g.validColumns(kx: kx)
                 for oy in 0..<oH {
-                    let out = row + oy * oW
-                    let iy = oy * g.stride - g.padding + ky
-                    if iy < 0 || iy >= g.height || valid.isEmpty {
-                        out.update(repeating: 0, count: oW)
-                        continue
-                    }
-                    if valid.lowerBound > 0 { out.update(repeating: 0, count: valid.lowerBound) }
-                    if valid.upperBound < oW { (out + valid.upperBound).update(repeating: 0, count: oW - valid.upperBound) }
-                    let source = plane + iy * g.width + kx - g.padding
+                    let from = plane + (oy * g.stride + ky) * Wp + kx, to = row + oy * oW
                     if g.stride == 1 {
-                        (out + valid.lowerBound).update(from: source + valid.lowerBound, count: valid.count)
+                        VectorKernels.copy(from, to, count: oW)
                     } else {
-                        for ox in valid { out[ox] = source[ox * g.stride] }
+                        for ox in 0..<oW { to[ox] = from[ox * g.stride] }
                     }
                 }
             }
@@ -67,27 +69,33 @@ public func im2col(_ g: ConvolutionGeometry, image: UnsafePointer<Float>, col: U
 }
 
 /// The adjoint of `im2col`: adds every entry of `col` back into the image position it was read
-/// from. Accumulates into `image`; the caller zeroes it first when it wants an overwrite.
-public func col2im(_ g: ConvolutionGeometry, col: UnsafePointer<Float>, image: UnsafeMutablePointer<Float>) {
+/// from. **Overwrites** `image` with that sum. `padded` is scratch of `g.paddedImageSize` floats.
+public func col2im(_ g: ConvolutionGeometry, col: UnsafePointer<Float>, image: UnsafeMutablePointer<Float>, padded: UnsafeMutablePointer<Float>) {
     let k = g.kernelSize, oH = g.outputHeight, oW = g.outputWidth, P = oH * oW
+    let Hp = g.paddedHeight, Wp = g.paddedWidth
+    let target = g.padding > 0 ? padded : image
+    target.update(repeating: 0, count: g.channels * Hp * Wp)
     for c in 0..<g.channels {
-        let plane = image + c * g.height * g.width
+        let plane = target + c * Hp * Wp
         for ky in 0..<k {
             for kx in 0..<k {
                 let row = col + ((c * k + ky) * k + kx) * P
-                let valid = g.validColumns(kx: kx)
-                if valid.isEmpty { continue }
                 for oy in 0..<oH {
-                    let iy = oy * g.stride - g.padding + ky
-                    if iy < 0 || iy >= g.height { continue }
-                    let source = row + oy * oW
-                    let target = plane + iy * g.width + kx - g.padding
+                    let to = plane + (oy * g.stride + ky) * Wp + kx, from = row + oy * oW
                     if g.stride == 1 {
-                        for ox in valid { target[ox] += source[ox] }
+                        VectorKernels.add(from, to, count: oW)
                     } else {
-                        for ox in valid { target[ox * g.stride] += source[ox] }
+                        for ox in 0..<oW { to[ox * g.stride] += from[ox] }
                     }
                 }
+            }
+        }
+    }
+    if g.padding > 0 {
+        for c in 0..<g.channels {
+            for y in 0..<g.height {
+                VectorKernels.copy(padded + (c * Hp + y + g.padding) * Wp + g.padding,
+                                   image + (c * g.height + y) * g.width, count: g.width)
             }
         }
     }

@@ -34,7 +34,7 @@ public final class Trainer {
         chunkLoss.initialize(repeating: 0)
         chunkCorrect = .allocate(capacity: self.chunks)
         chunkCorrect.initialize(repeating: 0)
-        if threads > 1 { Parallelism.useSingleThreadedBLAS() }
+        Parallelism.useSingleThreadedBLAS()
     }
 
     deinit {

@@ -58,9 +58,11 @@ let convolutionSweep: [ConvolutionGeometry] = {
         let imageCount = g.channels * g.height * g.width, colCount = g.patchSize * g.outputPositions
         let image = randomArray(imageCount, seed: 5), col = randomArray(colCount, seed: 6)
         var unrolled = [Float](repeating: .nan, count: colCount)
-        var folded = [Float](repeating: 0, count: imageCount)
-        image.withUnsafeBufferPointer { x in unrolled.withUnsafeMutableBufferPointer { im2col(g, image: x.baseAddress!, col: $0.baseAddress!) } }
-        col.withUnsafeBufferPointer { c in folded.withUnsafeMutableBufferPointer { col2im(g, col: c.baseAddress!, image: $0.baseAddress!) } }
+        var folded = [Float](repeating: .nan, count: imageCount)
+        let padded = UnsafeMutablePointer<Float>.allocate(capacity: max(1, g.paddedImageSize))
+        defer { padded.deallocate() }
+        image.withUnsafeBufferPointer { x in unrolled.withUnsafeMutableBufferPointer { im2col(g, image: x.baseAddress!, col: $0.baseAddress!, padded: padded) } }
+        col.withUnsafeBufferPointer { c in folded.withUnsafeMutableBufferPointer { col2im(g, col: c.baseAddress!, image: $0.baseAddress!, padded: padded) } }
         let left = zip(unrolled, col).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
         let right = zip(image, folded).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
         #expect(abs(left - right) <= 1e-4 * max(1, abs(left)))

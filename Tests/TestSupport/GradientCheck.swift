@@ -27,8 +27,8 @@ public struct LayerHarness {
     }
 
     public func forward(input: [Float], parameters: [Float]) -> [Float] {
-        var output = [Float](repeating: 0, count: batch * layer.outputCount)
-        var scratch = [Float](repeating: 0, count: max(1, layer.scratchCount(batch: batch)))
+        var output = [Float](repeating: .nan, count: batch * layer.outputCount)
+        var scratch = [Float](repeating: .nan, count: max(1, layer.scratchCount(batch: batch)))
         let p = parameters.isEmpty ? [0] : parameters
         input.withUnsafeBufferPointer { x in
             p.withUnsafeBufferPointer { w in
@@ -54,7 +54,7 @@ public struct LayerHarness {
         let output = forward(input: input, parameters: parameters)
         var inputGradient = [Float](repeating: .nan, count: input.count)
         var parameterGradient = parameterGradientStart ?? [Float](repeating: 0, count: max(1, parameters.count))
-        var scratch = [Float](repeating: 0, count: max(1, layer.scratchCount(batch: batch)))
+        var scratch = [Float](repeating: .nan, count: max(1, layer.scratchCount(batch: batch)))
         let p = parameters.isEmpty ? [0] : parameters
         input.withUnsafeBufferPointer { x in
             p.withUnsafeBufferPointer { w in

@@ -35,8 +35,8 @@ public struct Conv2D: Layer {
         initializeUniformFanIn(parameters, fanIn: geometry.patchSize, using: &generator)
     }
 
-    /// Column matrix plus its gradient, for one image at a time.
-    public func scratchCount(batch: Int) -> Int { 2 * geometry.patchSize * geometry.outputPositions }
+    /// Column matrix, its gradient, and the padded image, for one image at a time.
+    public func scratchCount(batch: Int) -> Int { 2 * geometry.patchSize * geometry.outputPositions + geometry.paddedImageSize }
 
     public func forward(batch: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                         parameters: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
@@ -48,7 +48,7 @@ public struct Conv2D: Layer {
             if isPointwise {
                 col = x
             } else {
-                im2col(geometry, image: x, col: scratch)
+                im2col(geometry, image: x, col: scratch, padded: scratch + 2 * K * P)
                 col = UnsafePointer(scratch)
             }
             for channel in 0..<outputChannels {
@@ -65,20 +65,17 @@ public struct Conv2D: Layer {
         let K = geometry.patchSize, P = geometry.outputPositions
         let weight = parameters
         let weightGradient = parameterGradient, biasGradient = parameterGradient + outputChannels * K
-        let col = scratch, colGradient = scratch + K * P
+        let col = scratch, colGradient = scratch + K * P, padded = scratch + 2 * K * P
         for image in 0..<batch {
             let x = input + image * inputCount, dy = outputGradient + image * outputCount
             for channel in 0..<outputChannels {
-                let row = dy + channel * P
-                var sum: Float = 0
-                for position in 0..<P { sum += row[position] }
-                biasGradient[channel] += sum
+                biasGradient[channel] += VectorKernels.sum(dy + channel * P, count: P)
             }
             let columns: UnsafePointer<Float>
             if isPointwise {
                 columns = x
             } else {
-                im2col(geometry, image: x, col: col)
+                im2col(geometry, image: x, col: col, padded: padded)
                 columns = UnsafePointer(col)
             }
             BLAS.gemm(transposeB: true, m: outputChannels, n: K, k: P, dy, columns, beta: 1, weightGradient)
@@ -88,8 +85,7 @@ public struct Conv2D: Layer {
                 BLAS.gemm(transposeA: true, m: K, n: P, k: outputChannels, weight, dy, dx)
             } else {
                 BLAS.gemm(transposeA: true, m: K, n: P, k: outputChannels, weight, dy, colGradient)
-                dx.update(repeating: 0, count: inputCount)
-                col2im(geometry, col: colGradient, image: dx)
+                col2im(geometry, col: colGradient, image: dx, padded: padded)
             }
         }
     }

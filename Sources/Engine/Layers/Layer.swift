@@ -7,7 +7,9 @@
 /// - `forward` overwrites `output`. `backward` **accumulates** into `parameterGradient` and
 ///   **overwrites** `inputGradient` (skipped when nil, for the first layer).
 /// - `scratch` holds `scratchCount(batch:)` floats owned by the caller; contents are undefined on
-///   entry. Layers keep no state between calls, so one value can serve many threads.
+///   entry. Layers keep no state between calls, so one value can serve many threads. (Recomputing
+///   a convolution's column matrices in `backward` measured faster than keeping them from
+///   `forward`: the kept matrices overflow L2.)
 public protocol Layer: Sendable {
     /// Per-sample input shape, for example `[1, 28, 28]` or `[400]`.
     var inputShape: [Int] { get }

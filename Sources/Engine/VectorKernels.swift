@@ -1,0 +1,75 @@
+/// Short-vector helpers for the row-sized loops of im2col, col2im, pooling and bias sums, where
+/// calls to memcpy or scalar loops cost more than the work. All take explicit lengths; none reads
+/// or writes outside `[pointer, pointer + count)`.
+enum VectorKernels {
+    @inline(__always)
+    static func load<V: SIMD>(_ pointer: UnsafePointer<Float>, as type: V.Type) -> V where V.Scalar == Float {
+        UnsafeRawPointer(pointer).loadUnaligned(as: V.self)
+    }
+
+    @inline(__always)
+    static func store<V: SIMD>(_ value: V, _ pointer: UnsafeMutablePointer<Float>) where V.Scalar == Float {
+        UnsafeMutableRawPointer(pointer).storeBytes(of: value, as: V.self)
+    }
+
+    /// `target[0..<count] = source[0..<count]`; the ranges must not overlap. The last vector
+    /// may overlap the previous one, which is harmless for a copy.
+    @inline(__always)
+    static func copy(_ source: UnsafePointer<Float>, _ target: UnsafeMutablePointer<Float>, count: Int) {
+        if count >= 16 {
+            var i = 0
+            while i + 16 <= count {
+                store(load(source + i, as: SIMD16<Float>.self), target + i)
+                i += 16
+            }
+            if i < count { store(load(source + count - 16, as: SIMD16<Float>.self), target + count - 16) }
+        } else if count >= 8 {
+            store(load(source, as: SIMD8<Float>.self), target)
+            store(load(source + count - 8, as: SIMD8<Float>.self), target + count - 8)
+        } else if count >= 4 {
+            store(load(source, as: SIMD4<Float>.self), target)
+            store(load(source + count - 4, as: SIMD4<Float>.self), target + count - 4)
+        } else {
+            for i in 0..<count { target[i] = source[i] }
+        }
+    }
+
+    /// `target[0..<count] += source[0..<count]`.
+    @inline(__always)
+    static func add(_ source: UnsafePointer<Float>, _ target: UnsafeMutablePointer<Float>, count: Int) {
+        var i = 0
+        while i + 16 <= count {
+            store(load(source + i, as: SIMD16<Float>.self) + load(target + i, as: SIMD16<Float>.self), target + i)
+            i += 16
+        }
+        if i + 8 <= count {
+            store(load(source + i, as: SIMD8<Float>.self) + load(target + i, as: SIMD8<Float>.self), target + i)
+            i += 8
+        }
+        if i + 4 <= count {
+            store(load(source + i, as: SIMD4<Float>.self) + load(target + i, as: SIMD4<Float>.self), target + i)
+            i += 4
+        }
+        while i < count {
+            target[i] += source[i]
+            i += 1
+        }
+    }
+
+    /// Sum of `count` floats with 16 running partial sums (a fixed order, so deterministic).
+    @inline(__always)
+    static func sum(_ source: UnsafePointer<Float>, count: Int) -> Float {
+        var partial = SIMD16<Float>()
+        var i = 0
+        while i + 16 <= count {
+            partial += load(source + i, as: SIMD16<Float>.self)
+            i += 16
+        }
+        var total = partial.sum()
+        while i < count {
+            total += source[i]
+            i += 1
+        }
+        return total
+    }
+}
