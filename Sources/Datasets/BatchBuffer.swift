@@ -5,7 +5,6 @@ public final class BatchBuffer {
     public let sampleSize: Int
     public let images: UnsafeMutablePointer<Float>
     public let labels: UnsafeMutablePointer<Int32>
-    public private(set) var count = 0
 
     public init(capacity: Int, sampleSize: Int) {
         precondition(capacity >= 1 && sampleSize >= 1)
@@ -22,10 +21,13 @@ public final class BatchBuffer {
         labels.deallocate()
     }
 
-    /// Fills the buffer with samples `indices` of `data`.
-    public func fill(from data: LabeledImages, _ indices: some Collection<Int>) {
-        precondition(indices.count <= capacity && data.sampleSize == sampleSize)
-        data.gather(indices, images: images, labels: labels)
-        count = indices.count
+    /// Fills rows `rows` of the buffer with the samples at those positions of `indices`
+    /// (all rows when nil). Disjoint row ranges may be filled from different threads.
+    public func fill(from data: LabeledImages, _ indices: ArraySlice<Int>, rows: Range<Int>? = nil) {
+        let rows = rows ?? 0..<indices.count
+        precondition(rows.upperBound <= min(indices.count, capacity) && data.sampleSize == sampleSize)
+        let start = indices.startIndex
+        data.gather(indices[(start + rows.lowerBound)..<(start + rows.upperBound)],
+                    images: images + rows.lowerBound * sampleSize, labels: labels + rows.lowerBound)
     }
 }

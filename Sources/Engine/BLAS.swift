@@ -24,6 +24,12 @@ public enum BLAS {
             beta, c, Int32(n))
     }
 
+    /// Writes the transpose of the row-major `rows × columns` matrix `a` into `b` (`columns × rows`).
+    @inline(__always)
+    public static func transpose(rows: Int, columns: Int, _ a: UnsafePointer<Float>, _ b: UnsafeMutablePointer<Float>) {
+        cblas_somatcopy(CblasRowMajor, CblasTrans, Int32(rows), Int32(columns), 1, a, Int32(columns), b, Int32(rows))
+    }
+
     /// `y += alpha · x` over `count` elements.
     @inline(__always)
     public static func axpy(count: Int, alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {

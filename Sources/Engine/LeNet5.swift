@@ -1,5 +1,9 @@
 /// LeNet-5 as in `shared/peers/common.py`: conv 5×5 → ReLU → maxpool 2 → conv 6→16 5×5 → ReLU
 /// → maxpool 2 → fc 400-120-84-10, with the PyTorch module names `conv1, conv2, fc1, fc2, fc3`.
+///
+/// The stack pools before the ReLU: `relu(maxpool(x)) = maxpool(relu(x))` exactly (ReLU is
+/// monotonic), and the gradients agree too (the same first maximum wins; a window with no
+/// positive value passes no gradient either way), while the ReLU touches 4× fewer values.
 public enum LeNet5 {
     /// Builds LeNet-5 for `inputChannels × inputSize × inputSize` images. `conv1` pads so that its
     /// output is 28×28 (padding 2 for 28×28 input, 0 for 32×32), which makes `fc1` 400 wide.
@@ -13,8 +17,8 @@ public enum LeNet5 {
         let pool2 = MaxPool2D(channels: 16, inputHeight: conv2.outputShape[1], inputWidth: conv2.outputShape[2], kernelSize: 2)
         let flatten = Flatten(shape: pool2.outputShape)
         return Sequential([
-            ("conv1", conv1), (nil, ReLU(shape: conv1.outputShape)), (nil, pool1),
-            ("conv2", conv2), (nil, ReLU(shape: conv2.outputShape)), (nil, pool2),
+            ("conv1", conv1), (nil, pool1), (nil, ReLU(shape: pool1.outputShape)),
+            ("conv2", conv2), (nil, pool2), (nil, ReLU(shape: pool2.outputShape)),
             (nil, flatten),
             ("fc1", Dense(inputFeatures: flatten.outputCount, outputFeatures: 120)), (nil, ReLU(shape: [120])),
             ("fc2", Dense(inputFeatures: 120, outputFeatures: 84)), (nil, ReLU(shape: [84])),

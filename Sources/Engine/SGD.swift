@@ -40,29 +40,48 @@ public struct SGD: Sendable {
     /// Updates `parameters` in place from `gradient`, which is used as scratch (overwritten).
     public mutating func step(parameters: UnsafeMutableBufferPointer<Float>, gradient: UnsafeMutableBufferPointer<Float>) {
         precondition(parameters.count == gradient.count)
-        let count = parameters.count
-        let c = configuration
-        let p = parameters.baseAddress!, g = gradient.baseAddress!
-        if c.weightDecay != 0 { BLAS.axpy(count: count, alpha: c.weightDecay, p, g) }
-        if c.momentum != 0 {
-            let first = velocity.isEmpty
-            if first { velocity = [Float](repeating: 0, count: count) }
-            precondition(velocity.count == count, "optimizer state belongs to another model")
-            velocity.withUnsafeMutableBufferPointer { buffer in
-                let b = buffer.baseAddress!
-                if first {
-                    b.update(from: g, count: count)
-                } else {
-                    let keep = 1 - c.dampening
-                    for i in 0..<count { b[i] = c.momentum * b[i] + keep * g[i] }
-                }
-                if c.nesterov {
-                    BLAS.axpy(count: count, alpha: c.momentum, b, g)
-                } else {
-                    g.update(from: b, count: count)
-                }
-            }
+        let first = prepareVelocity(count: parameters.count)
+        let configuration = configuration
+        withVelocity { velocity in
+            SGD.update(configuration, parameters: parameters.baseAddress!, gradient: gradient.baseAddress!,
+                       velocity: velocity, firstStep: first, range: 0..<parameters.count)
         }
-        BLAS.axpy(count: count, alpha: -c.learningRate, g, p)
+    }
+
+    /// Allocates the momentum buffer for `count` parameters if needed; returns whether the next
+    /// update is the first one (which copies the gradient into the buffer).
+    public mutating func prepareVelocity(count: Int) -> Bool {
+        guard configuration.momentum != 0 else { return false }
+        if velocity.isEmpty {
+            velocity = [Float](repeating: 0, count: count)
+            return true
+        }
+        precondition(velocity.count == count, "optimizer state belongs to another model")
+        return false
+    }
+
+    /// Runs `body` with the momentum buffer (nil without momentum).
+    public mutating func withVelocity<R>(_ body: (UnsafeMutablePointer<Float>?) -> R) -> R {
+        if velocity.isEmpty { return body(nil) }
+        return velocity.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+    }
+
+    /// The update on elements `range` only. Elements are independent, so disjoint ranges may run
+    /// on different threads and give the same result as one call over everything.
+    public static func update(
+        _ c: SGDConfiguration, parameters p: UnsafeMutablePointer<Float>, gradient g: UnsafeMutablePointer<Float>,
+        velocity b: UnsafeMutablePointer<Float>?, firstStep: Bool, range: Range<Int>
+    ) {
+        let keep = 1 - c.dampening
+        for i in range {
+            var d = g[i]
+            if c.weightDecay != 0 { d += c.weightDecay * p[i] }
+            if let b {
+                let buffer = firstStep ? d : c.momentum * b[i] + keep * d
+                b[i] = buffer
+                d = c.nesterov ? d + c.momentum * buffer : buffer
+            }
+            p[i] -= c.learningRate * d
+        }
     }
 }

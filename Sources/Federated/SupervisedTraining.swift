@@ -50,9 +50,9 @@ public final class SupervisedTraining {
         var lossSum = 0.0, samples = 0, steps = 0
         for batch in 0..<min(order.batchCount, maxSteps) {
             let range = order.batchRange(batch)
-            buffer.fill(from: data, order.indices[range])
-            let loss = trainer.step(parameters: &parameters, images: buffer.images, labels: buffer.labels,
-                                    count: range.count, adjustGradient: adjustGradient)
+            let loss = trainer.step(parameters: &parameters, images: buffer.images, labels: buffer.labels, count: range.count,
+                                    load: { rows in self.buffer.fill(from: data, order.indices[range], rows: rows) },
+                                    adjustGradient: adjustGradient)
             lossSum += loss * Double(range.count)
             samples += range.count
             steps += 1
@@ -72,8 +72,8 @@ public final class SupervisedTraining {
         parameters.withUnsafeBufferPointer { p in
             for start in stride(from: 0, to: all.count, by: batchSize) {
                 let batch = all[start..<min(all.count, start + batchSize)]
-                buffer.fill(from: data, batch)
-                let result = trainer.evaluate(parameters: p.baseAddress!, images: buffer.images, labels: buffer.labels, count: batch.count)
+                let result = trainer.evaluate(parameters: p.baseAddress!, images: buffer.images, labels: buffer.labels, count: batch.count,
+                                              load: { rows in self.buffer.fill(from: data, batch, rows: rows) })
                 lossSum += result.lossSum
                 correct += result.correct
             }

@@ -4,7 +4,7 @@
 /// Weight `[outputChannels, inputChannels, k, k]` stored as the matrix
 /// `W(outputChannels × inputChannels·k²)`, then bias `[outputChannels]`.
 /// Per image: forward is `Y(outC × oH·oW) = W · im2col(x) + b`; backward is
-/// `dW += dY · colᵀ`, `db += rowsum(dY)`, `dx = col2im(Wᵀ · dY)`. One GEMM per image keeps the
+/// `dW += dY · colᵀ` (computed as its transpose), `db += rowsum(dY)`, `dx = col2im(Wᵀ · dY)`. One GEMM per image keeps the
 /// shapes at the size OpenBLAS runs fastest (see `Parallelism`).
 public struct Conv2D: Layer {
     public let geometry: ConvolutionGeometry
@@ -35,8 +35,11 @@ public struct Conv2D: Layer {
         initializeUniformFanIn(parameters, fanIn: geometry.patchSize, using: &generator)
     }
 
-    /// Column matrix, its gradient, and the padded image, for one image at a time.
-    public func scratchCount(batch: Int) -> Int { 2 * geometry.patchSize * geometry.outputPositions + geometry.paddedImageSize }
+    /// Column matrix, its gradient, the padded image, `dYᵀ` (one image at a time), `Wᵀ` and `dWᵀ`.
+    public func scratchCount(batch: Int) -> Int {
+        let K = geometry.patchSize, P = geometry.outputPositions
+        return 2 * K * P + geometry.paddedImageSize + P * outputChannels + 2 * outputChannels * K
+    }
 
     public func forward(batch: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                         parameters: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
@@ -66,6 +69,15 @@ public struct Conv2D: Layer {
         let weight = parameters
         let weightGradient = parameterGradient, biasGradient = parameterGradient + outputChannels * K
         let col = scratch, colGradient = scratch + K * P, padded = scratch + 2 * K * P
+        let outputGradientTransposed = padded + geometry.paddedImageSize
+        let weightTransposed = outputGradientTransposed + P * outputChannels
+        let weightGradientTransposed = weightTransposed + outputChannels * K
+        // Transposed operands keep every GEMM in the NN form: OpenBLAS's small-matrix kernels
+        // reject transposed-A shapes that are short in K or wide in M·N and fall back to the
+        // packing path, which measured slower for these shapes. So `dWᵀ += col · dYᵀ` is
+        // accumulated over the batch and added to `dW` once, and `dcol = Wᵀ · dY`.
+        if inputGradient != nil { BLAS.transpose(rows: outputChannels, columns: K, weight, weightTransposed) }
+        weightGradientTransposed.update(repeating: 0, count: K * outputChannels)
         for image in 0..<batch {
             let x = input + image * inputCount, dy = outputGradient + image * outputCount
             for channel in 0..<outputChannels {
@@ -78,14 +90,20 @@ public struct Conv2D: Layer {
                 im2col(geometry, image: x, col: col, padded: padded)
                 columns = UnsafePointer(col)
             }
-            BLAS.gemm(transposeB: true, m: outputChannels, n: K, k: P, dy, columns, beta: 1, weightGradient)
+            BLAS.transpose(rows: outputChannels, columns: P, dy, outputGradientTransposed)
+            BLAS.gemm(m: K, n: outputChannels, k: P, columns, outputGradientTransposed, beta: 1, weightGradientTransposed)
             guard let inputGradient else { continue }
             let dx = inputGradient + image * inputCount
             if isPointwise {
-                BLAS.gemm(transposeA: true, m: K, n: P, k: outputChannels, weight, dy, dx)
+                BLAS.gemm(m: K, n: P, k: outputChannels, weightTransposed, dy, dx)
             } else {
-                BLAS.gemm(transposeA: true, m: K, n: P, k: outputChannels, weight, dy, colGradient)
+                BLAS.gemm(m: K, n: P, k: outputChannels, weightTransposed, dy, colGradient)
                 col2im(geometry, col: colGradient, image: dx, padded: padded)
+            }
+        }
+        for row in 0..<K {
+            for channel in 0..<outputChannels {
+                weightGradient[channel * K + row] += weightGradientTransposed[row * outputChannels + channel]
             }
         }
     }

@@ -32,13 +32,16 @@ public struct Dense: Layer {
         BLAS.gemm(transposeB: true, m: batch, n: outputFeatures, k: inputFeatures, input, parameters, beta: 1, output)
     }
 
+    /// `dYᵀ`, so that `dW += dYᵀ · X` is a plain NN product (see `Conv2D.backward`).
+    public func scratchCount(batch: Int) -> Int { batch * outputFeatures }
+
     public func backward(batch: Int, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
                          outputGradient: UnsafePointer<Float>, inputGradient: UnsafeMutablePointer<Float>?,
                          parameters: UnsafePointer<Float>, parameterGradient: UnsafeMutablePointer<Float>,
                          scratch: UnsafeMutablePointer<Float>) {
         let biasGradient = parameterGradient + outputFeatures * inputFeatures
-        BLAS.gemm(transposeA: true, m: outputFeatures, n: inputFeatures, k: batch, outputGradient, input,
-                  beta: 1, parameterGradient)
+        BLAS.transpose(rows: batch, columns: outputFeatures, outputGradient, scratch)
+        BLAS.gemm(m: outputFeatures, n: inputFeatures, k: batch, scratch, input, beta: 1, parameterGradient)
         for row in 0..<batch {
             let dy = outputGradient + row * outputFeatures
             for feature in 0..<outputFeatures { biasGradient[feature] += dy[feature] }
