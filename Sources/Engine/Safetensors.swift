@@ -65,10 +65,17 @@ public enum Safetensors {
         return try decode(bytes, layout: layout, path: path)
     }
 
-    /// Parses a safetensors image; `path` only names the source in errors.
-    public static func decode(_ bytes: [UInt8], layout: ParameterLayout, path: String = "<memory>") throws(SafetensorsError) -> [Float] {
+    /// One tensor of a safetensors file.
+    public struct Tensor: Sendable {
+        public var shape: [Int]
+        public var values: [Float]
+    }
+
+    /// Every F32 tensor of a safetensors image by name, after checking the whole header (JSON,
+    /// dtypes, shapes against byte ranges, data section tiled without gaps or overlap).
+    /// `path` only names the source in errors.
+    public static func tensors(_ bytes: [UInt8], path: String = "<memory>") throws(SafetensorsError) -> [String: Tensor] {
         func malformed(_ problem: String) -> SafetensorsError { .malformed(path: path, problem: problem) }
-        func incompatible(_ problem: String) -> SafetensorsError { .incompatible(path: path, problem: problem) }
         guard bytes.count >= 8 else { throw malformed("file is \(bytes.count) bytes, shorter than the 8-byte header length") }
         let headerLength = bytes[0..<8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
         guard headerLength >= 2, headerLength <= UInt64(maximumHeaderLength), headerLength <= UInt64(bytes.count - 8) else {
@@ -79,8 +86,8 @@ public enum Safetensors {
         guard let object = try? JSONSerialization.jsonObject(with: headerBytes), let header = object as? [String: Any] else {
             throw malformed("header is not a JSON object")
         }
-        struct Tensor { var name: String; var shape: [Int]; var begin: Int; var end: Int }
-        var tensors: [Tensor] = []
+        struct Entry { var name: String; var shape: [Int]; var begin: Int; var end: Int }
+        var entries: [Entry] = []
         for (name, value) in header where name != "__metadata__" {
             guard let info = value as? [String: Any] else { throw malformed("entry \(name) is not an object") }
             guard let dtype = info["dtype"] as? String else { throw malformed("entry \(name) has no dtype") }
@@ -92,37 +99,50 @@ public enum Safetensors {
                   offsets.count == 2, offsets[0] >= 0, offsets[0] <= offsets[1] else {
                 throw malformed("entry \(name) has an invalid shape or data_offsets")
             }
-            guard dtype == "F32" else { throw incompatible("tensor \(name) has dtype \(dtype); fedtrain reads F32 only") }
+            guard dtype == "F32" else {
+                throw .incompatible(path: path, problem: "tensor \(name) has dtype \(dtype); fedtrain reads F32 only")
+            }
             let (elements, overflow) = shape.reduce((1, false)) { acc, d in
                 let r = acc.0.multipliedReportingOverflow(by: d); return (r.partialValue, acc.1 || r.overflow) }
             guard !overflow, elements * 4 == offsets[1] - offsets[0] else {
-                throw malformed("tensor \(name): shape \(shape) needs \(elements * 4) bytes, data_offsets give \(offsets[1] - offsets[0])")
+                throw malformed("tensor \(name): shape \(shape) does not match its \(offsets[1] - offsets[0]) data bytes")
             }
-            tensors.append(Tensor(name: name, shape: shape, begin: offsets[0], end: offsets[1]))
+            entries.append(Entry(name: name, shape: shape, begin: offsets[0], end: offsets[1]))
         }
-        tensors.sort { ($0.begin, $0.end) < ($1.begin, $1.end) }
+        entries.sort { ($0.begin, $0.end) < ($1.begin, $1.end) }
         var expected = 0
-        for tensor in tensors {
-            guard tensor.begin == expected else { throw malformed("tensor \(tensor.name) data does not follow the previous tensor (gap or overlap)") }
-            expected = tensor.end
+        for entry in entries {
+            guard entry.begin == expected else { throw malformed("tensor \(entry.name) data does not follow the previous tensor (gap or overlap)") }
+            expected = entry.end
         }
         guard expected == bytes.count - dataStart else {
             throw malformed("tensors cover \(expected) data bytes but the file holds \(bytes.count - dataStart)")
         }
-        var parameters = [Float](repeating: 0, count: layout.count)
-        for tensor in tensors {
-            guard let entry = layout[tensor.name] else { throw incompatible("unexpected tensor \(tensor.name)") }
-            guard entry.shape == tensor.shape else {
-                throw incompatible("tensor \(tensor.name) has shape \(tensor.shape), the model needs \(entry.shape)")
+        var result: [String: Tensor] = [:]
+        for entry in entries {
+            let values = (0..<((entry.end - entry.begin) / 4)).map { index -> Float in
+                let at = dataStart + entry.begin + 4 * index
+                return Float(bitPattern: UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24)
             }
-            for index in 0..<entry.count {
-                let at = dataStart + tensor.begin + 4 * index
-                let bits = UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24
-                parameters[entry.offset + index] = Float(bitPattern: bits)
-            }
+            result[entry.name] = Tensor(shape: entry.shape, values: values)
         }
-        if let missing = layout.entries.first(where: { entry in !tensors.contains { $0.name == entry.name } }) {
-            throw incompatible("missing tensor \(missing.name)")
+        return result
+    }
+
+    /// Parses a safetensors image into a vector laid out by `layout`: exactly the layout's
+    /// tensors (any order), each with the layout's shape. `path` only names the source in errors.
+    public static func decode(_ bytes: [UInt8], layout: ParameterLayout, path: String = "<memory>") throws(SafetensorsError) -> [Float] {
+        let named = try tensors(bytes, path: path)
+        var parameters = [Float](repeating: 0, count: layout.count)
+        for (name, tensor) in named.sorted(by: { $0.key < $1.key }) {
+            guard let entry = layout[name] else { throw .incompatible(path: path, problem: "unexpected tensor \(name)") }
+            guard entry.shape == tensor.shape else {
+                throw .incompatible(path: path, problem: "tensor \(name) has shape \(tensor.shape), the model needs \(entry.shape)")
+            }
+            parameters.replaceSubrange(entry.range, with: tensor.values)
+        }
+        if let missing = layout.entries.first(where: { named[$0.name] == nil }) {
+            throw .incompatible(path: path, problem: "missing tensor \(missing.name)")
         }
         return parameters
     }

@@ -1,0 +1,92 @@
+import Engine
+import Foundation
+import Testing
+import TestSupport
+
+/// Compares fedtrain with PyTorch on the fixture written by `scripts/make_golden.py`: same
+/// weights, same batch, the same logits, loss, gradients and SGD trajectories.
+///
+/// Tolerances (PyTorch uses MKL/oneDNN with other summation orders): every element within
+/// `1e-4 · max|reference|` of the tensor plus `1e-4` relative, for the forward pass, the gradients
+/// and the first steps; the 3-step trajectories within `2e-4` of the weight scale.
+@Suite struct GoldenTests {
+    static let fixture: [String: Safetensors.Tensor] = {
+        let url = Bundle.module.url(forResource: "golden", withExtension: "safetensors", subdirectory: "Fixtures")!
+        return try! Safetensors.tensors([UInt8](Data(contentsOf: url)), path: url.path)
+    }()
+
+    static let models: [(String, Sequential)] = [("lenet5", LeNet5.grayscale), ("lenet5rgb", LeNet5.rgb)]
+
+    func tensor(_ name: String) -> [Float] {
+        guard let tensor = Self.fixture[name] else {
+            Issue.record("fixture has no tensor \(name)")
+            return []
+        }
+        return tensor.values
+    }
+
+    func vector(_ prefix: String, _ network: Sequential) -> [Float] {
+        network.layout.entries.flatMap { tensor("\(prefix).\($0.name)") }
+    }
+
+    /// Largest error relative to the reference tensor's scale, per layout entry.
+    func expectClose(_ actual: [Float], _ expected: [Float], layout: ParameterLayout, scaleTolerance: Float, _ what: String) {
+        for entry in layout.entries {
+            let a = Array(actual[entry.range]), e = Array(expected[entry.range])
+            let scale = e.map(abs).max()!
+            #expect(closeness(a, e, rtol: 1e-4, atol: scaleTolerance * scale) <= 1, "\(what) \(entry.name)")
+        }
+    }
+
+    @Test(arguments: models.map(\.0))
+    func forwardAndGradientsMatchPyTorch(prefix: String) {
+        let network = Self.models.first { $0.0 == prefix }!.1
+        let parameters = vector("\(prefix).param", network)
+        let input = tensor("\(prefix).input"), labels = tensor("\(prefix).labels").map { Int32($0) }
+        let batch = labels.count
+        let workspace = Workspace(network: network, capacity: batch)
+        let logits = parameters.withUnsafeBufferPointer { p in
+            input.withUnsafeBufferPointer { x in
+                Array(UnsafeBufferPointer(start: workspace.forward(batch: batch, input: x.baseAddress!, parameters: p.baseAddress!),
+                                          count: batch * 10))
+            }
+        }
+        let expectedLogits = tensor("\(prefix).logits")
+        #expect(closeness(logits, expectedLogits, rtol: 1e-4, atol: 1e-4 * expectedLogits.map(abs).max()!) <= 1)
+
+        let trainer = Trainer(network: network, optimizer: SGDConfiguration(learningRate: 0.05), batchCapacity: batch, chunks: 2, threads: 2)
+        var gradient = [Float](repeating: .nan, count: network.parameterCount)
+        let loss = parameters.withUnsafeBufferPointer { p in
+            input.withUnsafeBufferPointer { x in
+                labels.withUnsafeBufferPointer { y in
+                    gradient.withUnsafeMutableBufferPointer { g in
+                        trainer.computeGradient(parameters: p.baseAddress!, images: x.baseAddress!, labels: y.baseAddress!,
+                                                count: batch, into: g.baseAddress!)
+                    }
+                }
+            }
+        }
+        let expectedLoss = Double(tensor("\(prefix).loss")[0])
+        #expect(abs(loss - expectedLoss) <= 1e-5 * abs(expectedLoss))
+        expectClose(gradient, vector("\(prefix).grad", network), layout: network.layout, scaleTolerance: 1e-4, "gradient")
+    }
+
+    @Test(arguments: models.map(\.0))
+    func sgdTrajectoriesMatchPyTorch(prefix: String) {
+        let network = Self.models.first { $0.0 == prefix }!.1
+        let input = tensor("\(prefix).input"), labels = tensor("\(prefix).labels").map { Int32($0) }
+        for (tag, configuration) in [("momentum3", SGDConfiguration(learningRate: 0.05, momentum: 0.9)),
+                                     ("nesterov3", SGDConfiguration(learningRate: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov: true))] {
+            var parameters = vector("\(prefix).param", network)
+            let trainer = Trainer(network: network, optimizer: configuration, batchCapacity: labels.count)
+            for _ in 0..<3 {
+                input.withUnsafeBufferPointer { x in
+                    labels.withUnsafeBufferPointer { y in
+                        _ = trainer.step(parameters: &parameters, images: x.baseAddress!, labels: y.baseAddress!, count: labels.count)
+                    }
+                }
+            }
+            expectClose(parameters, vector("\(prefix).\(tag)", network), layout: network.layout, scaleTolerance: 2e-4, tag)
+        }
+    }
+}

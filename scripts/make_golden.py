@@ -1,0 +1,82 @@
+"""Writes the PyTorch golden fixture the Swift tests compare against.
+
+Usage: .venv/bin/python scripts/make_golden.py   (needs torch and safetensors; CI never runs it)
+
+For each model (LeNet-5 grayscale as in shared/peers/common.py, and the RGB variant), from fixed
+seeded weights and one fixed batch, it stores:
+  <model>.param.<name>     the initial weights (PyTorch state_dict names)
+  <model>.input, .labels   the batch (labels as float)
+  <model>.logits, .loss    the forward pass; loss is the batch-mean cross-entropy
+  <model>.grad.<name>      every parameter gradient of that loss
+  <model>.momentum3.<name> weights after 3 SGD steps on the batch (lr 0.05, momentum 0.9)
+  <model>.nesterov3.<name> weights after 3 SGD steps (lr 0.05, momentum 0.9, Nesterov, weight decay 0.01)
+"""
+import os
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+
+class LeNet5(nn.Module):
+    """shared/peers/common.py's LeNet5, with the input channels and conv1 padding as parameters."""
+
+    def __init__(self, channels=1, padding=2):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, 6, 5, padding=padding)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(400, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = x.flatten(1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+def record(prefix, model, x, y, out):
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    for k, v in initial.items():
+        out[f"{prefix}.param.{k}"] = v
+    out[f"{prefix}.input"] = x
+    out[f"{prefix}.labels"] = y.float()
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    loss.backward()
+    out[f"{prefix}.logits"] = logits.detach()
+    out[f"{prefix}.loss"] = loss.detach().reshape(1)
+    for k, p in model.named_parameters():
+        out[f"{prefix}.grad.{k}"] = p.grad.detach().clone()
+    for tag, options in [("momentum3", dict(momentum=0.9)),
+                         ("nesterov3", dict(momentum=0.9, nesterov=True, weight_decay=0.01))]:
+        model.load_state_dict(initial)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, **options)
+        for _ in range(3):
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+        for k, v in model.state_dict().items():
+            out[f"{prefix}.{tag}.{k}"] = v.detach().clone()
+
+
+def main():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    out = {}
+    gray = LeNet5(1, 2)
+    record("lenet5", gray, torch.randn(6, 1, 28, 28), torch.tensor([0, 3, 9, 3, 5, 7]), out)
+    rgb = LeNet5(3, 0)
+    record("lenet5rgb", rgb, torch.randn(3, 3, 32, 32), torch.tensor([2, 8, 1]), out)
+    path = os.path.join(os.path.dirname(__file__), "..", "Tests", "EngineTests", "Fixtures", "golden.safetensors")
+    save_file({k: v.contiguous() for k, v in out.items()}, path, metadata={"generator": "scripts/make_golden.py",
+                                                                           "torch": torch.__version__})
+    print(f"wrote {os.path.normpath(path)} ({len(out)} tensors, torch {torch.__version__})")
+
+
+if __name__ == "__main__":
+    main()
