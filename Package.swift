@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Engine"], path: "Tests/TestSupport"),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "TestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TestSupport"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TestSupport", "CZlib"]),
         .testTarget(name: "FederatedTests", dependencies: ["Federated", "TestSupport"]),
         .testTarget(name: "FedtrainTests", dependencies: ["fedtrain"]),
     ]

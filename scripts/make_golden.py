@@ -10,6 +10,8 @@ seeded weights and one fixed batch, it stores:
   <model>.grad.<name>      every parameter gradient of that loss
   <model>.momentum3.<name> weights after 3 SGD steps on the batch (lr 0.05, momentum 0.9)
   <model>.nesterov3.<name> weights after 3 SGD steps (lr 0.05, momentum 0.9, Nesterov, weight decay 0.01)
+and, as PyTorch itself writes a checkpoint, the grayscale model's initial weights in
+torch_lenet5.safetensors (safetensors.torch.save_file of the state_dict).
 """
 import os
 
@@ -70,9 +72,12 @@ def main():
     out = {}
     gray = LeNet5(1, 2)
     record("lenet5", gray, torch.randn(6, 1, 28, 28), torch.tensor([0, 3, 9, 3, 5, 7]), out)
+    fixtures = os.path.join(os.path.dirname(__file__), "..", "Tests", "EngineTests", "Fixtures")
+    save_file({k[len("lenet5.param."):]: v.contiguous() for k, v in out.items() if k.startswith("lenet5.param.")},
+              os.path.join(fixtures, "torch_lenet5.safetensors"))
     rgb = LeNet5(3, 0)
     record("lenet5rgb", rgb, torch.randn(3, 3, 32, 32), torch.tensor([2, 8, 1]), out)
-    path = os.path.join(os.path.dirname(__file__), "..", "Tests", "EngineTests", "Fixtures", "golden.safetensors")
+    path = os.path.join(fixtures, "golden.safetensors")
     save_file({k: v.contiguous() for k, v in out.items()}, path, metadata={"generator": "scripts/make_golden.py",
                                                                            "torch": torch.__version__})
     print(f"wrote {os.path.normpath(path)} ({len(out)} tensors, torch {torch.__version__})")

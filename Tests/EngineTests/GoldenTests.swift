@@ -90,3 +90,14 @@ import TestSupport
         }
     }
 }
+
+@Suite struct PyTorchCheckpointTests {
+    /// A file written by `safetensors.torch.save_file(model.state_dict())` loads into fedtrain.
+    @Test func loadsACheckpointSavedByPyTorch() throws {
+        let url = Bundle.module.url(forResource: "torch_lenet5", withExtension: "safetensors", subdirectory: "Fixtures")!
+        let network = LeNet5.grayscale
+        let parameters = try Safetensors.load(url.path, layout: network.layout)
+        let expected = network.layout.entries.flatMap { GoldenTests.fixture["lenet5.param.\($0.name)"]!.values }
+        #expect(parameters == expected)
+    }
+}

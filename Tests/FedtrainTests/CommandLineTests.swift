@@ -1,0 +1,91 @@
+import Foundation
+import Testing
+
+/// Runs the built `fedtrain` executable (next to the test binary) and captures its output.
+func fedtrain(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+    let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        .deletingLastPathComponent().appendingPathComponent("fedtrain")
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    let output = Pipe(), error = Pipe()
+    process.standardOutput = output
+    process.standardError = error
+    try process.run()
+    let out = output.fileHandleForReading.readDataToEndOfFile(), err = error.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+}
+
+func temporaryPath(_ name: String) -> String {
+    FileManager.default.temporaryDirectory.appendingPathComponent("fedtrain-cli-\(UUID().uuidString)-\(name)").path
+}
+
+@Suite(.serialized) struct TrainCommandTests {
+    @Test func helpListsEveryOption() throws {
+        let result = try fedtrain(["train", "--help"])
+        #expect(result.status == 0)
+        for option in ["--data", "--model", "--epochs", "--batch-size", "--lr", "--momentum", "--weight-decay", "--seed",
+                       "--threads", "--init", "--save", "--max-steps", "--no-shuffle", "--train-limit", "--summary"] {
+            #expect(result.output.contains(option), "help lacks \(option)")
+        }
+    }
+
+    @Test(arguments: [
+        (["--epochs", "0"], "--epochs"),
+        (["--batch-size", "-3"], "--batch-size"),
+        (["--lr", "-0.1"], "--lr"),
+        (["--momentum", "1.5"], "--momentum"),
+        (["--model", "resnet"], "resnet"),
+        (["--threads", "0"], "--threads"),
+        (["--max-steps", "0"], "--max-steps"),
+        (["--epochs", "many"], "many"),
+        (["--model", "lenet5-rgb"], "--data is required"),
+        (["--data", "/nonexistent/dir"], "/nonexistent/dir/train-images-idx3-ubyte.gz: no such file"),
+        (["--init", "/nonexistent/w.safetensors", "--max-steps", "1"], "/nonexistent/w.safetensors"),
+    ])
+    func badInputExitsWithAClearError(arguments: [String], message: String) throws {
+        let result = try fedtrain(["train"] + arguments)
+        #expect(result.status != 0)
+        #expect(result.error.contains(message), "stderr: \(result.error)")
+        #expect(!result.error.contains("Fatal error"), "crashed: \(result.error)")
+    }
+
+    @Test func corruptDataFileIsReportedByName() throws {
+        let directory = temporaryPath("data")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        FileManager.default.createFile(atPath: "\(directory)/train-images-idx3-ubyte.gz", contents: Data([0x1F, 0x8B, 8, 0, 1, 2]))
+        let result = try fedtrain(["train", "--data", directory])
+        #expect(result.status != 0)
+        #expect(result.error.contains("\(directory)/train-images-idx3-ubyte.gz"))
+    }
+
+    /// A short real run: summary JSON, a checkpoint, and a second run that starts from it.
+    @Test func shortRunWritesSummaryAndCheckpoint() throws {
+        let summary = temporaryPath("summary.json"), checkpoint = temporaryPath("model.safetensors")
+        defer {
+            try? FileManager.default.removeItem(atPath: summary)
+            try? FileManager.default.removeItem(atPath: checkpoint)
+        }
+        // 640 examples at B=32 are 20 steps per epoch: 30 steps end inside epoch 2.
+        let first = try fedtrain(["train", "--epochs", "3", "--train-limit", "640", "--max-steps", "30", "--batch-size", "32",
+                                  "--lr", "0.05", "--threads", "2", "--summary", summary, "--save", checkpoint])
+        #expect(first.status == 0, "\(first.error)")
+        #expect(first.output.contains("epoch 2/3"))
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: summary))) as! [String: Any]
+        #expect(json["steps"] as? Int == 30)
+        #expect(json["epochs"] as? Int == 2)
+        for key in ["test_accuracy", "test_loss", "train_loss", "images_per_second", "seconds"] {
+            #expect((json[key] as? Double).map { $0.isFinite && $0 >= 0 } == true, "\(key)")
+        }
+        #expect((json["test_accuracy"] as! Double) > 0.3)
+
+        // Starting from the checkpoint with a negligible step reproduces the saved model's accuracy.
+        let resumed = try fedtrain(["train", "--epochs", "1", "--max-steps", "1", "--init", checkpoint, "--lr", "1e-9",
+                                    "--momentum", "0", "--summary", summary])
+        #expect(resumed.status == 0, "\(resumed.error)")
+        let again = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: summary))) as! [String: Any]
+        #expect(again["test_accuracy"] as? Double == json["test_accuracy"] as? Double)
+    }
+}
