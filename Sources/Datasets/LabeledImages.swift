@@ -49,21 +49,17 @@ public struct LabeledImages: Sendable {
     }
 
     /// Writes samples `indices` normalized into `images` (`indices.count × sampleSize` floats)
-    /// and their labels into `labelsOut`. Overwrites both.
-    public func gather(_ indices: some Collection<Int>, images: UnsafeMutablePointer<Float>, labels labelsOut: UnsafeMutablePointer<Int32>) {
+    /// and their labels into `labelsOut`. Overwrites both. A concrete slice type, not a generic
+    /// collection: unspecialized generic iteration allocated per sample when called across packages.
+    public func gather(_ indices: ArraySlice<Int>, images: UnsafeMutablePointer<Float>, labels labelsOut: UnsafeMutablePointer<Int32>) {
         let planeSize = height * width
-        var scale = [Float](), shift = [Float]()
-        for c in 0..<channels {
-            scale.append(1 / (255 * std[c]))
-            shift.append(-mean[c] / std[c])
-        }
         pixels.withUnsafeBufferPointer { source in
             var row = 0
             for index in indices {
                 precondition(index >= 0 && index < count, "sample \(index) out of range")
                 let from = source.baseAddress! + index * sampleSize, to = images + row * sampleSize
                 for c in 0..<channels {
-                    let a = scale[c], b = shift[c], offset = c * planeSize
+                    let a = 1 / (255 * std[c]), b = -mean[c] / std[c], offset = c * planeSize
                     for k in offset..<(offset + planeSize) { to[k] = Float(from[k]) * a + b }
                 }
                 labelsOut[row] = Int32(self.labels[index])

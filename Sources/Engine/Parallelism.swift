@@ -1,5 +1,5 @@
 import CBLAS
-import Dispatch
+import Foundation
 
 /// Where fedtrain's threads go. This is the one place that decides it.
 ///
@@ -24,25 +24,15 @@ public enum Parallelism {
     ///
     /// Contract: calls for different workers touch disjoint memory (their own chunk, workspace
     /// or client), which is what makes sharing a non-`Sendable` closure across threads sound.
+    /// `body` must not call `run` with more than one worker itself (jobs do not nest).
     public static func run(workers: Int, _ body: (Int) -> Void) {
         precondition(workers >= 1)
         if workers == 1 {
             body(0)
             return
         }
-        // A spinning worker pool was tried instead of concurrentPerform: on this shared 2-vCPU
-        // host it measured slower (16.7-17.7k vs 19.5-20.9k img/s, B=32), as the spinning took
-        // cycles from the contended core.
-        withoutActuallyEscaping(body) { escapable in
-            let shared = DisjointWork(body: escapable)
-            DispatchQueue.concurrentPerform(iterations: workers) { shared.body($0) }
-        }
+        pool.run(workers: workers, body)
     }
-}
 
-/// A closure whose calls touch disjoint memory per argument (see `Parallelism.run`).
-private struct DisjointWork: @unchecked Sendable {
-    let body: (Int) -> Void
+    private static let pool = WorkerPool()
 }
-
-import Foundation

@@ -64,18 +64,21 @@ public final class Trainer {
     /// that runs the chunk, so gathering a batch runs in parallel too.
     public typealias BatchLoader = (Range<Int>) -> Void
 
+    /// The loader of a batch that is already in place.
+    public static func batchInPlace(_ rows: Range<Int>) {}
+
     /// Computes every chunk's gradient of the batch-mean loss into its own buffer (in parallel)
     /// and returns the summed loss of the batch.
     private func accumulateChunks(
         parameters: UnsafePointer<Float>, images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int,
-        load: BatchLoader?
+        load: BatchLoader
     ) -> Double {
         precondition(count >= 1 && count <= batchCapacity, "batch \(count) outside 1...\(batchCapacity)")
         let P = network.parameterCount, inputCount = network.inputCount, classes = network.outputCount
         let scale = 1 / Float(count)
         let gradientBase = gradients.baseAddress!
         forEachChunk(total: count) { chunk, range in
-            load?(range)
+            load(range)
             let workspace = workspaces[chunk]
             let x = images + range.lowerBound * inputCount
             let chunkGradient = gradientBase + chunk * P
@@ -113,7 +116,7 @@ public final class Trainer {
     @discardableResult
     public func computeGradient(
         parameters: UnsafePointer<Float>, images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int,
-        into gradient: UnsafeMutablePointer<Float>, load: BatchLoader? = nil
+        into gradient: UnsafeMutablePointer<Float>, load: BatchLoader = batchInPlace
     ) -> Double {
         let loss = accumulateChunks(parameters: parameters, images: images, labels: labels, count: count, load: load)
         let P = network.parameterCount, active = min(chunks, count)
@@ -130,7 +133,7 @@ public final class Trainer {
     @discardableResult
     public func step(
         parameters: inout [Float], images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int,
-        load: BatchLoader? = nil,
+        load: BatchLoader = batchInPlace,
         adjustGradient: ((UnsafeBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) -> Void)? = nil
     ) -> Double {
         precondition(parameters.count == network.parameterCount, "parameter vector belongs to another model")
@@ -167,12 +170,12 @@ public final class Trainer {
     /// samples (forward only).
     public func evaluate(
         parameters: UnsafePointer<Float>, images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int,
-        load: BatchLoader? = nil
+        load: BatchLoader = batchInPlace
     ) -> (lossSum: Double, correct: Int) {
         precondition(count >= 1 && count <= batchCapacity, "batch \(count) outside 1...\(batchCapacity)")
         let inputCount = network.inputCount, classes = network.outputCount
         forEachChunk(total: count) { chunk, range in
-            load?(range)
+            load(range)
             let logits = workspaces[chunk].forward(batch: range.count, input: images + range.lowerBound * inputCount,
                                                   parameters: parameters)
             let result = SoftmaxCrossEntropy.lossAndCorrect(batch: range.count, classes: classes, logits: logits,

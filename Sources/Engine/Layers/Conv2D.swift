@@ -9,6 +9,10 @@
 public struct Conv2D: Layer {
     public let geometry: ConvolutionGeometry
     public let outputChannels: Int
+    public let inputShape: [Int]
+    public let outputShape: [Int]
+    public let inputCount: Int
+    public let outputCount: Int
 
     public init(inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
                 inputHeight: Int, inputWidth: Int) {
@@ -17,10 +21,11 @@ public struct Conv2D: Layer {
                                        kernelSize: kernelSize, stride: stride, padding: padding)
         precondition(geometry.outputHeight > 0 && geometry.outputWidth > 0, "kernel larger than padded input")
         self.outputChannels = outputChannels
+        inputShape = [geometry.channels, geometry.height, geometry.width]
+        outputShape = [outputChannels, geometry.outputHeight, geometry.outputWidth]
+        inputCount = geometry.channels * geometry.height * geometry.width
+        outputCount = outputChannels * geometry.outputPositions
     }
-
-    public var inputShape: [Int] { [geometry.channels, geometry.height, geometry.width] }
-    public var outputShape: [Int] { [outputChannels, geometry.outputHeight, geometry.outputWidth] }
     public var parameterShapes: [(suffix: String, shape: [Int])] {
         [("weight", [outputChannels, geometry.channels, geometry.kernelSize, geometry.kernelSize]),
          ("bias", [outputChannels])]

@@ -6,15 +6,18 @@
 public struct Dense: Layer {
     public let inputFeatures: Int
     public let outputFeatures: Int
+    public let inputShape: [Int]
+    public let outputShape: [Int]
+    public var inputCount: Int { inputFeatures }
+    public var outputCount: Int { outputFeatures }
 
     public init(inputFeatures: Int, outputFeatures: Int) {
         precondition(inputFeatures > 0 && outputFeatures > 0)
         self.inputFeatures = inputFeatures
         self.outputFeatures = outputFeatures
+        inputShape = [inputFeatures]
+        outputShape = [outputFeatures]
     }
-
-    public var inputShape: [Int] { [inputFeatures] }
-    public var outputShape: [Int] { [outputFeatures] }
     public var parameterShapes: [(suffix: String, shape: [Int])] {
         [("weight", [outputFeatures, inputFeatures]), ("bias", [outputFeatures])]
     }

@@ -2,8 +2,14 @@
 /// `flatten(1)` order, so this is a copy.
 public struct Flatten: Layer {
     public let inputShape: [Int]
-    public init(shape: [Int]) { inputShape = shape }
-    public var outputShape: [Int] { [inputCount] }
+    public let outputShape: [Int]
+    public let inputCount: Int
+    public init(shape: [Int]) {
+        inputShape = shape
+        inputCount = shape.reduce(1, *)
+        outputShape = [inputCount]
+    }
+    public var outputCount: Int { inputCount }
 
     public func forward(batch: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                         parameters: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {

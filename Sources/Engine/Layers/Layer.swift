@@ -15,6 +15,11 @@ public protocol Layer: Sendable {
     var inputShape: [Int] { get }
     /// Per-sample output shape.
     var outputShape: [Int] { get }
+    /// Elements per input sample. Stored by every layer: the kernels read it per image, and a
+    /// shape array built on each read would allocate in the training step.
+    var inputCount: Int { get }
+    /// Elements per output sample (stored, as `inputCount`).
+    var outputCount: Int { get }
     /// Parameter tensors (PyTorch suffix and shape), in `state_dict` order; empty when none.
     var parameterShapes: [(suffix: String, shape: [Int])] { get }
     /// Fills this layer's parameter slice as PyTorch's default initialization would.
@@ -32,8 +37,6 @@ public protocol Layer: Sendable {
 }
 
 extension Layer {
-    public var inputCount: Int { inputShape.reduce(1, *) }
-    public var outputCount: Int { outputShape.reduce(1, *) }
     public var parameterCount: Int { parameterShapes.reduce(0) { $0 + $1.shape.reduce(1, *) } }
     public var parameterShapes: [(suffix: String, shape: [Int])] { [] }
     public func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using generator: inout SeededGenerator) {}

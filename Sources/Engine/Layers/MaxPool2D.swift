@@ -7,15 +7,20 @@
 /// in the model already makes the loss NaN.
 public struct MaxPool2D: Layer {
     public let geometry: ConvolutionGeometry
+    public let inputShape: [Int]
+    public let outputShape: [Int]
+    public let inputCount: Int
+    public let outputCount: Int
 
     public init(channels: Int, inputHeight: Int, inputWidth: Int, kernelSize: Int, stride: Int? = nil) {
         geometry = ConvolutionGeometry(channels: channels, height: inputHeight, width: inputWidth,
                                        kernelSize: kernelSize, stride: stride ?? kernelSize)
         precondition(geometry.outputHeight > 0 && geometry.outputWidth > 0, "pooling window larger than input")
+        inputShape = [channels, inputHeight, inputWidth]
+        outputShape = [channels, geometry.outputHeight, geometry.outputWidth]
+        inputCount = channels * inputHeight * inputWidth
+        outputCount = channels * geometry.outputPositions
     }
-
-    public var inputShape: [Int] { [geometry.channels, geometry.height, geometry.width] }
-    public var outputShape: [Int] { [geometry.channels, geometry.outputHeight, geometry.outputWidth] }
 
     private var isHalving: Bool { geometry.kernelSize == 2 && geometry.stride == 2 && geometry.outputWidth >= 8 }
 

@@ -3,8 +3,13 @@
 /// pass does not auto-vectorize.
 public struct ReLU: Layer {
     public let inputShape: [Int]
-    public init(shape: [Int]) { inputShape = shape }
+    public let inputCount: Int
+    public init(shape: [Int]) {
+        inputShape = shape
+        inputCount = shape.reduce(1, *)
+    }
     public var outputShape: [Int] { inputShape }
+    public var outputCount: Int { inputCount }
 
     public func forward(batch: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                         parameters: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {

@@ -1,0 +1,51 @@
+import Benchmark
+import Datasets
+import Engine
+import Federated
+
+/// One SGD step of LeNet-5 on a Fashion-MNIST batch (gather + forward + backward + update), the
+/// unit every training job repeats. Throughput is images per second; the malloc count proves the
+/// step allocates nothing once the trainer exists.
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .throughput, .mallocCountTotal],
+                                           warmupIterations: 20, maxDuration: .seconds(3), maxIterations: 100_000)
+    let data = try! FashionMNIST.split("train", in: FashionMNIST.defaultDirectory)
+    for threads in [1, Parallelism.availableCores] {
+    for batch in [64, 32, 10] {
+        Benchmark("train step LeNet-5 B=\(batch) threads=\(threads)",
+                  configuration: .init(scalingFactor: .one, thresholds: [.mallocCountTotal: .init(absolute: [.p100: 0])])) { benchmark in
+            let network = LeNet5.grayscale
+            var generator = SeededGenerator(seed: 0)
+            var parameters = network.initialParameters(using: &generator)
+            let trainer = Trainer(network: network, optimizer: SGDConfiguration(learningRate: 0.02, momentum: 0.9),
+                                  batchCapacity: batch, chunks: 4, threads: threads)
+            let buffer = BatchBuffer(capacity: batch, sampleSize: network.inputCount)
+            let indices = Array(0..<data.count)
+            var start = 0
+            let step = { (start: Int) in
+                let rows = indices[start..<(start + batch)]
+                trainer.step(parameters: &parameters, images: buffer.images, labels: buffer.labels, count: batch,
+                             load: { buffer.fill(from: data, rows, rows: $0) })
+            }
+            step(0)  // allocates the momentum buffer outside the measurement
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations {
+                start = (start + batch) % (data.count - batch)
+                blackHole(step(start))
+            }
+            benchmark.stopMeasurement()
+        }
+    }
+    }
+
+    Benchmark("im2col conv2 (6x14x14, k5)", configuration: .init(metrics: [.wallClock, .throughput])) { benchmark in
+        let g = ConvolutionGeometry(channels: 6, height: 14, width: 14, kernelSize: 5)
+        let image = UnsafeMutablePointer<Float>.allocate(capacity: 6 * 14 * 14)
+        image.initialize(repeating: 1, count: 6 * 14 * 14)
+        let col = UnsafeMutablePointer<Float>.allocate(capacity: g.patchSize * g.outputPositions)
+        for _ in benchmark.scaledIterations { im2col(g, image: image, col: col, padded: col) }
+        blackHole(col[0])
+        image.deallocate()
+        col.deallocate()
+    }
+}

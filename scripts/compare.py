@@ -1,0 +1,101 @@
+"""fedtrain beside PyTorch on LeNet-5 / Fashion-MNIST training throughput, in one run.
+
+Usage: python scripts/compare.py --fedtrain .build/release/fedtrain [--threads 2] [--batches 64 32 10] [--repeats 3]
+
+Both sides train one epoch of plain SGD (lr 0.05) over the 60k training images in a random order
+with the last partial batch kept, timing the training loop only (the recipe of
+shared/peers/train_torch.py). Runs alternate between the two engines so machine noise hits both;
+the table reports medians and their ratio.
+"""
+import argparse
+import gzip
+import json
+import os
+import statistics
+import struct
+import subprocess
+import tempfile
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+DATA = "/usr/share/datasets/fashion-mnist"
+
+
+def load_idx(path):
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+    return torch.frombuffer(bytearray(raw[4 + 4 * ndim:]), dtype=torch.uint8).reshape(dims)
+
+
+class LeNet5(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(400, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.fc1(x.flatten(1)))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+def torch_epoch(x, y, batch, seed):
+    torch.manual_seed(seed)
+    model = LeNet5()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    start = time.perf_counter()
+    for i in range(0, len(x), batch):
+        idx = perm[i:i + batch]
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x[idx]), y[idx]).backward()
+        opt.step()
+    return len(x) / (time.perf_counter() - start)
+
+
+def fedtrain_epoch(binary, batch, threads, seed):
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = os.path.join(tmp, "summary.json")
+        subprocess.run([binary, "train", "--epochs", "1", "--batch-size", str(batch), "--lr", "0.05", "--momentum", "0",
+                        "--threads", str(threads), "--seed", str(seed), "--summary", summary],
+                       check=True, stdout=subprocess.DEVNULL)
+        with open(summary) as f:
+            return json.load(f)["images_per_second"]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--fedtrain", required=True)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--batches", type=int, nargs="+", default=[64, 32, 10])
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    x = load_idx(f"{DATA}/train-images-idx3-ubyte.gz").float().div_(255).unsqueeze(1).contiguous()
+    y = load_idx(f"{DATA}/train-labels-idx1-ubyte.gz").long()
+    print(f"LeNet-5 training throughput, 1 epoch of SGD, {args.threads} threads, median of {args.repeats} "
+          f"(PyTorch {torch.__version__})")
+    print(f"{'B':>4} {'PyTorch img/s':>14} {'fedtrain img/s':>15} {'ratio':>6}")
+    for batch in args.batches:
+        ours, theirs = [], []
+        for seed in range(args.repeats):
+            theirs.append(torch_epoch(x, y, batch, seed))
+            ours.append(fedtrain_epoch(args.fedtrain, batch, args.threads, seed))
+        a, b = statistics.median(theirs), statistics.median(ours)
+        print(f"{batch:>4} {a:>14.0f} {b:>15.0f} {b / a:>5.2f}x   "
+              f"(PyTorch runs {', '.join(f'{v:.0f}' for v in theirs)}; fedtrain runs {', '.join(f'{v:.0f}' for v in ours)})",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
