@@ -23,6 +23,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(
@@ -33,11 +34,12 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]),
         .target(name: "Engine", dependencies: ["CBLAS"], swiftSettings: vectorISA),
         .target(name: "Datasets", dependencies: ["Engine", "CZlib"], swiftSettings: vectorISA),
-        .target(name: "Federated", dependencies: ["Engine", "Datasets"]),
+        .target(name: "Federated", dependencies: ["Engine", "Datasets", "CZlib"]),
         .executableTarget(
             name: "fedtrain",
             dependencies: ["Engine", "Datasets", "Federated",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Yams", package: "Yams")]),
         .target(name: "TestSupport", dependencies: ["Engine"], path: "Tests/TestSupport"),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "TestSupport"],
                     resources: [.copy("Fixtures")]),

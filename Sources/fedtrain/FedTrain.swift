@@ -5,5 +5,5 @@ struct FedTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fedtrain",
         abstract: "Federated-learning training engine for multicore CPUs.",
-        subcommands: [Train.self])
+        subcommands: [Train.self, Simulate.self])
 }
