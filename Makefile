@@ -6,7 +6,7 @@ FEDTRAIN := .build/release/fedtrain
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: deps build run test bench compare clean
+.PHONY: deps build run train test bench compare experiment plot niid-bench clean
 
 ## deps: install the Debian packages fedtrain needs, only those that are missing
 deps:
@@ -20,11 +20,44 @@ deps:
 build: deps
 	swift build -c release --product fedtrain
 
-## run: the main job on the default data (centralized LeNet-5 on Fashion-MNIST, 10 epochs)
+## run: the main job: federated LeNet-5 on Fashion-MNIST (10 clients, Dirichlet 0.5, FedAvg, 20 rounds)
 run: build
+	$(FEDTRAIN) simulate --config experiments/default.yaml --out results/default
+
+## train: centralized LeNet-5 on Fashion-MNIST (10 epochs, B=64, lr 0.02, momentum 0.9)
+train: build
 	@mkdir -p results/train
 	$(FEDTRAIN) train --epochs 10 --batch-size 64 --lr 0.02 --momentum 0.9 --summary results/train/summary.json \
 		--save results/train/model.safetensors
+
+## experiment: one experiment, NAME=x runs experiments/x.yaml into results/x/ (resuming if it was interrupted)
+experiment: build
+	@test -n "$(NAME)" || { echo "usage: make experiment NAME=<name of experiments/NAME.yaml>"; exit 2; }
+	@if [ -f results/$(NAME)/checkpoint/checkpoint.json ]; then \
+		$(FEDTRAIN) simulate --resume results/$(NAME); \
+	else \
+		$(FEDTRAIN) simulate --config experiments/$(NAME).yaml --out results/$(NAME); \
+	fi
+
+## plot: PNG charts (accuracy vs round, accuracy vs cumulative MB uploaded) for NAME="x y ..."
+plot: $(PYTHON)
+	@$(PYTHON) -c "import matplotlib" 2>/dev/null || $(VENV)/bin/pip install -q matplotlib
+	$(PYTHON) scripts/plot.py $(foreach n,$(NAME),results/$(n))
+
+$(PYTHON):
+	python3 -m venv $(VENV)
+
+NIID_STRATEGIES := fedavg fedprox-0.01 scaffold fednova fedavgm-0.9 fedadam
+NIID_PARTITIONS := iid dirichlet-0.5 labels-2 labels-3
+## niid-bench: the NIID-Bench Fashion-MNIST grid, cell by cell; finished cells are skipped, so it can be stopped and restarted
+niid-bench: build
+	@for s in $(NIID_STRATEGIES); do for p in $(NIID_PARTITIONS); do \
+		cell=niid-$$s-$$p; \
+		if [ -f results/$$cell/summary.json ]; then echo "$$cell: done"; continue; fi; \
+		$(MAKE) --no-print-directory experiment NAME=$$cell || exit 1; \
+	done; done
+	python3 scripts/niid_table.py results > results/niid-bench.md
+	@cat results/niid-bench.md
 
 ## test: the whole test suite (what CI runs)
 test: deps

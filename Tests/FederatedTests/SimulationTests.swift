@@ -1,0 +1,214 @@
+import Datasets
+import Engine
+@testable import Federated
+import Foundation
+import Testing
+
+/// Random 28×28 images of 10 classes.
+func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
+    var generator = SeededGenerator(seed: seed)
+    let labels = (0..<count).map { UInt8($0 % 10) }
+    // Class-dependent brightness so that a few rounds can learn something.
+    var pixels = [UInt8](repeating: 0, count: count * 784)
+    for i in pixels.indices {
+        let noise = Int(generator.next(upperBound: UInt64(60)))
+        pixels[i] = UInt8(min(255, Int(labels[i / 784]) * 20 + noise))
+    }
+    return LabeledImages(channels: 1, height: 28, width: 28, classes: 10, pixels: pixels, labels: labels,
+                         mean: [FashionMNIST.mean], std: [FashionMNIST.std])
+}
+
+@Suite struct SimulationTests {
+    /// FedAvg of one full-batch gradient step per client, weighted by sample counts, equals one
+    /// centralized gradient step on the union of their data.
+    @Test func fedAvgOfFullBatchStepsEqualsCentralizedGradientDescent() {
+        let data = syntheticImages(count: 21, seed: 1)
+        let network = LeNet5.grayscale
+        var generator = SeededGenerator(seed: 2)
+        let global = network.initialParameters(using: &generator)
+        let optimizer = SGDConfiguration(learningRate: 0.1)
+        let shares = [Array(0..<4), Array(4..<11), Array(11..<21)]
+        let training = SupervisedTraining(network: network, optimizer: optimizer, batchSize: 21, chunks: 1, threads: 1)
+        let local = LocalTrainingConfiguration(epochs: 1, batchSize: 21, optimizer: optimizer)
+        let updates = shares.enumerated().map { client, indices in
+            var g = SeededGenerator(seed: 3)
+            return trainClient(client, indices: indices, data: data, global: global, configuration: local, rule: ClientRule(),
+                               training: training, generator: &g)
+        }
+        var strategy = FedAvg()
+        let federated = strategy.aggregate(global: global, updates: updates)!
+
+        var centralized = global
+        var g = SeededGenerator(seed: 4)
+        _ = training.runEpoch(parameters: &centralized, data: data, indices: Array(0..<21), shuffle: false, generator: &g)
+        let scale = centralized.map(abs).max()!
+        let worst = zip(federated, centralized).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-5 * scale, "max difference \(worst)")
+        #expect(federated != global)
+    }
+
+    func simulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> Simulation {
+        var configuration = SimulationConfiguration()
+        configuration.clients = 6
+        configuration.rounds = 3
+        configuration.fraction = 0.5
+        configuration.partition = "dirichlet:1"
+        configuration.minPartitionSize = 5
+        configuration.batchSize = 16
+        configuration.momentum = 0.5
+        edit(&configuration)
+        return try Simulation(configuration: configuration, train: syntheticImages(count: 240, seed: 5), test: syntheticImages(count: 50, seed: 6))
+    }
+
+    @Test(arguments: ["fedavg", "fedprox:0.01", "scaffold", "fednova", "fedadam"])
+    func bitIdenticalAcrossThreadCounts(strategy: String) throws {
+        var finals: [[Float]] = []
+        for threads in [1, 2, 3] {
+            let run = try simulation { $0.threads = threads; $0.strategy = strategy }
+            for _ in 0..<2 { run.runRound() }
+            finals.append(run.global)
+        }
+        #expect(finals[0] == finals[1] && finals[1] == finals[2])
+    }
+
+    @Test func dropoutRoundsKeepGoing() throws {
+        let run = try simulation { $0.dropout = 0.5; $0.clients = 8; $0.fraction = 1; $0.minSurvivors = 3; $0.rounds = 6 }
+        var previous = run.global
+        var failures = 0, keptRounds = 0
+        for _ in 0..<6 {
+            let metrics = run.runRound()
+            failures += metrics.failures
+            #expect(metrics.clients + metrics.failures == 8)
+            if metrics.clients < 3 {
+                #expect(run.global == previous, "too few survivors: the model is kept")
+                keptRounds += 1
+            }
+            #expect(run.global.allSatisfy { $0.isFinite })
+            previous = run.global
+        }
+        #expect(failures > 0)
+        #expect(run.metrics.count == 6 && run.metrics.last!.testAccuracy != nil)
+    }
+
+    @Test func sampledClientsFollowFractionAndMinimum() throws {
+        let run = try simulation { $0.clients = 10; $0.fraction = 0.1; $0.minClients = 3 }
+        let sampled = run.sampledClients(round: 1)
+        #expect(sampled.count == 3 && Set(sampled).count == 3)
+        #expect(run.sampledClients(round: 1) == sampled && run.sampledClients(round: 2) != sampled)
+    }
+}
+
+@Suite(.serialized) struct SimulationJobTests {
+    /// A small MNIST-format directory (plain IDX files).
+    func dataDirectory() -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fedtrain-sim-\(UUID().uuidString)").path
+        try! FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for (split, count, seed) in [("train", 200, UInt64(7)), ("t10k", 40, 8)] {
+            let data = syntheticImages(count: count, seed: seed)
+            func idx(_ dims: [Int], _ bytes: [UInt8]) -> Data {
+                var header: [UInt8] = [0, 0, 8, UInt8(dims.count)]
+                for d in dims { header += [UInt8(d >> 24 & 255), UInt8(d >> 16 & 255), UInt8(d >> 8 & 255), UInt8(d & 255)] }
+                return Data(header + bytes)
+            }
+            FileManager.default.createFile(atPath: "\(directory)/\(split)-images-idx3-ubyte", contents: idx([count, 28, 28], data.pixels))
+            FileManager.default.createFile(atPath: "\(directory)/\(split)-labels-idx1-ubyte", contents: idx([count], data.labels))
+        }
+        return directory
+    }
+
+    func configuration(data: String, rounds: Int) -> SimulationConfiguration {
+        var c = SimulationConfiguration()
+        c.data = data
+        c.clients = 4
+        c.rounds = rounds
+        c.partition = "dirichlet:1"
+        c.minPartitionSize = 5
+        c.strategy = "scaffold"
+        c.batchSize = 16
+        c.momentum = 0.9
+        c.dropout = 0.2
+        return c
+    }
+
+    @Test func resumedRunEqualsUninterruptedRun() throws {
+        let data = dataDirectory(), whole = data + "/whole", split = data + "/split"
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        _ = try SimulationJob(configuration: configuration(data: data, rounds: 4), outputDirectory: whole, saveModel: nil).run()
+        _ = try SimulationJob(configuration: configuration(data: data, rounds: 2), outputDirectory: split, saveModel: nil).run()
+        // The interrupted run is continued to 4 rounds from its checkpoint.
+        let summary = try SimulationJob(configuration: configuration(data: data, rounds: 4), outputDirectory: split, saveModel: nil).run(resume: true)
+        #expect(summary.rounds == 4)
+        let a = try Data(contentsOf: URL(fileURLWithPath: "\(whole)/model.safetensors"))
+        let b = try Data(contentsOf: URL(fileURLWithPath: "\(split)/model.safetensors"))
+        #expect(a == b, "resumed model differs")
+        let metricsA = try String(contentsOfFile: "\(whole)/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        let metricsB = try String(contentsOfFile: "\(split)/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        #expect(metricsA.count == 4 && metricsB.count == 4)
+        for file in ["config.yaml", "metrics.csv", "summary.json", "checkpoint/checkpoint.json"] {
+            #expect(FileManager.default.fileExists(atPath: "\(split)/\(file)"), "\(file)")
+        }
+        let summaryJSON = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(split)/summary.json"))) as! [String: Any]
+        for key in ["final_accuracy", "best_accuracy", "rounds", "bytes_up", "bytes_down", "seconds_per_round", "images_per_second"] {
+            #expect(summaryJSON[key] != nil, "summary lacks \(key)")
+        }
+    }
+
+    @Test func configErrorsNameTheKey() {
+        var c = SimulationConfiguration()
+        #expect(throws: JobError.self) { try c.set("colour", "blue") }
+        do { try c.set("clients", "many") } catch { #expect(error.description.contains("clients")) }
+        do { try c.set("colour", 1) } catch { #expect(error.description.contains("unknown config key colour")) }
+        for (key, value) in [("fraction", 1.5 as Any), ("clients", 0), ("partition", "dirichlet:0"), ("dropout", 1.0), ("strategy", "fedsgd")] {
+            var bad = SimulationConfiguration()
+            #expect(throws: JobError.self, "\(key)") {
+                try bad.set(key, value)
+                try bad.validate()
+            }
+        }
+    }
+}
+
+@Suite struct UpdateMessageTests {
+    let message = UpdateMessage(kind: .update, layoutFingerprint: 0xABCD, round: 7, values: [1, -2.5, 3e-8, 0])
+
+    @Test func roundTripAndExactSize() throws {
+        let bytes = message.encoded()
+        #expect(bytes.count == 44 + 16 + 4)
+        #expect(bytes.count == UpdateMessage.encodedSize(count: 4))
+        #expect(try UpdateMessage.decode(bytes, fingerprint: 0xABCD, count: 4) == message)
+    }
+
+    @Test func rejectsHostileMessages() {
+        let valid = message.encoded()
+        var flipped = valid
+        flipped[50] ^= 1
+        var magic = valid
+        magic[0] = 0
+        let nan = UpdateMessage(kind: .update, layoutFingerprint: 0xABCD, round: 1, values: [.nan, 0, 0, 0]).encoded()
+        let cases: [(String, [UInt8], UInt64, Int, MessageError)] = [
+            ("truncated", Array(valid.prefix(30)), 0xABCD, 4, .truncated(30)),
+            ("cut payload", Array(valid.dropLast(5)), 0xABCD, 4, .badChecksum),
+            ("bad magic", magic, 0xABCD, 4, .badMagic),
+            ("flipped bit", flipped, 0xABCD, 4, .badChecksum),
+            ("other model", valid, 0x1234, 4, .wrongLayout),
+            ("wrong count", valid, 0xABCD, 5, .badField("element count 4, expected 5")),
+            ("NaN", nan, 0xABCD, 4, .nonFinite),
+        ]
+        for (name, bytes, fingerprint, count, expected) in cases {
+            #expect(throws: expected, "\(name)") { try UpdateMessage.decode(bytes, fingerprint: fingerprint, count: count) }
+        }
+        // Fuzz: random corruptions of a valid message never decode to different values.
+        var generator = SeededGenerator(seed: 11)
+        for _ in 0..<2000 {
+            var bytes = valid
+            let flips = 1 + Int(generator.next(upperBound: UInt64(3)))
+            for _ in 0..<flips {
+                let position = Int(generator.next(upperBound: UInt64(bytes.count)))
+                bytes[position] ^= UInt8(1 + generator.next(upperBound: UInt64(255)))
+            }
+            if let decoded = try? UpdateMessage.decode(bytes, fingerprint: 0xABCD, count: 4) {
+                #expect(decoded == message)
+            }
+        }
+    }
+}

@@ -1,0 +1,32 @@
+"""Writes the NIID-Bench Fashion-MNIST table (markdown) from results/niid-*/summary.json.
+
+Usage: python3 scripts/niid_table.py results > results/niid-bench.md   (standard library only)
+Cells that have not finished are shown as "not yet measured".
+"""
+import json
+import os
+import sys
+
+root = sys.argv[1]
+partitions = [("iid", "iid"), ("dirichlet-0.5", "Dir(0.5)"), ("labels-2", "#C=2"), ("labels-3", "#C=3")]
+strategies = [("fedavg", "FedAvg"), ("fedprox-0.01", "FedProx (mu 0.01)"), ("scaffold", "SCAFFOLD"),
+              ("fednova", "FedNova"), ("fedavgm-0.9", "FedAvgM (0.9)"), ("fedadam", "FedAdam")]
+# Published NIID-Bench (Li et al. 2022) Fashion-MNIST accuracies, same order as `partitions`.
+published = {"fedavg": [89.23, 88.09, 78.10, 82.43], "scaffold": [89.33, 88.44, 33.80, 80.32],
+             "fedprox-0.01": [89.42, 88.15, 78.05, 82.99], "fednova": [89.36, 88.22, 71.67, 81.97]}
+
+print("# NIID-Bench, Fashion-MNIST: best test accuracy (%)\n")
+print("10 clients, all sampled, 50 rounds, E=10, B=64, lr 0.01, momentum 0.9. fedtrain / published.\n")
+print("| strategy | " + " | ".join(label for _, label in partitions) + " |")
+print("|---|" + "---|" * len(partitions))
+for key, label in strategies:
+    cells = []
+    for i, (partition, _) in enumerate(partitions):
+        path = os.path.join(root, f"niid-{key}-{partition}", "summary.json")
+        ours = "not yet measured"
+        if os.path.exists(path):
+            with open(path) as f:
+                ours = f"{100 * json.load(f)['best_accuracy']:.2f}"
+        theirs = published.get(key)
+        cells.append(f"{ours} / {theirs[i]:.2f}" if theirs else ours)
+    print(f"| {label} | " + " | ".join(cells) + " |")
