@@ -16,29 +16,9 @@ torch_lenet5.safetensors (safetensors.torch.save_file of the state_dict).
 import os
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch_lenet5 import LeNet5
 from safetensors.torch import save_file
-
-
-class LeNet5(nn.Module):
-    """shared/peers/common.py's LeNet5, with the input channels and conv1 padding as parameters."""
-
-    def __init__(self, channels=1, padding=2):
-        super().__init__()
-        self.conv1 = nn.Conv2d(channels, 6, 5, padding=padding)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(400, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = x.flatten(1)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
 
 
 def record(prefix, model, x, y, out):
