@@ -3,22 +3,27 @@ import Engine
 /// Pure aggregation maths on flat vectors (one layout), each a single pass in a fixed order so
 /// results do not depend on thread counts. Tested on literal arrays.
 public enum Aggregation {
-    /// `Σ wᵢ · vᵢ / Σ wᵢ`, summed in the order given. Weights must be non-negative with a
-    /// positive sum; vectors must share one length.
-    public static func weightedMean(_ vectors: [[Float]], weights: [Double]) -> [Float] {
+    /// `Σ wᵢ · vᵢ`, summed in the order given; vectors must share one length.
+    public static func weightedSum(_ vectors: [[Float]], weights: [Double]) -> [Float] {
         precondition(!vectors.isEmpty && vectors.count == weights.count)
-        let total = weights.reduce(0, +)
-        precondition(total > 0 && weights.allSatisfy { $0 >= 0 }, "weights must be non-negative with a positive sum")
         var result = [Float](repeating: 0, count: vectors[0].count)
         result.withUnsafeMutableBufferPointer { out in
             for (vector, weight) in zip(vectors, weights) {
                 precondition(vector.count == out.count, "vectors differ in length")
                 vector.withUnsafeBufferPointer { v in
-                    BLAS.axpy(count: out.count, alpha: Float(weight / total), v.baseAddress!, out.baseAddress!)
+                    BLAS.axpy(count: out.count, alpha: Float(weight), v.baseAddress!, out.baseAddress!)
                 }
             }
         }
         return result
+    }
+
+    /// `Σ wᵢ · vᵢ / Σ wᵢ`, summed in the order given. Weights must be non-negative with a
+    /// positive sum.
+    public static func weightedMean(_ vectors: [[Float]], weights: [Double]) -> [Float] {
+        let total = weights.reduce(0, +)
+        precondition(total > 0 && weights.allSatisfy { $0 >= 0 }, "weights must be non-negative with a positive sum")
+        return weightedSum(vectors, weights: weights.map { $0 / total })
     }
 
     /// `x + scale · d`, element-wise.

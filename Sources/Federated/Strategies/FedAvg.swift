@@ -29,11 +29,11 @@ public struct FedNova: Strategy {
     public var spec: String { "fednova" }
     public mutating func aggregate(global: [Float], updates: [ClientUpdate]) -> [Float]? {
         let total = Double(updates.reduce(0) { $0 + $1.samples })
+        let weights = updates.map { Double($0.samples) / total }
         let norms = updates.map { Aggregation.fedNovaNorm(steps: max(1, $0.steps), momentum: localMomentum) }
-        let tauEffective = zip(updates, norms).reduce(0.0) { $0 + Double($1.0.samples) / total * $1.1 }
-        let normalized = Aggregation.weightedMean(updates.map(\.delta), weights: zip(updates, norms).map { Double($0.samples) / $1 })
-        // weightedMean divides by Σ nᵢ/aᵢ; undo that and apply Σ pᵢ dᵢ · τ_eff.
-        let rescale = zip(updates, norms).reduce(0.0) { $0 + Double($1.0.samples) / $1.1 } / total * tauEffective
-        return Aggregation.adding(global, normalized, scale: Float(rescale))
+        let tauEffective = zip(weights, norms).reduce(0.0) { $0 + $1.0 * $1.1 }
+        // x + τ_eff · Σ pᵢ (Δᵢ / aᵢ)
+        let normalized = Aggregation.weightedSum(updates.map(\.delta), weights: zip(weights, norms).map { $0 / $1 })
+        return Aggregation.adding(global, normalized, scale: Float(tauEffective))
     }
 }

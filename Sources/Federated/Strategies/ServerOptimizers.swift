@@ -88,9 +88,9 @@ public struct Scaffold: Strategy {
     public mutating func aggregate(global: [Float], updates: [ClientUpdate]) -> [Float]? {
         let deltas = updates.map(\.delta), equal = [Double](repeating: 1, count: updates.count)
         let controlDeltas = updates.map { $0.controlDelta ?? [Float](repeating: 0, count: control.count) }
-        for update in updates {
+        for (update, controlDelta) in zip(updates, controlDeltas) {
             let previous = clientControls[update.client] ?? [Float](repeating: 0, count: control.count)
-            clientControls[update.client] = Aggregation.adding(previous, controlDeltas[updates.firstIndex { $0.client == update.client }!])
+            clientControls[update.client] = Aggregation.adding(previous, controlDelta)
         }
         control = Aggregation.adding(control, Aggregation.weightedMean(controlDeltas, weights: equal),
                                      scale: Float(updates.count) / Float(max(totalClients, updates.count)))
