@@ -24,6 +24,18 @@ public enum BLAS {
             beta, c, Int32(n))
     }
 
+    /// Whether OpenBLAS (0.3.21, AVX-512 small-matrix path) would `malloc` a packing buffer for a
+    /// row-major, non-transposed `gemm` with these `n` and `k`: its NN kernel packs the leftover
+    /// `n mod 16` rows (column-major view) into a fresh buffer when 1-8 remain and `k >= 32`,
+    /// on every call. The transposed forms of the same products do not allocate and measured as
+    /// fast, so the layers pick one of those for such shapes and the training step stays free of
+    /// allocations.
+    @inline(__always)
+    public static func plainProductAllocates(n: Int, k: Int) -> Bool {
+        let tail = n % 16
+        return tail >= 1 && tail <= 8 && k >= 32
+    }
+
     /// Writes the transpose of the row-major `rows × columns` matrix `a` into `b` (`columns × rows`).
     @inline(__always)
     public static func transpose(rows: Int, columns: Int, _ a: UnsafePointer<Float>, _ b: UnsafeMutablePointer<Float>) {

@@ -50,6 +50,10 @@ public struct Conv2D: Layer {
                         parameters: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let K = geometry.patchSize, P = geometry.outputPositions
         let weight = parameters, bias = parameters + outputChannels * K
+        // `Y = (Wᵀ)ᵀ · col` where the plain product would allocate inside OpenBLAS (see BLAS).
+        let transposed = BLAS.plainProductAllocates(n: P, k: K)
+        let weightTransposed = scratch + 2 * K * P + geometry.paddedImageSize + P * outputChannels
+        if transposed { BLAS.transpose(rows: outputChannels, columns: K, weight, weightTransposed) }
         for image in 0..<batch {
             let x = input + image * inputCount, y = output + image * outputCount
             let col: UnsafePointer<Float>
@@ -62,7 +66,11 @@ public struct Conv2D: Layer {
             for channel in 0..<outputChannels {
                 (y + channel * P).update(repeating: bias[channel], count: P)
             }
-            BLAS.gemm(m: outputChannels, n: P, k: K, weight, col, beta: 1, y)
+            if transposed {
+                BLAS.gemm(transposeA: true, m: outputChannels, n: P, k: K, weightTransposed, col, beta: 1, y)
+            } else {
+                BLAS.gemm(m: outputChannels, n: P, k: K, weight, col, beta: 1, y)
+            }
         }
     }
 
@@ -77,12 +85,14 @@ public struct Conv2D: Layer {
         let outputGradientTransposed = padded + geometry.paddedImageSize
         let weightTransposed = outputGradientTransposed + P * outputChannels
         let weightGradientTransposed = weightTransposed + outputChannels * K
-        // Transposed operands keep every GEMM in the NN form: OpenBLAS's small-matrix kernels
-        // reject transposed-A shapes that are short in K or wide in M·N and fall back to the
-        // packing path, which measured slower for these shapes. So `dWᵀ += col · dYᵀ` is
-        // accumulated over the batch and added to `dW` once, and `dcol = Wᵀ · dY`.
+        // OpenBLAS's small-matrix kernels reject transposed-A shapes that are short in K or wide
+        // in M·N (the packing path measured slower), so the products are issued in plain form:
+        // `dWᵀ += col · dYᵀ` accumulated over the batch and added to `dW` once, and
+        // `dcol = Wᵀ · dY`. Where the plain `dWᵀ` product would allocate inside OpenBLAS (few
+        // output channels, see BLAS), `dW += dY · colᵀ` is used directly instead.
+        let weightGradientDirect = BLAS.plainProductAllocates(n: outputChannels, k: P)
         if inputGradient != nil { BLAS.transpose(rows: outputChannels, columns: K, weight, weightTransposed) }
-        weightGradientTransposed.update(repeating: 0, count: K * outputChannels)
+        if !weightGradientDirect { weightGradientTransposed.update(repeating: 0, count: K * outputChannels) }
         for image in 0..<batch {
             let x = input + image * inputCount, dy = outputGradient + image * outputCount
             for channel in 0..<outputChannels {
@@ -95,8 +105,12 @@ public struct Conv2D: Layer {
                 im2col(geometry, image: x, col: col, padded: padded)
                 columns = UnsafePointer(col)
             }
-            BLAS.transpose(rows: outputChannels, columns: P, dy, outputGradientTransposed)
-            BLAS.gemm(m: K, n: outputChannels, k: P, columns, outputGradientTransposed, beta: 1, weightGradientTransposed)
+            if weightGradientDirect {
+                BLAS.gemm(transposeB: true, m: outputChannels, n: K, k: P, dy, columns, beta: 1, weightGradient)
+            } else {
+                BLAS.transpose(rows: outputChannels, columns: P, dy, outputGradientTransposed)
+                BLAS.gemm(m: K, n: outputChannels, k: P, columns, outputGradientTransposed, beta: 1, weightGradientTransposed)
+            }
             guard let inputGradient else { continue }
             let dx = inputGradient + image * inputCount
             if isPointwise {
@@ -106,6 +120,7 @@ public struct Conv2D: Layer {
                 col2im(geometry, col: colGradient, image: dx, padded: padded)
             }
         }
+        guard !weightGradientDirect else { return }
         for row in 0..<K {
             for channel in 0..<outputChannels {
                 weightGradient[channel * K + row] += weightGradientTransposed[row * outputChannels + channel]

@@ -35,7 +35,8 @@ public struct Dense: Layer {
         BLAS.gemm(transposeB: true, m: batch, n: outputFeatures, k: inputFeatures, input, parameters, beta: 1, output)
     }
 
-    /// `dYᵀ`, so that `dW += dYᵀ · X` is a plain NN product (see `Conv2D.backward`).
+    /// `dYᵀ`, so that `dW += dYᵀ · X` is a plain NN product (see `Conv2D.backward`), and
+    /// `dX = (dYᵀ)ᵀ · W` can avoid the allocating plain form (see `BLAS.plainProductAllocates`).
     public func scratchCount(batch: Int) -> Int { batch * outputFeatures }
 
     public func backward(batch: Int, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
@@ -44,13 +45,21 @@ public struct Dense: Layer {
                          scratch: UnsafeMutablePointer<Float>) {
         let biasGradient = parameterGradient + outputFeatures * inputFeatures
         BLAS.transpose(rows: batch, columns: outputFeatures, outputGradient, scratch)
-        BLAS.gemm(m: outputFeatures, n: inputFeatures, k: batch, scratch, input, beta: 1, parameterGradient)
+        if BLAS.plainProductAllocates(n: inputFeatures, k: batch) {
+            BLAS.gemm(transposeA: true, m: outputFeatures, n: inputFeatures, k: batch, outputGradient, input, beta: 1, parameterGradient)
+        } else {
+            BLAS.gemm(m: outputFeatures, n: inputFeatures, k: batch, scratch, input, beta: 1, parameterGradient)
+        }
         for row in 0..<batch {
             let dy = outputGradient + row * outputFeatures
             for feature in 0..<outputFeatures { biasGradient[feature] += dy[feature] }
         }
         if let inputGradient {
-            BLAS.gemm(m: batch, n: inputFeatures, k: outputFeatures, outputGradient, parameters, inputGradient)
+            if BLAS.plainProductAllocates(n: inputFeatures, k: outputFeatures) {
+                BLAS.gemm(transposeA: true, m: batch, n: inputFeatures, k: outputFeatures, scratch, parameters, inputGradient)
+            } else {
+                BLAS.gemm(m: batch, n: inputFeatures, k: outputFeatures, outputGradient, parameters, inputGradient)
+            }
         }
     }
 }
