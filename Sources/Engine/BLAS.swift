@@ -47,22 +47,4 @@ public enum BLAS {
     public static func axpy(count: Int, alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
         cblas_saxpy(Int32(count), alpha, x, 1, y, 1)
     }
-
-    /// `x *= alpha` over `count` elements.
-    @inline(__always)
-    public static func scale(count: Int, alpha: Float, _ x: UnsafeMutablePointer<Float>) {
-        cblas_sscal(Int32(count), alpha, x, 1)
-    }
-
-    /// Euclidean norm of `count` elements.
-    @inline(__always)
-    public static func norm(count: Int, _ x: UnsafePointer<Float>) -> Float {
-        cblas_snrm2(Int32(count), x, 1)
-    }
-
-    /// Dot product of `count` elements.
-    @inline(__always)
-    public static func dot(count: Int, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>) -> Float {
-        cblas_sdot(Int32(count), x, 1, y, 1)
-    }
 }

@@ -13,12 +13,6 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable, Hashable, Codabl
         state = (0..<4).map { _ in SeededGenerator.splitMix64(&mixer) }
     }
 
-    /// Restores a generator from a saved `state` (four words, not all zero).
-    public init?(state: [UInt64]) {
-        guard state.count == 4, state.contains(where: { $0 != 0 }) else { return nil }
-        self.state = state
-    }
-
     /// A generator for the stream named by `path` under `seed`, for example (seed, round, client).
     /// Distinct paths give statistically independent streams; the same path gives the same stream.
     public static func derived(seed: UInt64, _ path: UInt64...) -> SeededGenerator {

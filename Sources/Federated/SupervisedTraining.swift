@@ -6,7 +6,6 @@ public struct TrainingProgress: Sendable {
     public var epoch: Int
     public var step: Int
     public var stepsInEpoch: Int
-    public var samplesInEpoch: Int
     public var samplesDone: Int
     /// Mean loss over the epoch's samples so far.
     public var runningLoss: Double
@@ -57,7 +56,7 @@ public final class SupervisedTraining {
             samples += range.count
             steps += 1
             progress?(TrainingProgress(epoch: epoch, step: steps, stepsInEpoch: min(order.batchCount, maxSteps),
-                                       samplesInEpoch: indices.count, samplesDone: samples,
+                                       samplesDone: samples,
                                        runningLoss: lossSum / Double(samples), seconds: (clock.now - start).seconds))
         }
         return EpochSummary(meanLoss: samples > 0 ? lossSum / Double(samples) : .nan, steps: steps, samples: samples,
