@@ -1,10 +1,16 @@
+import Engine
+
 /// Contiguous normalized images and labels for one minibatch, allocated once for a capacity and
-/// refilled by `LabeledImages.gather` for every batch.
-public final class BatchBuffer {
+/// refilled by `LabeledImages.gather` for every batch. As a `BatchSource` it fills the rows of
+/// `pending` (samples of `data`) that a training chunk asks for, from the chunk's own thread.
+public final class BatchBuffer: BatchSource {
     public let capacity: Int
     public let sampleSize: Int
     public let images: UnsafeMutablePointer<Float>
     public let labels: UnsafeMutablePointer<Int32>
+    /// The data set and sample indices `load(rows:)` gathers from; set before each batch.
+    public var data: LabeledImages?
+    public var pending: ArraySlice<Int> = []
 
     public init(capacity: Int, sampleSize: Int) {
         precondition(capacity >= 1 && sampleSize >= 1)
@@ -19,6 +25,10 @@ public final class BatchBuffer {
     deinit {
         images.deallocate()
         labels.deallocate()
+    }
+
+    public func load(rows: Range<Int>) {
+        fill(from: data!, pending, rows: rows)
     }
 
     /// Fills rows `rows` of the buffer with the samples at those positions of `indices`

@@ -34,5 +34,16 @@ public enum Parallelism {
         pool.run(workers: workers, body)
     }
 
+    /// `run` for a job built once and reused: handing it to the workers allocates nothing
+    /// (the non-escaping form wraps its closure in a heap thunk on every call).
+    public static func runPrebuilt(workers: Int, job: @escaping (Int) -> Void) {
+        precondition(workers >= 1)
+        if workers == 1 {
+            job(0)
+            return
+        }
+        pool.runPrebuilt(workers: workers, job: job)
+    }
+
     private static let pool = WorkerPool()
 }

@@ -1,10 +1,19 @@
+/// Fills rows of a batch's image and label buffers just before a chunk reads them. Called by
+/// the worker thread that runs the chunk (different rows from different threads), so gathering a
+/// batch runs in parallel too.
+public protocol BatchSource: AnyObject {
+    func load(rows: Range<Int>)
+}
+
 /// Runs SGD steps and evaluations of one network, splitting each batch into a fixed number of
 /// gradient chunks that run in parallel (see `Parallelism` for why threads go there).
 ///
 /// Determinism: a step computes each chunk's gradient independently and sums them in chunk
 /// order, so for a fixed `chunks` the result is bit-identical whatever `threads` is.
 /// Memory: one `Workspace` and one gradient vector per chunk, allocated in `init`; a step
-/// allocates nothing (apart from the momentum buffer on the very first momentum step).
+/// allocates nothing (apart from the momentum buffer on the very first momentum step): its two
+/// parallel jobs are closures built once in `init` that read the step's inputs from `step`
+/// (a closure handed to another thread per call would be heap-allocated every time).
 public final class Trainer {
     public let network: Sequential
     /// Largest batch a step or evaluation call accepts.
@@ -18,6 +27,23 @@ public final class Trainer {
     /// Per-chunk results; raw buffers because chunks write them from different threads.
     private let chunkLoss: UnsafeMutableBufferPointer<Double>
     private let chunkCorrect: UnsafeMutableBufferPointer<Int>
+
+    /// The inputs of the step in progress, written before each parallel job and only read while
+    /// it runs.
+    private struct StepInputs {
+        var parameters: UnsafeMutablePointer<Float>?
+        var images: UnsafePointer<Float>?
+        var labels: UnsafePointer<Int32>?
+        var count = 0
+        var source: BatchSource?
+        var velocity: UnsafeMutablePointer<Float>?
+        var firstStep = false
+        var updateAfterReduce = false
+        var configuration = SGDConfiguration(learningRate: 0)
+    }
+    private var inputs = StepInputs()
+    private var chunkJob: ((Int) -> Void)?
+    private var reduceJob: ((Int) -> Void)?
 
     public init(network: Sequential, optimizer: SGDConfiguration, batchCapacity: Int, chunks: Int = 1, threads: Int = 1) {
         precondition(batchCapacity >= 1 && chunks >= 1 && threads >= 1)
@@ -35,6 +61,8 @@ public final class Trainer {
         chunkCorrect = .allocate(capacity: self.chunks)
         chunkCorrect.initialize(repeating: 0)
         Parallelism.useSingleThreadedBLAS()
+        chunkJob = { [unowned self] worker in self.runChunks(worker: worker) }
+        reduceJob = { [unowned self] worker in self.reduceAndUpdate(worker: worker) }
     }
 
     deinit {
@@ -60,47 +88,44 @@ public final class Trainer {
         }
     }
 
-    /// Fills rows `range` of the batch buffers before a chunk reads them. Called by the worker
-    /// that runs the chunk, so gathering a batch runs in parallel too.
-    public typealias BatchLoader = (Range<Int>) -> Void
+    /// Number of workers for `total` samples.
+    private func workers(total: Int) -> Int { min(threads, min(chunks, total)) }
 
-    /// The loader of a batch that is already in place.
-    public static func batchInPlace(_ rows: Range<Int>) {}
-
-    /// Computes every chunk's gradient of the batch-mean loss into its own buffer (in parallel)
-    /// and returns the summed loss of the batch.
-    private func accumulateChunks(
-        parameters: UnsafePointer<Float>, images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int,
-        load: BatchLoader
-    ) -> Double {
-        precondition(count >= 1 && count <= batchCapacity, "batch \(count) outside 1...\(batchCapacity)")
+    /// Job body: this worker's chunks of the step in `inputs`, each into its own gradient buffer.
+    private func runChunks(worker: Int) {
+        let total = inputs.count, active = min(chunks, total), stride = workers(total: total)
         let P = network.parameterCount, inputCount = network.inputCount, classes = network.outputCount
-        let scale = 1 / Float(count)
-        let gradientBase = gradients.baseAddress!
-        forEachChunk(total: count) { chunk, range in
-            load(range)
+        let scale = 1 / Float(total)
+        for chunk in Swift.stride(from: worker, to: active, by: stride) {
+            let range = chunkRange(chunk, total: total)
+            inputs.source?.load(rows: range)
             let workspace = workspaces[chunk]
-            let x = images + range.lowerBound * inputCount
-            let chunkGradient = gradientBase + chunk * P
+            let x = inputs.images! + range.lowerBound * inputCount
+            let parameters = UnsafePointer(inputs.parameters!)
+            let chunkGradient = gradients.baseAddress! + chunk * P
             chunkGradient.update(repeating: 0, count: P)
             let logits = workspace.forward(batch: range.count, input: x, parameters: parameters)
             chunkLoss[chunk] = SoftmaxCrossEntropy.lossAndGradient(
-                batch: range.count, classes: classes, logits: logits, labels: labels + range.lowerBound,
+                batch: range.count, classes: classes, logits: logits, labels: inputs.labels! + range.lowerBound,
                 gradientScale: scale, logitGradient: workspace.logitGradient)
             workspace.backward(batch: range.count, input: x, parameters: parameters, gradient: chunkGradient)
         }
-        var loss = 0.0
-        for chunk in 0..<min(chunks, count) { loss += chunkLoss[chunk] }
-        return loss
     }
 
-    /// `gradient[range] = Σ chunk gradients[range]`, summed in chunk order (so the result does
-    /// not depend on how ranges are split across threads).
-    private func reduceChunks(into gradient: UnsafeMutablePointer<Float>, range: Range<Int>, active: Int) {
+    /// Job body: this worker's slice of the parameters: the chunk gradients summed in chunk order
+    /// into the reduced gradient (so the sum does not depend on the slicing), then, when asked,
+    /// the SGD update of the slice.
+    private func reduceAndUpdate(worker: Int) {
         let P = network.parameterCount, base = gradients.baseAddress!
-        (gradient + range.lowerBound).update(from: base + range.lowerBound, count: range.count)
-        for chunk in 1..<max(1, active) {
-            BLAS.axpy(count: range.count, alpha: 1, base + chunk * P + range.lowerBound, gradient + range.lowerBound)
+        let range = slice(worker, of: P, workers: threads)
+        let total = base + chunks * P
+        (total + range.lowerBound).update(from: base + range.lowerBound, count: range.count)
+        for chunk in 1..<max(1, min(chunks, inputs.count)) {
+            BLAS.axpy(count: range.count, alpha: 1, base + chunk * P + range.lowerBound, total + range.lowerBound)
+        }
+        if inputs.updateAfterReduce {
+            SGD.update(inputs.configuration, parameters: inputs.parameters!, gradient: total, velocity: inputs.velocity,
+                       firstStep: inputs.firstStep, range: range)
         }
     }
 
@@ -110,59 +135,75 @@ public final class Trainer {
         return min(count, worker * size)..<min(count, (worker + 1) * size)
     }
 
+    /// Computes the chunk gradients of a batch and sums them into the reduced gradient (plus the
+    /// SGD update when `update`); returns the batch's summed loss.
+    private func runStep(
+        parameters: UnsafeMutablePointer<Float>, images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int,
+        source: BatchSource?, update: Bool
+    ) -> Double {
+        precondition(count >= 1 && count <= batchCapacity, "batch \(count) outside 1...\(batchCapacity)")
+        inputs.parameters = parameters
+        inputs.images = images
+        inputs.labels = labels
+        inputs.count = count
+        inputs.source = source
+        inputs.updateAfterReduce = update
+        Parallelism.runPrebuilt(workers: workers(total: count), job: chunkJob!)
+        Parallelism.runPrebuilt(workers: threads, job: reduceJob!)
+        inputs.source = nil
+        var loss = 0.0
+        for chunk in 0..<min(chunks, count) { loss += chunkLoss[chunk] }
+        return loss
+    }
+
     /// Overwrites `gradient` with dL/dθ of the mean softmax cross-entropy over `count` samples
     /// (`images`: `count × inputCount`, `labels`: `count` class indices) and returns that mean loss.
-    /// `load`, when given, fills the rows of `images` and `labels` each chunk is about to read.
+    /// `source`, when given, fills the rows of `images` and `labels` each chunk is about to read.
     @discardableResult
     public func computeGradient(
         parameters: UnsafePointer<Float>, images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int,
-        into gradient: UnsafeMutablePointer<Float>, load: BatchLoader = batchInPlace
+        into gradient: UnsafeMutablePointer<Float>, source: BatchSource? = nil
     ) -> Double {
-        let loss = accumulateChunks(parameters: parameters, images: images, labels: labels, count: count, load: load)
-        let P = network.parameterCount, active = min(chunks, count)
-        Parallelism.run(workers: threads) { worker in
-            reduceChunks(into: gradient, range: slice(worker, of: P, workers: threads), active: active)
-        }
+        let loss = runStep(parameters: UnsafeMutablePointer(mutating: parameters), images: images, labels: labels, count: count,
+                           source: source, update: false)
+        gradient.update(from: gradients.baseAddress! + chunks * network.parameterCount, count: network.parameterCount)
         return loss / Double(count)
     }
 
     /// One optimizer step on a batch; returns the batch's mean loss before the update.
-    /// `load` is as in `computeGradient`. `adjustGradient`, when given, may modify the mean-loss
+    /// `source` is as in `computeGradient`. `adjustGradient`, when given, may modify the mean-loss
     /// gradient before the update (FedProx's proximal term, SCAFFOLD's correction); it gets the
     /// parameters and the gradient.
     @discardableResult
     public func step(
         parameters: inout [Float], images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int,
-        load: BatchLoader = batchInPlace,
+        source: BatchSource? = nil,
         adjustGradient: ((UnsafeBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) -> Void)? = nil
     ) -> Double {
         precondition(parameters.count == network.parameterCount, "parameter vector belongs to another model")
-        let P = network.parameterCount, active = min(chunks, count), workers = threads
+        let P = network.parameterCount
         let total = gradients.baseAddress! + chunks * P
-        let firstStep = optimizer.prepareVelocity(count: P)
-        let configuration = optimizer.configuration
+        inputs.firstStep = optimizer.prepareVelocity(count: P)
+        // The jobs read the configuration from `inputs`: `optimizer` is being accessed (mutably,
+        // for its velocity buffer) for the whole step.
+        inputs.configuration = optimizer.configuration
         return parameters.withUnsafeMutableBufferPointer { p in
-            let loss = accumulateChunks(parameters: p.baseAddress!, images: images, labels: labels, count: count, load: load)
             optimizer.withVelocity { velocity in
+                inputs.velocity = velocity
+                // With an adjustment the update waits for it; otherwise it runs in the reduce job.
+                let loss = runStep(parameters: p.baseAddress!, images: images, labels: labels, count: count,
+                                   source: source, update: adjustGradient == nil)
                 if let adjustGradient {
-                    Parallelism.run(workers: workers) { worker in
-                        reduceChunks(into: total, range: slice(worker, of: P, workers: workers), active: active)
-                    }
                     adjustGradient(UnsafeBufferPointer(p), UnsafeMutableBufferPointer(start: total, count: P))
-                    Parallelism.run(workers: workers) { worker in
+                    let configuration = inputs.configuration, first = inputs.firstStep
+                    Parallelism.run(workers: threads) { worker in
                         SGD.update(configuration, parameters: p.baseAddress!, gradient: total, velocity: velocity,
-                                   firstStep: firstStep, range: slice(worker, of: P, workers: workers))
-                    }
-                } else {
-                    Parallelism.run(workers: workers) { worker in
-                        let range = slice(worker, of: P, workers: workers)
-                        reduceChunks(into: total, range: range, active: active)
-                        SGD.update(configuration, parameters: p.baseAddress!, gradient: total, velocity: velocity,
-                                   firstStep: firstStep, range: range)
+                                   firstStep: first, range: slice(worker, of: P, workers: threads))
                     }
                 }
+                inputs.velocity = nil
+                return loss / Double(count)
             }
-            return loss / Double(count)
         }
     }
 
@@ -170,12 +211,12 @@ public final class Trainer {
     /// samples (forward only).
     public func evaluate(
         parameters: UnsafePointer<Float>, images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int,
-        load: BatchLoader = batchInPlace
+        source: BatchSource? = nil
     ) -> (lossSum: Double, correct: Int) {
         precondition(count >= 1 && count <= batchCapacity, "batch \(count) outside 1...\(batchCapacity)")
         let inputCount = network.inputCount, classes = network.outputCount
         forEachChunk(total: count) { chunk, range in
-            load(range)
+            source?.load(rows: range)
             let logits = workspaces[chunk].forward(batch: range.count, input: images + range.lowerBound * inputCount,
                                                   parameters: parameters)
             let result = SoftmaxCrossEntropy.lossAndCorrect(batch: range.count, classes: classes, logits: logits,

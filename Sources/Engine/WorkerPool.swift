@@ -35,21 +35,24 @@ final class WorkerPool: @unchecked Sendable {
     /// Runs `body(w)` for `w` in `0..<workers` and returns when all have finished. Jobs from
     /// different threads are serialized; a job must not start another job (it would deadlock).
     func run(workers: Int, _ body: (Int) -> Void) {
+        withoutActuallyEscaping(body) { runPrebuilt(workers: workers, job: $0) }
+    }
+
+    /// `run` for a closure that is already escaping (nothing to wrap, nothing allocated).
+    func runPrebuilt(workers: Int, job body: @escaping (Int) -> Void) {
         lock.lock()
         defer { lock.unlock() }
         while helpers.count < workers - 1 { startHelper(index: helpers.count + 1) }
-        withoutActuallyEscaping(body) { escapable in
-            job = escapable
-            jobWorkers = workers
-            pending.store(helpers.count, ordering: .sequentiallyConsistent)
-            generation.add(1, ordering: .sequentiallyConsistent)
-            for helper in helpers where helper.sleeping.load(ordering: .sequentiallyConsistent) {
-                helper.wakeUp.signal()
-            }
-            escapable(0)
-            while pending.load(ordering: .acquiring) > 0 {}
-            job = nil
+        job = body
+        jobWorkers = workers
+        pending.store(helpers.count, ordering: .sequentiallyConsistent)
+        generation.add(1, ordering: .sequentiallyConsistent)
+        for helper in helpers where helper.sleeping.load(ordering: .sequentiallyConsistent) {
+            helper.wakeUp.signal()
         }
+        body(0)
+        while pending.load(ordering: .acquiring) > 0 {}
+        job = nil
     }
 
     private func startHelper(index: Int) {

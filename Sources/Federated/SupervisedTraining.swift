@@ -45,13 +45,15 @@ public final class SupervisedTraining {
     ) -> EpochSummary {
         precondition(data.sampleSize == trainer.network.inputCount, "data samples do not fit the model input")
         let order = EpochOrder(indices: indices, batchSize: batchSize, shuffle: shuffle, generator: &generator)
+        buffer.data = data
+        defer { buffer.data = nil }
         let clock = ContinuousClock(), start = clock.now
         var lossSum = 0.0, samples = 0, steps = 0
         for batch in 0..<min(order.batchCount, maxSteps) {
             let range = order.batchRange(batch)
+            buffer.pending = order.indices[range]
             let loss = trainer.step(parameters: &parameters, images: buffer.images, labels: buffer.labels, count: range.count,
-                                    load: { rows in self.buffer.fill(from: data, order.indices[range], rows: rows) },
-                                    adjustGradient: adjustGradient)
+                                    source: buffer, adjustGradient: adjustGradient)
             lossSum += loss * Double(range.count)
             samples += range.count
             steps += 1
@@ -68,11 +70,13 @@ public final class SupervisedTraining {
         let all = indices ?? Array(0..<data.count)
         guard !all.isEmpty else { return (.nan, .nan) }
         var lossSum = 0.0, correct = 0
+        buffer.data = data
+        defer { buffer.data = nil }
         parameters.withUnsafeBufferPointer { p in
             for start in stride(from: 0, to: all.count, by: batchSize) {
-                let batch = all[start..<min(all.count, start + batchSize)]
-                let result = trainer.evaluate(parameters: p.baseAddress!, images: buffer.images, labels: buffer.labels, count: batch.count,
-                                              load: { rows in self.buffer.fill(from: data, batch, rows: rows) })
+                buffer.pending = all[start..<min(all.count, start + batchSize)]
+                let result = trainer.evaluate(parameters: p.baseAddress!, images: buffer.images, labels: buffer.labels,
+                                              count: buffer.pending.count, source: buffer)
                 lossSum += result.lossSum
                 correct += result.correct
             }

@@ -21,11 +21,12 @@ let benchmarks: @Sendable () -> Void = {
                                   batchCapacity: batch, chunks: 4, threads: threads)
             let buffer = BatchBuffer(capacity: batch, sampleSize: network.inputCount)
             let indices = Array(0..<data.count)
+            buffer.data = data
             var start = 0
             let step = { (start: Int) in
-                let rows = indices[start..<(start + batch)]
-                trainer.step(parameters: &parameters, images: buffer.images, labels: buffer.labels, count: batch,
-                             load: { buffer.fill(from: data, rows, rows: $0) })
+                buffer.pending = indices[start..<(start + batch)]
+                return trainer.step(parameters: &parameters, images: buffer.images, labels: buffer.labels, count: batch,
+                                    source: buffer)
             }
             step(0)  // allocates the momentum buffer outside the measurement
             benchmark.startMeasurement()
