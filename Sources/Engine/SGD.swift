@@ -67,21 +67,27 @@ public struct SGD: Sendable {
     }
 
     /// The update on elements `range` only. Elements are independent, so disjoint ranges may run
-    /// on different threads and give the same result as one call over everything.
+    /// on different threads and give the same result as one call over everything. Each case is
+    /// its own branch-free loop: a conditional store inside one loop was compiled to masked
+    /// stores (`vmaskmovps`), which are microcoded on AMD Zen and made the update 10× slower.
     public static func update(
         _ c: SGDConfiguration, parameters p: UnsafeMutablePointer<Float>, gradient g: UnsafeMutablePointer<Float>,
         velocity b: UnsafeMutablePointer<Float>?, firstStep: Bool, range: Range<Int>
     ) {
-        let keep = 1 - c.dampening
-        for i in range {
-            var d = g[i]
-            if c.weightDecay != 0 { d += c.weightDecay * p[i] }
-            if let b {
-                let buffer = firstStep ? d : c.momentum * b[i] + keep * d
-                b[i] = buffer
-                d = c.nesterov ? d + c.momentum * buffer : buffer
-            }
-            p[i] -= c.learningRate * d
+        let lr = c.learningRate, wd = c.weightDecay, mu = c.momentum, keep = 1 - c.dampening
+        guard let b else {
+            for i in range { p[i] -= lr * (g[i] + wd * p[i]) }
+            return
+        }
+        if firstStep {
+            for i in range { b[i] = g[i] + wd * p[i] }
+        } else {
+            for i in range { b[i] = mu * b[i] + keep * (g[i] + wd * p[i]) }
+        }
+        if c.nesterov {
+            for i in range { p[i] -= lr * ((g[i] + wd * p[i]) + mu * b[i]) }
+        } else {
+            for i in range { p[i] -= lr * b[i] }
         }
     }
 }
