@@ -16,7 +16,6 @@ runs = sys.argv[1:]
 fig, (by_round, by_bytes) = plt.subplots(1, 2, figsize=(12, 4.5))
 for run in runs:
     rows = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
-    rows = [r for r in rows]
     cumulative, total = [], 0
     for r in rows:
         total += r["bytes_up"]
