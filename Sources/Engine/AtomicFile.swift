@@ -52,6 +52,17 @@ public enum AtomicFile {
         }
     }
 
+    /// Writes `value` as pretty-printed, key-sorted JSON to `path`, atomically as `write`.
+    public static func writeJSON(_ value: some Encodable, to path: String) throws(FileError) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let bytes: [UInt8]
+        do { bytes = [UInt8](try encoder.encode(value)) } catch {
+            throw FileError(path: path, problem: "cannot encode JSON: \(error)")
+        }
+        try write(bytes, to: path)
+    }
+
     /// The whole content of `path`.
     public static func read(_ path: String) throws(FileError) -> [UInt8] {
         guard let data = FileManager.default.contents(atPath: path) else {

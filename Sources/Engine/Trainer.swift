@@ -80,9 +80,9 @@ public final class Trainer {
     }
 
     private func forEachChunk(total: Int, _ body: (Int, Range<Int>) -> Void) {
-        let active = min(chunks, total)
-        Parallelism.run(workers: min(threads, active)) { worker in
-            for chunk in stride(from: worker, to: active, by: min(threads, active)) {
+        let active = min(chunks, total), workers = workers(total: total)
+        Parallelism.run(workers: workers) { worker in
+            for chunk in stride(from: worker, to: active, by: workers) {
                 body(chunk, chunkRange(chunk, total: total))
             }
         }

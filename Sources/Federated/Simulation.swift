@@ -200,26 +200,18 @@ public final class Simulation {
     public func saveCheckpoint(to directory: String) throws(JobError) {
         let round = completedRounds
         let modelName = "model-\(round).safetensors", stateName = "strategy-\(round).safetensors"
+        let state = strategy.state.sorted { $0.key < $1.key }
         do {
             try Safetensors.save(global, layout: network.layout, to: "\(directory)/\(modelName)")
-            let state = strategy.state.sorted { $0.key < $1.key }
             var layout = ParameterLayout()
             for (name, vector) in state { layout.append(name: name, shape: [vector.count]) }
             if !state.isEmpty {
                 try Safetensors.save(state.flatMap(\.value), layout: layout, to: "\(directory)/\(stateName)")
             }
-            let record = CheckpointRecord(round: round, model: modelName, strategy: state.isEmpty ? nil : stateName,
-                                          strategySpec: strategy.spec, metrics: metrics)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try AtomicFile.write([UInt8](try encoder.encode(record)), to: "\(directory)/checkpoint.json")
-        } catch let error as SafetensorsError {
-            throw .checkpoint(error)
-        } catch let error as FileError {
-            throw .invalid(error.description)
-        } catch {
-            throw .invalid("checkpoint: \(error)")
-        }
+        } catch { throw .checkpoint(error) }
+        let record = CheckpointRecord(round: round, model: modelName, strategy: state.isEmpty ? nil : stateName,
+                                      strategySpec: strategy.spec, metrics: metrics)
+        do { try AtomicFile.writeJSON(record, to: "\(directory)/checkpoint.json") } catch { throw .invalid(error.description) }
         let keep: Set = [modelName, stateName, "checkpoint.json"]
         if let files = try? FileManager.default.contentsOfDirectory(atPath: directory) {
             for file in files where (file.hasPrefix("model-") || file.hasPrefix("strategy-")) && !keep.contains(file) {

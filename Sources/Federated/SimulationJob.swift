@@ -77,11 +77,7 @@ public struct SimulationJob: Sendable {
         let summary = summarize(simulation.metrics)
         if let outputDirectory {
             try saveParameters(simulation, to: "\(outputDirectory)/model.safetensors")
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            do { try write([UInt8](try encoder.encode(summary)), to: "\(outputDirectory)/summary.json") } catch let error as JobError {
-                throw error
-            } catch { throw .invalid("cannot encode the summary: \(error)") }
+            do { try AtomicFile.writeJSON(summary, to: "\(outputDirectory)/summary.json") } catch { throw .invalid(error.description) }
         }
         if let saveModel { try saveParameters(simulation, to: saveModel) }
         return summary

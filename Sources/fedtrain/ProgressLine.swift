@@ -1,4 +1,3 @@
-import Engine
 import Foundation
 
 /// Progress output: a live, rewritten line on a terminal; occasional plain lines otherwise.
@@ -34,11 +33,3 @@ func fail(_ message: String) -> Never {
 
 func format(_ value: Double, _ digits: Int = 4) -> String { String(format: "%.\(digits)f", value) }
 
-/// Writes `value` as pretty, key-sorted JSON to `path` atomically, or exits with an error.
-func writeJSON(_ value: some Encodable, to path: String) {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    let bytes: [UInt8]
-    do { bytes = [UInt8](try encoder.encode(value)) } catch { fail("cannot encode \(path): \(error)") }
-    do { try AtomicFile.write(bytes, to: path) } catch { fail(error.description) }
-}

@@ -71,7 +71,7 @@ struct Train: ParsableCommand {
             + "\(result.steps) steps, \(Int(result.imagesPerSecond)) img/s training, \(format(result.seconds, 1)) s total")
         if let save { print("saved \(save)") }
         if let summary {
-            writeJSON(result, to: summary)
+            do { try AtomicFile.writeJSON(result, to: summary) } catch { fail(error.description) }
         }
     }
 }
