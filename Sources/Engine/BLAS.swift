@@ -47,4 +47,16 @@ public enum BLAS {
     public static func axpy(count: Int, alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
         cblas_saxpy(Int32(count), alpha, x, 1, y, 1)
     }
+
+    /// Euclidean norm of `x` (scaled to avoid overflow); 0 for an empty buffer.
+    @inline(__always)
+    public static func norm(_ x: UnsafeBufferPointer<Float>) -> Float {
+        x.isEmpty ? 0 : cblas_snrm2(Int32(x.count), x.baseAddress!, 1)
+    }
+
+    /// Sum of absolute values of `x`; 0 for an empty buffer.
+    @inline(__always)
+    public static func absoluteSum(_ x: UnsafeBufferPointer<Float>) -> Float {
+        x.isEmpty ? 0 : cblas_sasum(Int32(x.count), x.baseAddress!, 1)
+    }
 }

@@ -5,12 +5,40 @@
 /// bit from its seed. `derived(_:)` gives independent streams for (seed, round, client) without
 /// sharing state between tasks. The state is a value; copying it forks the stream.
 public struct SeededGenerator: RandomNumberGenerator, Sendable, Hashable, Codable {
-    public private(set) var state: [UInt64]
+    // Four scalars rather than an array: `next()` runs per element in stochastic quantization.
+    private var s0: UInt64, s1: UInt64, s2: UInt64, s3: UInt64
+
+    /// The 256-bit state, for checkpoints (`init(state:)` restores it).
+    public var state: [UInt64] { [s0, s1, s2, s3] }
 
     /// Generator whose stream is fully determined by `seed`.
     public init(seed: UInt64) {
         var mixer = seed
-        state = (0..<4).map { _ in SeededGenerator.splitMix64(&mixer) }
+        s0 = Self.splitMix64(&mixer)
+        s1 = Self.splitMix64(&mixer)
+        s2 = Self.splitMix64(&mixer)
+        s3 = Self.splitMix64(&mixer)
+    }
+
+    /// A generator continuing from a saved `state` (four words, not all zero).
+    public init(state: [UInt64]) {
+        precondition(state.count == 4 && state.contains { $0 != 0 }, "xoshiro256** needs four words, not all zero")
+        (s0, s1, s2, s3) = (state[0], state[1], state[2], state[3])
+    }
+
+    enum CodingKeys: String, CodingKey { case state }
+
+    public init(from decoder: any Decoder) throws {
+        let words = try decoder.container(keyedBy: CodingKeys.self).decode([UInt64].self, forKey: .state)
+        guard words.count == 4, words.contains(where: { $0 != 0 }) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "bad generator state"))
+        }
+        self.init(state: words)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(state, forKey: .state)
     }
 
     /// A generator for the stream named by `path` under `seed`, for example (seed, round, client).
@@ -24,15 +52,16 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable, Hashable, Codabl
         return SeededGenerator(seed: key)
     }
 
+    @inline(__always)
     public mutating func next() -> UInt64 {
-        let result = rotateLeft(state[1] &* 5, 7) &* 9
-        let shifted = state[1] << 17
-        state[2] ^= state[0]
-        state[3] ^= state[1]
-        state[1] ^= state[2]
-        state[0] ^= state[3]
-        state[2] ^= shifted
-        state[3] = rotateLeft(state[3], 45)
+        let result = rotateLeft(s1 &* 5, 7) &* 9
+        let shifted = s1 << 17
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= shifted
+        s3 = rotateLeft(s3, 45)
         return result
     }
 
@@ -66,6 +95,7 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable, Hashable, Codabl
         return z ^ (z >> 31)
     }
 
+    @inline(__always)
     private func rotateLeft(_ x: UInt64, _ k: UInt64) -> UInt64 {
         (x << k) | (x >> (64 - k))
     }

@@ -26,6 +26,12 @@ public struct SimulationConfiguration: Sendable, Equatable {
     public var evalEvery = 1
     /// Also evaluate the global model on every client's own data (mean, worst decile).
     public var clientEvaluation = false
+    /// Uplink codec spec (`CodecRegistry`), fp32 for none.
+    public var codec = "fp32"
+    /// Downlink codec spec: compresses the change of the global model since each client's copy.
+    public var downCodec = "fp32"
+    /// Clients keep the residual of what the uplink codec dropped and add it to their next update.
+    public var errorFeedback = false
     public var seed: UInt64 = 0
     public var threads = Parallelism.availableCores
 
@@ -34,7 +40,8 @@ public struct SimulationConfiguration: Sendable, Equatable {
     /// Keys accepted in a YAML config (the flag names with underscores).
     public static let keys = ["model", "data", "clients", "rounds", "fraction", "min_clients", "partition", "min_partition_size",
                               "strategy", "local_epochs", "batch_size", "lr", "momentum", "weight_decay", "dropout",
-                              "min_survivors", "eval_every", "client_evaluation", "seed", "threads"]
+                              "min_survivors", "eval_every", "client_evaluation", "codec", "down_codec", "error_feedback",
+                              "seed", "threads"]
 
     public func validate() throws(JobError) {
         guard clients >= 1 else { throw .invalid("clients must be at least 1 (got \(clients))") }
@@ -53,6 +60,8 @@ public struct SimulationConfiguration: Sendable, Equatable {
         guard threads >= 1 else { throw .invalid("threads must be at least 1 (got \(threads))") }
         do { _ = try PartitionScheme(parsing: partition) } catch { throw .invalid("partition: \(error.description)") }
         _ = try makeStrategy(strategy, parameterCount: 1)
+        _ = try CodecRegistry.codec(parsing: codec)
+        _ = try CodecRegistry.codec(parsing: downCodec)
         guard data != nil || model.defaultDataDirectory != nil else {
             throw .invalid("data is required for \(model.rawValue) (a cifar-10-batches-bin directory)")
         }
@@ -76,6 +85,10 @@ public struct SimulationConfiguration: Sendable, Equatable {
             if let v = value as? String { return v }
             throw .invalid("config key \(key): expected a string, got \(value)")
         }
+        func bool() throws(JobError) -> Bool {
+            if let v = value as? Bool { return v }
+            throw .invalid("config key \(key): expected true or false, got \(value)")
+        }
         switch key {
         case "model":
             guard let kind = ModelKind(rawValue: try string()) else {
@@ -98,9 +111,10 @@ public struct SimulationConfiguration: Sendable, Equatable {
         case "dropout": dropout = try double()
         case "min_survivors": minSurvivors = try int()
         case "eval_every": evalEvery = try int()
-        case "client_evaluation":
-            guard let flag = value as? Bool else { throw .invalid("config key client_evaluation: expected true or false, got \(value)") }
-            clientEvaluation = flag
+        case "client_evaluation": clientEvaluation = try bool()
+        case "codec": codec = try string()
+        case "down_codec": downCodec = try string()
+        case "error_feedback": errorFeedback = try bool()
         case "seed":
             let v = try int()
             guard v >= 0 else { throw .invalid("config key seed: must be >= 0") }
@@ -119,7 +133,8 @@ public struct SimulationConfiguration: Sendable, Equatable {
                   "partition: \"\(partition)\"", "min_partition_size: \(minPartitionSize)", "strategy: \"\(strategy)\"",
                   "local_epochs: \(localEpochs)", "batch_size: \(batchSize)", "lr: \(lr)", "momentum: \(momentum)",
                   "weight_decay: \(weightDecay)", "dropout: \(dropout)", "min_survivors: \(minSurvivors)",
-                  "eval_every: \(evalEvery)", "client_evaluation: \(clientEvaluation)", "seed: \(seed)", "threads: \(threads)"]
+                  "eval_every: \(evalEvery)", "client_evaluation: \(clientEvaluation)", "codec: \"\(codec)\"",
+                  "down_codec: \"\(downCodec)\"", "error_feedback: \(errorFeedback)", "seed: \(seed)", "threads: \(threads)"]
         return lines.joined(separator: "\n") + "\n"
     }
 }

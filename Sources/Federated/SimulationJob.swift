@@ -23,6 +23,12 @@ public struct SimulationJob: Sendable {
         public var rounds: Int
         public var bytesUp: Int
         public var bytesDown: Int
+        /// Uncompressed (fp32) over actual message bytes.
+        public var compressionUp: Double
+        public var compressionDown: Double
+        public var codec: String
+        public var downCodec: String
+        public var errorFeedback: Bool
         public var secondsPerRound: Double
         public var imagesPerSecond: Double
         public var strategy: String
@@ -32,6 +38,8 @@ public struct SimulationJob: Sendable {
             case rounds, strategy, partition
             case finalAccuracy = "final_accuracy", bestAccuracy = "best_accuracy", bytesUp = "bytes_up", bytesDown = "bytes_down"
             case secondsPerRound = "seconds_per_round", imagesPerSecond = "images_per_second"
+            case compressionUp = "compression_up", compressionDown = "compression_down", codec, downCodec = "down_codec"
+            case errorFeedback = "error_feedback"
         }
     }
 
@@ -87,9 +95,13 @@ public struct SimulationJob: Sendable {
         let evaluated = metrics.compactMap(\.testAccuracy)
         let seconds = metrics.reduce(0.0) { $0 + $1.seconds }
         let imagesPerSecond = metrics.isEmpty ? 0 : metrics.map(\.imagesPerSecond).sorted()[metrics.count / 2]
+        let bytesUp = metrics.reduce(0) { $0 + $1.bytesUp }, bytesDown = metrics.reduce(0) { $0 + $1.bytesDown }
+        let denseUp = metrics.reduce(0) { $0 + $1.denseBytesUp }, denseDown = metrics.reduce(0) { $0 + $1.denseBytesDown }
         return Summary(finalAccuracy: metrics.last?.testAccuracy ?? evaluated.last, bestAccuracy: evaluated.max(),
-                       rounds: metrics.count, bytesUp: metrics.reduce(0) { $0 + $1.bytesUp },
-                       bytesDown: metrics.reduce(0) { $0 + $1.bytesDown },
+                       rounds: metrics.count, bytesUp: bytesUp, bytesDown: bytesDown,
+                       compressionUp: bytesUp == 0 ? 1 : Double(denseUp) / Double(bytesUp),
+                       compressionDown: bytesDown == 0 ? 1 : Double(denseDown) / Double(bytesDown),
+                       codec: configuration.codec, downCodec: configuration.downCodec, errorFeedback: configuration.errorFeedback,
                        secondsPerRound: metrics.isEmpty ? 0 : seconds / Double(metrics.count), imagesPerSecond: imagesPerSecond,
                        strategy: configuration.strategy, partition: configuration.partition)
     }
@@ -117,10 +129,11 @@ public struct SimulationJob: Sendable {
         }
         try write(Array(jsonl.utf8), to: "\(directory)/metrics.jsonl")
         func cell(_ value: Double?) -> String { value.map { String($0) } ?? "" }
-        var csv = "round,test_accuracy,test_loss,train_loss,clients,failures,bytes_up,bytes_down,seconds,images_per_second\n"
+        var csv = "round,test_accuracy,test_loss,train_loss,clients,failures,rejected,bytes_up,bytes_down,compression_up,"
+            + "compression_down,seconds,images_per_second\n"
         for m in metrics {
-            csv += "\(m.round),\(cell(m.testAccuracy)),\(cell(m.testLoss)),\(cell(m.trainLoss)),\(m.clients),\(m.failures),"
-                + "\(m.bytesUp),\(m.bytesDown),\(m.seconds),\(m.imagesPerSecond)\n"
+            csv += "\(m.round),\(cell(m.testAccuracy)),\(cell(m.testLoss)),\(cell(m.trainLoss)),\(m.clients),\(m.failures),\(m.rejected),"
+                + "\(m.bytesUp),\(m.bytesDown),\(m.compressionUp),\(m.compressionDown),\(m.seconds),\(m.imagesPerSecond)\n"
         }
         try write(Array(csv.utf8), to: "\(directory)/metrics.csv")
     }

@@ -1,104 +1,110 @@
 import CZlib
 import Engine
 
-/// The one wire format for vectors between server and clients (models down, updates up),
-/// versioned. All byte counts in metrics are this format's real length.
+/// The one wire format for vectors between server and clients (models and their changes down,
+/// updates up), versioned. All byte counts in metrics are this format's real length.
 ///
 /// Layout (little-endian):
 ///
 ///     offset  size  field
 ///     0       4     magic "FTUM"
-///     4       2     format version (1)
-///     6       2     codec tag (0 = dense fp32)
-///     8       4     kind (0 = model, 1 = update, 2 = control variate)
-///     12      8     parameter-layout fingerprint
-///     20      8     element count
-///     28      8     round
-///     36      8     payload length in bytes
-///     44      n     codec payload (dense fp32: element count × 4 bytes)
-///     44+n    4     CRC-32 (zlib) of bytes 0..<44+n
+///     4       2     format version (2)
+///     6       1     kind (0 model, 1 update, 2 control variate, 3 model change)
+///     7       1     descriptor length d
+///     8       8     parameter-layout fingerprint
+///     16      4     element count
+///     20      4     round
+///     24      4     payload length p
+///     28      d     codec descriptor: tag and parameters (`UpdateCodec.writeDescriptor`)
+///     28+d    p     codec payload
+///     28+d+p  4     CRC-32 (zlib) of every byte before it
 ///
-/// Decoding checks every field and rejects anything else with a typed error, so a bad message
-/// never reaches the model.
-public struct UpdateMessage: Sendable, Equatable {
-    public enum Kind: UInt32, Sendable { case model = 0, update = 1, control = 2 }
+/// Decoding checks every field (and the codec its payload: positions, counts, lengths, finite
+/// values) and rejects anything else with a typed error, so a bad message never reaches a model.
+public struct UpdateMessage: Sendable {
+    public enum Kind: UInt8, Sendable { case model = 0, update = 1, control = 2, modelChange = 3 }
 
     public static let magic: [UInt8] = Array("FTUM".utf8)
-    public static let version: UInt16 = 1
-    public static let headerSize = 44
-    public static let denseCodec: UInt16 = 0
+    public static let version: UInt16 = 2
+    public static let headerSize = 28
+    public static let checksumSize = 4
 
     public var kind: Kind
-    public var layoutFingerprint: UInt64
     public var round: Int
+    /// The decoded vector.
     public var values: [Float]
+    /// The codec the sender used.
+    public var codec: any UpdateCodec
 
-    public init(kind: Kind, layoutFingerprint: UInt64, round: Int, values: [Float]) {
-        self.kind = kind
-        self.layoutFingerprint = layoutFingerprint
-        self.round = round
-        self.values = values
+    /// Encodes `values` (laid out as `layout`) with `codec`, whose sender `state` it updates.
+    public static func encode(
+        _ values: UnsafeBufferPointer<Float>, kind: Kind, round: Int, layout: ParameterLayout,
+        codec: any UpdateCodec, state: inout [Float], generator: inout SeededGenerator
+    ) -> [UInt8] {
+        precondition(values.count == layout.count && values.count <= Int(UInt32.max) && round <= Int(UInt32.max))
+        var descriptor = ByteWriter()
+        codec.writeDescriptor(to: &descriptor)
+        var writer = ByteWriter(capacity: headerSize + descriptor.count + 4 * values.count + checksumSize)
+        writer.append(contentsOf: magic)
+        writer.append(version)
+        writer.append(kind.rawValue)
+        writer.append(UInt8(descriptor.count))
+        writer.append(layout.fingerprint)
+        writer.append(UInt32(values.count))
+        writer.append(UInt32(round))
+        writer.append(UInt32(0))
+        writer.append(contentsOf: descriptor.bytes)
+        let payloadStart = writer.count
+        codec.encode(values, layout: layout, state: &state, generator: &generator, into: &writer)
+        writer.patch(UInt32(writer.count - payloadStart), at: 24)
+        writer.append(checksum(writer.bytes[...]))
+        return writer.bytes
     }
 
-    /// Size of the encoded message for `count` dense elements.
-    public static func encodedSize(count: Int) -> Int { headerSize + 4 * count + 4 }
-
-    public func encoded() -> [UInt8] {
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(Self.encodedSize(count: values.count))
-        bytes += Self.magic
-        append(&bytes, Self.version)
-        append(&bytes, Self.denseCodec)
-        append(&bytes, kind.rawValue)
-        append(&bytes, layoutFingerprint)
-        append(&bytes, UInt64(values.count))
-        append(&bytes, UInt64(round))
-        append(&bytes, UInt64(4 * values.count))
-        for value in values { append(&bytes, value.bitPattern) }
-        append(&bytes, Self.checksum(bytes[...]))
-        return bytes
+    /// Encodes `values` uncompressed (fp32).
+    public static func encodeDense(_ values: [Float], kind: Kind, round: Int, layout: ParameterLayout) -> [UInt8] {
+        var state: [Float] = [], generator = SeededGenerator(seed: 0)
+        return values.withUnsafeBufferPointer {
+            encode($0, kind: kind, round: round, layout: layout, codec: DenseCodec(), state: &state, generator: &generator)
+        }
     }
 
-    /// Parses and validates `bytes` for a model whose layout has `fingerprint` and `count` elements.
-    public static func decode(_ bytes: [UInt8], fingerprint: UInt64, count: Int) throws(MessageError) -> UpdateMessage {
-        guard bytes.count >= headerSize + 4 else { throw .truncated(bytes.count) }
+    /// Size of a dense (fp32) message of `count` elements.
+    public static func denseSize(count: Int) -> Int { headerSize + 1 + 4 * count + checksumSize }
+
+    /// Parses and validates `bytes` for a model laid out as `layout`.
+    public static func decode(_ bytes: [UInt8], layout: ParameterLayout) throws(MessageError) -> UpdateMessage {
+        guard bytes.count >= headerSize + checksumSize else { throw .truncated(bytes.count) }
         guard Array(bytes[0..<4]) == magic else { throw .badMagic }
-        let version: UInt16 = read(bytes, 4)
+        var header = ByteReader(bytes, from: 4)
+        let version: UInt16 = try header.read()
         guard version == Self.version else { throw .unsupportedVersion(version) }
-        let codec: UInt16 = read(bytes, 6)
-        guard codec == denseCodec else { throw .unsupportedCodec(codec) }
-        let stored: UInt32 = read(bytes, bytes.count - 4)
-        guard stored == checksum(bytes[..<(bytes.count - 4)]) else { throw .badChecksum }
-        guard let kind = Kind(rawValue: read(bytes, 8)) else { throw .badField("kind") }
-        let layout: UInt64 = read(bytes, 12)
-        guard layout == fingerprint else { throw .wrongLayout }
-        let elements: UInt64 = read(bytes, 20), round: UInt64 = read(bytes, 28), payload: UInt64 = read(bytes, 36)
-        guard elements == UInt64(count) else { throw .badField("element count \(elements), expected \(count)") }
-        guard round <= UInt64(Int.max) else { throw .badField("round") }
-        guard payload == 4 * elements, bytes.count == headerSize + Int(payload) + 4 else {
-            throw .badField("payload length \(payload) for \(bytes.count) bytes")
+        var trailer = ByteReader(bytes, from: bytes.count - checksumSize)
+        let storedChecksum = try trailer.read(UInt32.self)
+        guard storedChecksum == checksum(bytes[..<(bytes.count - checksumSize)]) else { throw .badChecksum }
+        guard let kind = Kind(rawValue: try header.read()) else { throw .badField("kind") }
+        let descriptorLength = Int(try header.read(UInt8.self))
+        guard try header.read(UInt64.self) == layout.fingerprint else { throw .wrongLayout }
+        let count = Int(try header.read(UInt32.self)), round = Int(try header.read(UInt32.self))
+        let payloadLength = Int(try header.read(UInt32.self))
+        guard count == layout.count else { throw .badField("element count \(count), expected \(layout.count)") }
+        let payloadStart = headerSize + descriptorLength
+        guard payloadStart + payloadLength + checksumSize == bytes.count else {
+            throw .badField("lengths (descriptor \(descriptorLength), payload \(payloadLength)) do not add up to \(bytes.count) bytes")
         }
+        var descriptor = ByteReader(bytes, from: headerSize, to: payloadStart)
+        let codec = try CodecRegistry.codec(from: &descriptor)
+        guard descriptor.remaining == 0 else { throw .badField("descriptor has \(descriptor.remaining) trailing bytes") }
+        var payload = ByteReader(bytes, from: payloadStart, to: payloadStart + payloadLength)
         var values = [Float](repeating: 0, count: count)
-        for index in 0..<count {
-            let bits: UInt32 = read(bytes, headerSize + 4 * index)
-            values[index] = Float(bitPattern: bits)
-        }
+        try values.withUnsafeMutableBufferPointer { buffer throws(MessageError) in try codec.decode(from: &payload, layout: layout, into: buffer) }
+        guard payload.remaining == 0 else { throw .badField("payload has \(payload.remaining) trailing bytes") }
         guard values.allSatisfy(\.isFinite) else { throw .nonFinite }
-        return UpdateMessage(kind: kind, layoutFingerprint: layout, round: Int(round), values: values)
+        return UpdateMessage(kind: kind, round: round, values: values, codec: codec)
     }
 
     static func checksum(_ bytes: ArraySlice<UInt8>) -> UInt32 {
         bytes.withUnsafeBufferPointer { UInt32(crc32(0, $0.baseAddress, UInt32($0.count))) }
-    }
-
-    private func append<T: FixedWidthInteger>(_ bytes: inout [UInt8], _ value: T) {
-        withUnsafeBytes(of: value.littleEndian) { bytes += $0 }
-    }
-
-    private static func read<T: FixedWidthInteger>(_ bytes: [UInt8], _ offset: Int) -> T {
-        var value: T = 0
-        for k in 0..<MemoryLayout<T>.size { value |= T(bytes[offset + k]) << (8 * k) }
-        return value
     }
 }
 

@@ -27,6 +27,9 @@ struct Simulate: ParsableCommand {
     @Option(help: "Probability that a sampled client drops out of a round.") var dropout: Double?
     @Option(name: .customLong("eval-every"), help: "Evaluate the global model every N rounds (and after the last).") var evalEvery: Int?
     @Flag(name: .customLong("client-evaluation"), help: "Also report accuracy on each client's own data (mean, worst decile).") var clientEvaluation = false
+    @Option(help: "Uplink codec: \(CodecRegistry.help).") var codec: String?
+    @Option(name: .customLong("down-codec"), help: "Downlink codec for the change of the global model (same specs).") var downCodec: String?
+    @Flag(name: .customLong("error-feedback"), help: "Clients keep what the uplink codec dropped and add it to their next update.") var errorFeedback = false
     @Option(help: "Seed of every random choice.") var seed: UInt64?
     @Option(help: "Worker threads (results do not depend on it).") var threads: Int?
     @Option(help: "Output directory: config.yaml, metrics.jsonl/csv, summary.json, model.safetensors, checkpoint/.") var out: String?
@@ -63,6 +66,9 @@ struct Simulate: ParsableCommand {
         if let dropout { configuration.dropout = dropout }
         if let evalEvery { configuration.evalEvery = evalEvery }
         if clientEvaluation { configuration.clientEvaluation = true }
+        if let codec { configuration.codec = codec }
+        if let downCodec { configuration.downCodec = downCodec }
+        if errorFeedback { configuration.errorFeedback = true }
         if let seed { configuration.seed = seed }
         if let threads { configuration.threads = threads }
         try configuration.validate()
@@ -86,7 +92,8 @@ struct Simulate: ParsableCommand {
                 case .started(let simulation):
                     print("fedtrain simulate: \(configuration.model.rawValue), \(configuration.clients) clients (\(configuration.sampledPerRound) per round), "
                         + "\(configuration.partition), \(configuration.strategy), E=\(configuration.localEpochs), B=\(configuration.batchSize), "
-                        + "lr \(configuration.lr), momentum \(configuration.momentum), \(configuration.rounds) rounds, \(configuration.threads) threads, seed \(configuration.seed)")
+                        + "lr \(configuration.lr), momentum \(configuration.momentum), codec \(configuration.codec)\(configuration.errorFeedback ? " with error feedback" : ""), "
+                        + "down \(configuration.downCodec), \(configuration.rounds) rounds, \(configuration.threads) threads, seed \(configuration.seed)")
                     printHistograms(simulation.histograms)
                     if simulation.completedRounds > 0 { print("resumed after round \(simulation.completedRounds)") }
                 case .clientDone(let round, let done, let total, let seconds):
@@ -95,7 +102,8 @@ struct Simulate: ParsableCommand {
                     let accuracy = m.testAccuracy.map { "accuracy \(format(100 * $0, 2))%, loss \(format(m.testLoss!))" } ?? "not evaluated"
                     let remaining = Double(configuration.rounds - m.round) * m.seconds
                     line.finish("round \(m.round)/\(configuration.rounds): \(accuracy), train loss \(m.trainLoss.map { format($0) } ?? "-"), "
-                        + "clients \(m.clients)\(m.failures > 0 ? " (\(m.failures) dropped)" : ""), up \(megabytes(m.bytesUp)), down \(megabytes(m.bytesDown)), "
+                        + "clients \(m.clients)\(m.failures > 0 ? " (\(m.failures) dropped)" : ""), up \(megabytes(m.bytesUp))\(ratio(m.compressionUp)), down \(megabytes(m.bytesDown))\(ratio(m.compressionDown)), "
+                        + "\(m.rejected > 0 ? "\(m.rejected) rejected, " : "")"
                         + "\(Int(m.imagesPerSecond)) img/s, \(format(m.seconds, 2)) s, ETA \(format(remaining, 0)) s")
                 }
             }
@@ -103,12 +111,15 @@ struct Simulate: ParsableCommand {
             fail(error.description)
         }
         print("done: final accuracy \(summary.finalAccuracy.map { format(100 * $0, 2) + "%" } ?? "-"), best \(summary.bestAccuracy.map { format(100 * $0, 2) + "%" } ?? "-"), "
-            + "\(summary.rounds) rounds, \(format(summary.secondsPerRound, 2)) s/round, up \(megabytes(summary.bytesUp)), down \(megabytes(summary.bytesDown))")
+            + "\(summary.rounds) rounds, \(format(summary.secondsPerRound, 2)) s/round, up \(megabytes(summary.bytesUp))\(ratio(summary.compressionUp)), down \(megabytes(summary.bytesDown))\(ratio(summary.compressionDown))")
         if let directory = resume ?? out { print("results in \(directory)") }
     }
 }
 
 func megabytes(_ bytes: Int) -> String { format(Double(bytes) / 1e6, 2) + " MB" }
+
+/// " (123x)" for a compression ratio above 1, nothing otherwise.
+func ratio(_ value: Double) -> String { value > 1.0001 ? " (\(format(value, value < 10 ? 1 : 0))x)" : "" }
 
 /// One line per client: its size and label histogram (long federations print the first 20).
 func printHistograms(_ histograms: [[Int]]) {

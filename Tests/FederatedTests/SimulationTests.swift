@@ -71,6 +71,25 @@ func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
         #expect(finals[0] == finals[1] && finals[1] == finals[2])
     }
 
+    /// Compression keeps runs bit-identical: codec randomness comes from (seed, round, client).
+    @Test(arguments: [("qsgd:4", "fp32", true), ("topk:0.05+qsgd:4", "topk:0.1", true), ("powersgd:2", "qsgd:4", false), ("stc:0.01", "fp16", true)])
+    func compressedRunsAreBitIdenticalAcrossThreadCounts(codec: String, downCodec: String, errorFeedback: Bool) throws {
+        var finals: [[Float]] = []
+        var bytes: [[Int]] = []
+        for threads in [1, 2, 3] {
+            let run = try simulation {
+                $0.threads = threads; $0.fraction = 1; $0.codec = codec; $0.downCodec = downCodec; $0.errorFeedback = errorFeedback
+            }
+            for _ in 0..<3 { run.runRound() }
+            finals.append(run.global)
+            bytes.append(run.metrics.flatMap { [$0.bytesUp, $0.bytesDown] })
+            #expect(run.metrics.allSatisfy { $0.compressionUp > 1.9 && $0.rejected == 0 })
+            #expect(run.metrics.dropFirst().allSatisfy { $0.compressionDown > 1.9 || downCodec == "fp32" })
+        }
+        #expect(finals[0] == finals[1] && finals[1] == finals[2])
+        #expect(bytes[0] == bytes[1] && bytes[1] == bytes[2])
+    }
+
     @Test func dropoutRoundsKeepGoing() throws {
         let run = try simulation { $0.dropout = 0.5; $0.clients = 8; $0.fraction = 1; $0.minSurvivors = 3; $0.rounds = 6 }
         var previous = run.global
@@ -116,7 +135,7 @@ func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
         return directory
     }
 
-    func configuration(data: String, rounds: Int) -> SimulationConfiguration {
+    func configuration(data: String, rounds: Int, compressed: Bool = false) -> SimulationConfiguration {
         var c = SimulationConfiguration()
         c.data = data
         c.clients = 4
@@ -127,16 +146,26 @@ func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
         c.batchSize = 16
         c.momentum = 0.9
         c.dropout = 0.2
+        if compressed {
+            c.strategy = "fedavgm"
+            c.codec = "powersgd:2"
+            c.downCodec = "topk:0.1+qsgd:4"
+            c.errorFeedback = true
+        }
         return c
     }
 
-    @Test func resumedRunEqualsUninterruptedRun() throws {
+    /// Also with compression: residuals, PowerSGD warm starts and downlink copies are checkpointed.
+    @Test(arguments: [false, true])
+    func resumedRunEqualsUninterruptedRun(compressed: Bool) throws {
         let data = dataDirectory(), whole = data + "/whole", split = data + "/split"
         defer { try? FileManager.default.removeItem(atPath: data) }
-        _ = try SimulationJob(configuration: configuration(data: data, rounds: 4), outputDirectory: whole, saveModel: nil).run()
-        _ = try SimulationJob(configuration: configuration(data: data, rounds: 2), outputDirectory: split, saveModel: nil).run()
+        _ = try SimulationJob(configuration: configuration(data: data, rounds: 4, compressed: compressed), outputDirectory: whole, saveModel: nil).run()
+        _ = try SimulationJob(configuration: configuration(data: data, rounds: 2, compressed: compressed), outputDirectory: split, saveModel: nil).run()
+        if compressed { #expect(FileManager.default.fileExists(atPath: "\(split)/checkpoint/clients-2.safetensors")) }
         // The interrupted run is continued to 4 rounds from its checkpoint.
-        let summary = try SimulationJob(configuration: configuration(data: data, rounds: 4), outputDirectory: split, saveModel: nil).run(resume: true)
+        let summary = try SimulationJob(configuration: configuration(data: data, rounds: 4, compressed: compressed), outputDirectory: split, saveModel: nil)
+            .run(resume: true)
         #expect(summary.rounds == 4)
         let a = try Data(contentsOf: URL(fileURLWithPath: "\(whole)/model.safetensors"))
         let b = try Data(contentsOf: URL(fileURLWithPath: "\(split)/model.safetensors"))
@@ -148,7 +177,8 @@ func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
             #expect(FileManager.default.fileExists(atPath: "\(split)/\(file)"), "\(file)")
         }
         let summaryJSON = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(split)/summary.json"))) as! [String: Any]
-        for key in ["final_accuracy", "best_accuracy", "rounds", "bytes_up", "bytes_down", "seconds_per_round", "images_per_second"] {
+        for key in ["final_accuracy", "best_accuracy", "rounds", "bytes_up", "bytes_down", "seconds_per_round", "images_per_second",
+                    "compression_up", "compression_down"] {
             #expect(summaryJSON[key] != nil, "summary lacks \(key)")
         }
     }
@@ -158,56 +188,12 @@ func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
         #expect(throws: JobError.self) { try c.set("colour", "blue") }
         do { try c.set("clients", "many") } catch { #expect(error.description.contains("clients")) }
         do { try c.set("colour", 1) } catch { #expect(error.description.contains("unknown config key colour")) }
-        for (key, value) in [("fraction", 1.5 as Any), ("clients", 0), ("partition", "dirichlet:0"), ("dropout", 1.0), ("strategy", "fedsgd")] {
+        for (key, value) in [("fraction", 1.5 as Any), ("clients", 0), ("partition", "dirichlet:0"), ("dropout", 1.0), ("strategy", "fedsgd"),
+                             ("codec", "topk:2"), ("down_codec", "zip"), ("error_feedback", "yes")] {
             var bad = SimulationConfiguration()
             #expect(throws: JobError.self, "\(key)") {
                 try bad.set(key, value)
                 try bad.validate()
-            }
-        }
-    }
-}
-
-@Suite struct UpdateMessageTests {
-    let message = UpdateMessage(kind: .update, layoutFingerprint: 0xABCD, round: 7, values: [1, -2.5, 3e-8, 0])
-
-    @Test func roundTripAndExactSize() throws {
-        let bytes = message.encoded()
-        #expect(bytes.count == 44 + 16 + 4)
-        #expect(bytes.count == UpdateMessage.encodedSize(count: 4))
-        #expect(try UpdateMessage.decode(bytes, fingerprint: 0xABCD, count: 4) == message)
-    }
-
-    @Test func rejectsHostileMessages() {
-        let valid = message.encoded()
-        var flipped = valid
-        flipped[50] ^= 1
-        var magic = valid
-        magic[0] = 0
-        let nan = UpdateMessage(kind: .update, layoutFingerprint: 0xABCD, round: 1, values: [.nan, 0, 0, 0]).encoded()
-        let cases: [(String, [UInt8], UInt64, Int, MessageError)] = [
-            ("truncated", Array(valid.prefix(30)), 0xABCD, 4, .truncated(30)),
-            ("cut payload", Array(valid.dropLast(5)), 0xABCD, 4, .badChecksum),
-            ("bad magic", magic, 0xABCD, 4, .badMagic),
-            ("flipped bit", flipped, 0xABCD, 4, .badChecksum),
-            ("other model", valid, 0x1234, 4, .wrongLayout),
-            ("wrong count", valid, 0xABCD, 5, .badField("element count 4, expected 5")),
-            ("NaN", nan, 0xABCD, 4, .nonFinite),
-        ]
-        for (name, bytes, fingerprint, count, expected) in cases {
-            #expect(throws: expected, "\(name)") { try UpdateMessage.decode(bytes, fingerprint: fingerprint, count: count) }
-        }
-        // Fuzz: random corruptions of a valid message never decode to different values.
-        var generator = SeededGenerator(seed: 11)
-        for _ in 0..<2000 {
-            var bytes = valid
-            let flips = 1 + Int(generator.next(upperBound: UInt64(3)))
-            for _ in 0..<flips {
-                let position = Int(generator.next(upperBound: UInt64(bytes.count)))
-                bytes[position] ^= UInt8(1 + generator.next(upperBound: UInt64(255)))
-            }
-            if let decoded = try? UpdateMessage.decode(bytes, fingerprint: 0xABCD, count: 4) {
-                #expect(decoded == message)
             }
         }
     }

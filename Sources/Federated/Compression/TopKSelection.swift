@@ -1,0 +1,78 @@
+/// Exact top-k by magnitude for sparsifying codecs.
+enum TopKSelection {
+    /// The positions of the `k` largest `|values|`, ascending. Ties go to the lower position, so
+    /// the set is unique and encoding is deterministic. NaN counts as larger than any number.
+    ///
+    /// Cost: one pass comparing magnitude bits against a threshold estimated from a strided
+    /// sample, then a quickselect over the (about 1.25k) candidates; a full quickselect only if
+    /// the sample misjudged. Order keys pack (magnitude bits, inverted position) into 64 bits.
+    static func largestMagnitudes(_ values: UnsafeBufferPointer<Float>, k: Int) -> [UInt32] {
+        let n = values.count
+        precondition(k >= 0 && k <= n && n <= Int(UInt32.max), "top-k needs 0 <= k <= n < 2^32")
+        if k == 0 { return [] }
+        if k == n { return (0..<UInt32(n)).map { $0 } }
+        var threshold: UInt32 = 0
+        let sampleCount = 1 << 14
+        if n > 8 * sampleCount {
+            let stride = n / sampleCount
+            var sample = (0..<sampleCount).map { magnitudeBits(values[$0 * stride]) }
+            sample.sort(by: >)
+            let rank = Int(1.25 * Double(k) / Double(n) * Double(sampleCount)) + 32
+            if rank < sampleCount { threshold = sample[rank] }
+        }
+        var keys = candidates(values, atLeast: threshold, expected: k)
+        if keys.count < k { keys = candidates(values, atLeast: 0, expected: n) }
+        keys.withUnsafeMutableBufferPointer { selectLargest($0, k: k) }
+        var positions = keys[..<k].map { ~UInt32(truncatingIfNeeded: $0) }
+        positions.sort()
+        return positions
+    }
+
+    @inline(__always)
+    static func magnitudeBits(_ value: Float) -> UInt32 { value.bitPattern & 0x7FFF_FFFF }
+
+    private static func candidates(_ values: UnsafeBufferPointer<Float>, atLeast threshold: UInt32, expected: Int) -> [UInt64] {
+        var keys = [UInt64]()
+        keys.reserveCapacity(min(values.count, expected + expected / 2 + 64))
+        for i in 0..<values.count {
+            let bits = magnitudeBits(values[i])
+            if bits >= threshold { keys.append(UInt64(bits) << 32 | UInt64(~UInt32(truncatingIfNeeded: i))) }
+        }
+        return keys
+    }
+
+    /// Reorders `keys` so its first `k` elements are its `k` largest (in no particular order).
+    static func selectLargest(_ keys: UnsafeMutableBufferPointer<UInt64>, k: Int) {
+        var low = 0, high = keys.count - 1
+        var budget = 2 * (Int.bitWidth - keys.count.leadingZeroBitCount) + 8
+        while high - low > 16 {
+            budget -= 1
+            if budget == 0 {
+                // Adversarial input defeated the pivots: finish with a sort, O(n log n).
+                var range = UnsafeMutableBufferPointer(rebasing: keys[low...high])
+                range.sort(by: >)
+                return
+            }
+            let middle = low + (high - low) / 2
+            // Median of three as pivot, descending order.
+            if keys[middle] > keys[low] { keys.swapAt(middle, low) }
+            if keys[high] > keys[low] { keys.swapAt(high, low) }
+            if keys[high] > keys[middle] { keys.swapAt(high, middle) }
+            let pivot = keys[middle]
+            var i = low, j = high
+            while i <= j {
+                while keys[i] > pivot { i += 1 }
+                while keys[j] < pivot { j -= 1 }
+                if i <= j {
+                    keys.swapAt(i, j)
+                    i += 1
+                    j -= 1
+                }
+            }
+            // Now keys[low...j] >= pivot >= keys[i...high]; keys are unique.
+            if k - 1 <= j { high = j } else if k - 1 >= i { low = i } else { return }
+        }
+        var range = UnsafeMutableBufferPointer(rebasing: keys[low...high])
+        range.sort(by: >)
+    }
+}
