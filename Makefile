@@ -6,7 +6,7 @@ FEDTRAIN := .build/release/fedtrain
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: deps build run train test bench compare experiment plot niid-bench clean
+.PHONY: deps build run train test bench compare experiment plot niid-bench compression-sweep clean
 
 ## deps: install the Debian packages fedtrain needs, only those that are missing
 deps:
@@ -58,6 +58,24 @@ niid-bench: build
 	done; done
 	python3 scripts/niid_table.py results > results/niid-bench.md
 	@cat results/niid-bench.md
+
+COMPRESSION_PARTITIONS := dirichlet-0.5 labels-2
+## compression-sweep: every codec of experiments/compression-sweep.txt on Dirichlet 0.5 and labels:2 (30 rounds each),
+## then results/compression.md (accuracy, MB up/down, ratios, rounds to the dense bar) and PNGs; finished runs are skipped
+compression-sweep: build
+	@for p in $(COMPRESSION_PARTITIONS); do \
+		grep -v '^#' experiments/compression-sweep.txt | while read -r name flags; do \
+			[ -n "$$name" ] || continue; \
+			out=results/compression/$$p/$$name; \
+			if [ -f $$out/summary.json ]; then echo "$$p $$name: done"; continue; fi; \
+			if [ -f $$out/checkpoint/checkpoint.json ]; then $(FEDTRAIN) simulate --resume $$out < /dev/null || exit 1; \
+			else $(FEDTRAIN) simulate --config experiments/compression-$$p.yaml $$flags --out $$out < /dev/null || exit 1; fi; \
+		done || exit 1; \
+	done
+	python3 scripts/compression_table.py results/compression > results/compression.md
+	@cat results/compression.md
+	@if [ -x $(PYTHON) ] && $(PYTHON) -c "import matplotlib" 2>/dev/null; then $(PYTHON) scripts/compression_plot.py results/compression; \
+	else echo "compression-sweep: PNG skipped (make plot installs matplotlib into $(VENV))"; fi
 
 ## test: the whole test suite (what CI runs)
 test: deps

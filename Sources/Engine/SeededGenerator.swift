@@ -6,7 +6,7 @@
 /// sharing state between tasks. The state is a value; copying it forks the stream.
 public struct SeededGenerator: RandomNumberGenerator, Sendable, Hashable, Codable {
     // Four scalars rather than an array: `next()` runs per element in stochastic quantization.
-    private var s0: UInt64, s1: UInt64, s2: UInt64, s3: UInt64
+    @usableFromInline var s0: UInt64, s1: UInt64, s2: UInt64, s3: UInt64
 
     /// The 256-bit state, for checkpoints (`init(state:)` restores it).
     public var state: [UInt64] { [s0, s1, s2, s3] }
@@ -52,7 +52,7 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable, Hashable, Codabl
         return SeededGenerator(seed: key)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func next() -> UInt64 {
         let result = rotateLeft(s1 &* 5, 7) &* 9
         let shifted = s1 << 17
@@ -95,8 +95,8 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable, Hashable, Codabl
         return z ^ (z >> 31)
     }
 
-    @inline(__always)
-    private func rotateLeft(_ x: UInt64, _ k: UInt64) -> UInt64 {
+    @inlinable @inline(__always)
+    func rotateLeft(_ x: UInt64, _ k: UInt64) -> UInt64 {
         (x << k) | (x >> (64 - k))
     }
 }

@@ -49,4 +49,6 @@ let benchmarks: @Sendable () -> Void = {
         image.deallocate()
         col.deallocate()
     }
+
+    codecBenchmarks()
 }

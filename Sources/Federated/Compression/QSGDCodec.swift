@@ -4,7 +4,8 @@ import Engine
 ///
 /// Each bucket of `bucket` consecutive values `v` is sent as its Euclidean norm `‖v‖` (fp32) and,
 /// per value, a sign bit and a level `ℓ ∈ 0...s` (`s = 2^bits − 1`) in `bits` bits, where
-/// `ℓ = ⌊s·|vᵢ|/‖v‖⌋ + 1` with probability equal to the fractional part (else the floor); the
+/// `ℓ = ⌊s·|vᵢ|/‖v‖⌋ + 1` with probability equal to the fractional part (else the floor) and the
+/// sign bit is the sign bit of vᵢ (so −0 and a level-0 value may carry either); the
 /// receiver reads `sign · ‖v‖ · ℓ / s`. So `E[Q(v)] = v`, and per bucket
 /// `E‖Q(v) − v‖² ≤ min(d/s², √d/s) · ‖v‖²` with `d` the bucket length.
 ///
@@ -35,36 +36,42 @@ public struct QSGDCodec: ValueCodec {
 
     public func encode(_ values: UnsafeBufferPointer<Float>, generator: inout SeededGenerator, into writer: inout ByteWriter) {
         let n = values.count, buckets = (n + bucket - 1) / bucket
-        let s = Float(levels), width = bits + 1, maxLevel = UInt64(levels)
+        let width = bits + 1
         var random = generator
         writer.appendBytes(count: payloadSize(count: n)) { raw in
             var codes = BitWriter(UnsafeMutableRawBufferPointer(rebasing: raw[(4 * buckets)...]))
-            // Two 24-bit uniforms per generator step.
-            var spare: UInt64 = 0, haveSpare = false
             for b in 0..<buckets {
                 let start = b * bucket, end = min(start + bucket, n)
                 let norm = BLAS.norm(UnsafeBufferPointer(rebasing: values[start..<end]))
                 raw.storeBytes(of: norm.bitPattern.littleEndian, toByteOffset: 4 * b, as: UInt32.self)
-                let scale = norm > 0 ? s / norm : 0
-                for i in start..<end {
-                    let value = values[i]
-                    let r = abs(value) * scale
-                    let floor = r.rounded(.down)
-                    let u: Float
-                    if haveSpare {
-                        u = Float(spare & 0xFF_FFFF) * 0x1p-24
-                    } else {
-                        spare = random.next()
-                        u = Float(spare >> 40) * 0x1p-24
-                    }
-                    haveSpare.toggle()
-                    let level = min(maxLevel, UInt64(floor) + (u < r - floor ? 1 : 0))
-                    codes.write(level << 1 | (value < 0 ? 1 : 0), bits: width)
-                }
+                quantize(values.baseAddress! + start, count: end - start, norm: norm, random: &random, codes: &codes, width: width)
             }
             codes.flush()
         }
         generator = random
+    }
+
+    /// Writes the codes of one bucket. Stochastic rounding as `⌊r + u⌋` with `u` uniform in
+    /// [0, 1): it rounds up with probability frac(r), so the level is unbiased. Two 24-bit
+    /// uniforms per generator step.
+    @inline(__always)
+    private func quantize(_ x: UnsafePointer<Float>, count: Int, norm: Float, random: inout SeededGenerator,
+                          codes: inout BitWriter, width: Int) {
+        let s = Float(levels)
+        let scale = norm > 0 ? s / norm : 0
+        @inline(__always) func code(_ value: Float, _ uniformBits: UInt64) -> UInt64 {
+            let u = Float(uniformBits & 0xFF_FFFF) * 0x1p-24
+            let level = UInt64(Int32(min(abs(value) * scale + u, s)))
+            return level << 1 | UInt64(value.bitPattern >> 31)
+        }
+        var i = 0
+        while i + 2 <= count {
+            let word = random.next()
+            codes.write(code(x[i], word >> 40), bits: width)
+            codes.write(code(x[i + 1], word), bits: width)
+            i += 2
+        }
+        if i < count { codes.write(code(x[i], random.next() >> 40), bits: width) }
     }
 
     public func decode(from reader: inout ByteReader, into output: UnsafeMutableBufferPointer<Float>) throws(MessageError) {
