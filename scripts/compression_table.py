@@ -1,0 +1,56 @@
+"""results/compression.md from make compression-sweep's runs (standard library only).
+
+Usage: python3 scripts/compression_table.py results/compression > results/compression.md
+Per partition, every run of experiments/compression-sweep.txt beside the dense baseline (fp32):
+final and best accuracy, MB up and down (real message bytes), ratios vs dense, and the round and
+upload at which a run first reaches the dense run's final accuracy minus 0.5 points.
+"""
+import json
+import os
+import sys
+
+root = sys.argv[1]
+sweep = [line.split(None, 1) for line in open("experiments/compression-sweep.txt") if line.strip() and not line.startswith("#")]
+names = [entry[0] for entry in sweep]
+flags = {entry[0]: (entry[1].strip() if len(entry) > 1 else "(dense fp32)") for entry in sweep}
+
+
+def load(run):
+    summary = json.load(open(os.path.join(run, "summary.json")))
+    rows = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
+    return summary, rows
+
+
+print("# Compression sweep\n")
+print("Written by `make compression-sweep` (scripts/compression_table.py). Fashion-MNIST, LeNet-5, 10 clients, all")
+print("sampled, FedAvg, E=1, B=32, lr 0.05, 30 rounds, seed 0. Bytes are real `UpdateMessage` lengths (header,")
+print("codec payload, CRC). *Bar* = dense fp32 FedAvg's final accuracy minus 0.5 points; *up to bar* = MB uploaded")
+print("until the first round at or above it; *dense/up to bar* = dense FedAvg's whole upload over that.\n")
+for partition in sorted(os.listdir(root)):
+    directory = os.path.join(root, partition)
+    if not os.path.isdir(directory) or not os.path.exists(os.path.join(directory, "fp32", "summary.json")):
+        continue
+    dense, _ = load(os.path.join(directory, "fp32"))
+    bar = dense["final_accuracy"] - 0.005
+    print(f"## {partition}\n")
+    print(f"Dense final accuracy {100 * dense['final_accuracy']:.2f}%, bar {100 * bar:.2f}%, "
+          f"dense upload {dense['bytes_up'] / 1e6:.2f} MB, download {dense['bytes_down'] / 1e6:.2f} MB.\n")
+    print("| run | flags | final % | best % | MB up | MB down | up ratio | down ratio | round at bar | MB up to bar | dense/up to bar |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in names:
+        run = os.path.join(directory, name)
+        if not os.path.exists(os.path.join(run, "summary.json")):
+            print(f"| {name} | `{flags[name]}` | not yet measured | | | | | | | | |")
+            continue
+        summary, rows = load(run)
+        uploaded, reached = 0, None
+        for row in rows:
+            uploaded += row["bytes_up"]
+            if row.get("test_accuracy") is not None and row["test_accuracy"] >= bar:
+                reached = (row["round"], uploaded)
+                break
+        at_bar = f"{reached[0]} | {reached[1] / 1e6:.3f} | {dense['bytes_up'] / reached[1]:.0f}x" if reached else "not reached | | "
+        print(f"| {name} | `{flags[name]}` | {100 * summary['final_accuracy']:.2f} | {100 * summary['best_accuracy']:.2f} | "
+              f"{summary['bytes_up'] / 1e6:.3f} | {summary['bytes_down'] / 1e6:.3f} | {dense['bytes_up'] / summary['bytes_up']:.1f}x | "
+              f"{dense['bytes_down'] / summary['bytes_down']:.1f}x | {at_bar} |")
+    print()
