@@ -89,3 +89,38 @@ func temporaryPath(_ name: String) -> String {
         #expect(again["test_accuracy"] as? Double == json["test_accuracy"] as? Double)
     }
 }
+
+@Suite(.serialized) struct SimulateCommandTests {
+    @Test func helpListsEveryOption() throws {
+        let result = try fedtrain(["simulate", "--help"])
+        #expect(result.status == 0)
+        for option in ["--config", "--clients", "--rounds", "--fraction", "--min-clients", "--partition", "--strategy", "--local-epochs",
+                       "--batch-size", "--lr", "--momentum", "--weight-decay", "--dropout", "--eval-every", "--seed", "--threads",
+                       "--out", "--resume", "--save", "--codec", "--down-codec", "--error-feedback"] {
+            #expect(result.output.contains(option), "help lacks \(option)")
+        }
+    }
+
+    @Test(arguments: [
+        (["--codec", "zip"], "unknown codec zip"),
+        (["--codec", "topk:2"], "topk FRACTION"),
+        (["--codec", "qsgd:9"], "qsgd BITS"),
+        (["--down-codec", "powersgd:0"], "powersgd RANK"),
+        (["--codec", "fp16+qsgd:4"], "only topk and powersgd"),
+        (["--fraction", "1.5"], "fraction"),
+        (["--strategy", "fedsgd"], "fedsgd"),
+    ])
+    func badFlagsFailWithOneLine(arguments: [String], mention: String) throws {
+        let result = try fedtrain(["simulate"] + arguments)
+        #expect(result.status != 0)
+        #expect(result.error.contains(mention), "stderr: \(result.error)")
+    }
+
+    @Test func unknownConfigKeyIsNamed() throws {
+        let path = temporaryPath("config.yaml")
+        try "clients: 4\ncodecs: fp16\n".write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let result = try fedtrain(["simulate", "--config", path])
+        #expect(result.status != 0 && result.error.contains("unknown config key codecs"))
+    }
+}
