@@ -39,13 +39,7 @@ public func im2col(_ g: ConvolutionGeometry, image: UnsafePointer<Float>, col: U
     let Hp = g.paddedHeight, Wp = g.paddedWidth
     let source: UnsafePointer<Float>
     if g.padding > 0 {
-        padded.update(repeating: 0, count: g.paddedImageSize)
-        for c in 0..<g.channels {
-            for y in 0..<g.height {
-                VectorKernels.copy(image + (c * g.height + y) * g.width,
-                                   padded + (c * Hp + y + g.padding) * Wp + g.padding, count: g.width)
-            }
-        }
+        copyPadded(g, image: image, into: padded)
         source = UnsafePointer(padded)
     } else {
         source = image
@@ -64,6 +58,18 @@ public func im2col(_ g: ConvolutionGeometry, image: UnsafePointer<Float>, col: U
                     }
                 }
             }
+        }
+    }
+}
+
+/// Writes `image` into `padded` (`channels × Hp × Wp`) inside a zero border, followed by
+/// `slack` zeros (for kernels that read past the last row).
+public func copyPadded(_ g: ConvolutionGeometry, image: UnsafePointer<Float>, into padded: UnsafeMutablePointer<Float>, slack: Int = 0) {
+    let Hp = g.paddedHeight, Wp = g.paddedWidth
+    padded.update(repeating: 0, count: g.channels * Hp * Wp + slack)
+    for c in 0..<g.channels {
+        for y in 0..<g.height {
+            VectorKernels.copy(image + (c * g.height + y) * g.width, padded + (c * Hp + y + g.padding) * Wp + g.padding, count: g.width)
         }
     }
 }

@@ -3,7 +3,8 @@
 ///
 /// Weight `[outputChannels, inputChannels, k, k]` stored as the matrix
 /// `W(outputChannels × inputChannels·k²)`, then bias `[outputChannels]`.
-/// Per image: forward is `Y(outC × oH·oW) = W · im2col(x) + b`; backward is
+/// Per image: forward is `Y(outC × oH·oW) = W · im2col(x) + b` (for one input channel and
+/// stride 1, the direct kernel of `DirectConvolution` instead); backward is
 /// `dW += dY · colᵀ` (computed as its transpose), `db += rowsum(dY)`, `dx = col2im(Wᵀ · dY)`. One GEMM per image keeps the
 /// shapes at the size OpenBLAS runs fastest (see `Parallelism`).
 public struct Conv2D: Layer {
@@ -40,16 +41,36 @@ public struct Conv2D: Layer {
         initializeUniformFanIn(parameters, fanIn: geometry.patchSize, using: &generator)
     }
 
-    /// Column matrix, its gradient, the padded image, `dYᵀ` (one image at a time), `Wᵀ` and `dWᵀ`.
+    /// Single-channel, stride-1 layers run forward without the column matrix (see `DirectConvolution`).
+    private var isDirect: Bool { DirectConvolution.applies(geometry) }
+
+    /// Column matrix, its gradient, the padded image, `dYᵀ` (one image at a time), `Wᵀ` and `dWᵀ`;
+    /// for the direct forward kernel also the padded image with slack.
     public func scratchCount(batch: Int) -> Int {
         let K = geometry.patchSize, P = geometry.outputPositions
-        return 2 * K * P + geometry.paddedImageSize + P * outputChannels + 2 * outputChannels * K
+        let direct = isDirect ? geometry.paddedHeight * geometry.paddedWidth + DirectConvolution.slack : 0
+        return 2 * K * P + geometry.paddedImageSize + P * outputChannels + 2 * outputChannels * K + direct
+    }
+
+    /// Start of the direct kernels' scratch (after the column-matrix path's).
+    private func directScratch(_ scratch: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+        let K = geometry.patchSize, P = geometry.outputPositions
+        return scratch + 2 * K * P + geometry.paddedImageSize + P * outputChannels + 2 * outputChannels * K
     }
 
     public func forward(batch: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                         parameters: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let K = geometry.patchSize, P = geometry.outputPositions
         let weight = parameters, bias = parameters + outputChannels * K
+        if isDirect {
+            let padded = directScratch(scratch)
+            for image in 0..<batch {
+                copyPadded(geometry, image: input + image * inputCount, into: padded, slack: DirectConvolution.slack)
+                DirectConvolution.forward(geometry, outputChannels: outputChannels, padded: padded, weight: weight, bias: bias,
+                                          y: output + image * outputCount)
+            }
+            return
+        }
         // `Y = (Wᵀ)ᵀ · col` where the plain product would allocate inside OpenBLAS (see BLAS).
         let transposed = BLAS.plainProductAllocates(n: P, k: K)
         let weightTransposed = scratch + 2 * K * P + geometry.paddedImageSize + P * outputChannels
@@ -90,9 +111,9 @@ public struct Conv2D: Layer {
         // `dWᵀ += col · dYᵀ` accumulated over the batch and added to `dW` once, and
         // `dcol = Wᵀ · dY`. Where the plain `dWᵀ` product would allocate inside OpenBLAS (few
         // output channels, see BLAS), `dW += dY · colᵀ` is used directly instead.
-        let weightGradientDirect = BLAS.plainProductAllocates(n: outputChannels, k: P)
+        let transposedAccumulator = !BLAS.plainProductAllocates(n: outputChannels, k: P)
         if inputGradient != nil { BLAS.transpose(rows: outputChannels, columns: K, weight, weightTransposed) }
-        if !weightGradientDirect { weightGradientTransposed.update(repeating: 0, count: K * outputChannels) }
+        if transposedAccumulator { weightGradientTransposed.update(repeating: 0, count: K * outputChannels) }
         for image in 0..<batch {
             let x = input + image * inputCount, dy = outputGradient + image * outputCount
             for channel in 0..<outputChannels {
@@ -105,11 +126,11 @@ public struct Conv2D: Layer {
                 im2col(geometry, image: x, col: col, padded: padded)
                 columns = UnsafePointer(col)
             }
-            if weightGradientDirect {
-                BLAS.gemm(transposeB: true, m: outputChannels, n: K, k: P, dy, columns, beta: 1, weightGradient)
-            } else {
+            if transposedAccumulator {
                 BLAS.transpose(rows: outputChannels, columns: P, dy, outputGradientTransposed)
                 BLAS.gemm(m: K, n: outputChannels, k: P, columns, outputGradientTransposed, beta: 1, weightGradientTransposed)
+            } else {
+                BLAS.gemm(transposeB: true, m: outputChannels, n: K, k: P, dy, columns, beta: 1, weightGradient)
             }
             guard let inputGradient else { continue }
             let dx = inputGradient + image * inputCount
@@ -120,7 +141,7 @@ public struct Conv2D: Layer {
                 col2im(geometry, col: colGradient, image: dx, padded: padded)
             }
         }
-        guard !weightGradientDirect else { return }
+        guard transposedAccumulator else { return }
         for row in 0..<K {
             for channel in 0..<outputChannels {
                 weightGradient[channel * K + row] += weightGradientTransposed[row * outputChannels + channel]
