@@ -6,7 +6,7 @@ FEDTRAIN := .build/release/fedtrain
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: deps build run train test bench compare experiment plot niid-bench compression-sweep clean
+.PHONY: deps build run train test bench compare experiment plot niid-bench compression-sweep compare-fedavg clean
 
 ## deps: install the Debian packages fedtrain needs, only those that are missing
 deps:
@@ -92,6 +92,16 @@ compare: build
 		|| { echo "make compare: skipped: could not install PyTorch with pip (is PyPI reachable?)"; exit 0; }; \
 	fi; \
 	$(PYTHON) scripts/compare.py --fedtrain $(FEDTRAIN)
+
+## compare-fedavg: one FedAvg round (10 IID clients x 6000, E=1, B=32) beside ../shared/peers' PyTorch loop and Flower
+compare-fedavg: build
+	@if [ ! -x $(PYTHON) ] || ! $(PYTHON) -c "import torch" 2>/dev/null; then \
+		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q torch numpy \
+		|| { echo "make compare-fedavg: skipped: could not install PyTorch with pip (is PyPI reachable?)"; exit 0; }; \
+	fi; \
+	$(PYTHON) -c "import flwr" 2>/dev/null || $(VENV)/bin/pip install -q "flwr[simulation]" \
+		|| echo "make compare-fedavg: Flower not installed; comparing with the PyTorch loop only"; \
+	$(PYTHON) scripts/fedavg_compare.py --fedtrain $(FEDTRAIN)
 
 clean:
 	rm -rf .build Benchmarks/.build

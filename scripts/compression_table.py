@@ -23,9 +23,10 @@ def load(run):
 
 print("# Compression sweep\n")
 print("Written by `make compression-sweep` (scripts/compression_table.py). Fashion-MNIST, LeNet-5, 10 clients, all")
-print("sampled, FedAvg, E=1, B=32, lr 0.05, 30 rounds, seed 0. Bytes are real `UpdateMessage` lengths (header,")
-print("codec payload, CRC). *Bar* = dense fp32 FedAvg's final accuracy minus 0.5 points; *up to bar* = MB uploaded")
-print("until the first round at or above it; *dense/up to bar* = dense FedAvg's whole upload over that.\n")
+print("sampled, FedAvg, E=1, B=32, lr 0.05, 30 rounds (80 for runs named -80r), seed 0. Bytes are real `UpdateMessage` lengths (header,")
+print("codec payload, CRC). *Up/down ratio* = the same run's messages in fp32 over their real size. *Bar* = dense")
+print("fp32 FedAvg's final accuracy minus 0.5 points; *MB up to bar* = MB uploaded until the first round at or above")
+print("it; *dense/up to bar* = dense FedAvg's whole upload (30 rounds) over that.\n")
 for partition in sorted(os.listdir(root)):
     directory = os.path.join(root, partition)
     if not os.path.isdir(directory) or not os.path.exists(os.path.join(directory, "fp32", "summary.json")):
@@ -51,6 +52,6 @@ for partition in sorted(os.listdir(root)):
                 break
         at_bar = f"{reached[0]} | {reached[1] / 1e6:.3f} | {dense['bytes_up'] / reached[1]:.0f}x" if reached else "not reached | | "
         print(f"| {name} | `{flags[name]}` | {100 * summary['final_accuracy']:.2f} | {100 * summary['best_accuracy']:.2f} | "
-              f"{summary['bytes_up'] / 1e6:.3f} | {summary['bytes_down'] / 1e6:.3f} | {dense['bytes_up'] / summary['bytes_up']:.1f}x | "
-              f"{dense['bytes_down'] / summary['bytes_down']:.1f}x | {at_bar} |")
+              f"{summary['bytes_up'] / 1e6:.3f} | {summary['bytes_down'] / 1e6:.3f} | {summary['compression_up']:.1f}x | "
+              f"{summary['compression_down']:.1f}x | {at_bar} |")
     print()
