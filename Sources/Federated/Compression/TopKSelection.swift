@@ -4,16 +4,16 @@ enum TopKSelection {
     /// the set is unique and encoding is deterministic. NaN counts as larger than any number.
     ///
     /// Cost: one pass comparing magnitude bits against a threshold estimated from a strided
-    /// sample, then a quickselect over the (about 1.25k) candidates; a full quickselect only if
-    /// the sample misjudged. Order keys pack (magnitude bits, inverted position) into 64 bits.
+    /// sample (up to 16k values, every 8th for small inputs), then a quickselect over the (about
+    /// 1.25k) candidates; a full quickselect only if the sample misjudged. Order keys pack (magnitude bits, inverted position) into 64 bits.
     static func largestMagnitudes(_ values: UnsafeBufferPointer<Float>, k: Int) -> [UInt32] {
         let n = values.count
         precondition(k >= 0 && k <= n && n <= Int(UInt32.max), "top-k needs 0 <= k <= n < 2^32")
         if k == 0 { return [] }
         if k == n { return (0..<UInt32(n)).map { $0 } }
         var threshold: UInt32 = 0
-        let sampleCount = 1 << 14
-        if n > 8 * sampleCount {
+        let sampleCount = min(1 << 14, n / 8)
+        if sampleCount >= 256 {
             let stride = n / sampleCount
             var sample = (0..<sampleCount).map { magnitudeBits(values[$0 * stride]) }
             sample.sort(by: >)
