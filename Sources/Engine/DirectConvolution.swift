@@ -1,15 +1,21 @@
-/// Direct forward convolution for single-input-channel, stride-1 layers (LeNet's first layer),
-/// without a column matrix.
+/// Direct kernels for single-input-channel, stride-1 convolutions (LeNet's first layer), without
+/// a column matrix.
 ///
 /// Why: with one input channel the column matrix is `k²` shifted copies of the image (25× its
 /// size for k = 5, 78 KB for a 28×28 image), so building it cost about as much as the GEMM that
-/// reads it. Here output `(r, x)` reads `padded[(r + i)·Wp + x + j]`: one contiguous vector per
-/// tap, with the products accumulated in registers (6 channels × 16 columns = 12 AVX2
-/// registers). perf on a B=32 step: 7.7% of samples against about 11.5% for im2col + GEMM.
-/// (The same idea for the weight gradient measured slower than im2col + GEMM, 13.9% against
-/// about 6%: its dot products are latency-bound; so backward keeps the column matrix.)
+/// reads it, forward and backward.
 ///
-/// The kernel reads `padded` (the zero-padded image, `Hp × Wp`, from `copyPadded`) up to 15
+/// Forward: output `(r, x)` reads `padded[(r + i)·Wp + x + j]`: one contiguous vector per tap,
+/// with the products accumulated in registers (6 channels × 16 columns = 12 AVX2 registers).
+/// perf on a B=32 step: 7.7% of samples against about 11.5% for im2col + GEMM.
+///
+/// Weight gradient: `dW[c, i, j] = Σ_{r,x} dY[c, r, x] · padded[(r + i)·Wp + x + j]`. With `dY`
+/// re-laid with row stride `Wp` (zeros in columns `oW..<Wp`), every tap is one dot product of two
+/// contiguous runs, `dYp[c, p] · padded[p + i·Wp + j]`, which the kernel computes for 6 channels
+/// × 2 taps at once (12 independent accumulators, so the FMAs pipeline instead of waiting on one
+/// chain).
+///
+/// The kernels read `padded` (the zero-padded image, `Hp × Wp`, from `copyPadded`) up to 15
 /// floats past its end; callers provide zeros there (`DirectConvolution.slack`).
 public enum DirectConvolution {
     /// Floats of readable slack after the padded image.
@@ -65,6 +71,68 @@ public enum DirectConvolution {
                         if count > 5 { store(a10 + b[5], a11 + b[5], to: out + 5 * P, width: width) }
                     }
                 }
+            }
+        }
+    }
+
+    /// Floats of the `dY` copy that `accumulateWeightGradient` needs as scratch.
+    public static func gradientScratchCount(_ g: ConvolutionGeometry, outputChannels: Int) -> Int {
+        (outputChannels + channelBlock - 1) / channelBlock * channelBlock * paddedRunLength(g)
+    }
+
+    /// Length of one channel's `dY` re-laid with row stride `Wp`, rounded up to whole vectors.
+    private static func paddedRunLength(_ g: ConvolutionGeometry) -> Int {
+        (g.outputHeight * g.paddedWidth + 7) / 8 * 8
+    }
+
+    /// **Adds** `dW[c, i, j] += Σ_{r,x} dy[c, r, x] · padded[r + i, x + j]` for every output
+    /// channel and tap (`weightGradient`: `outputChannels × k²`). `dy` is `outputChannels × oH × oW`;
+    /// `padded` is `Hp × Wp` plus slack; `scratch` holds `gradientScratchCount` floats (overwritten).
+    public static func accumulateWeightGradient(_ g: ConvolutionGeometry, outputChannels: Int, padded: UnsafePointer<Float>,
+                                                dy: UnsafePointer<Float>, weightGradient: UnsafeMutablePointer<Float>,
+                                                scratch: UnsafeMutablePointer<Float>) {
+        precondition(applies(g))
+        let k = g.kernelSize, taps = k * k, Wp = g.paddedWidth, oH = g.outputHeight, oW = g.outputWidth, P = g.outputPositions
+        let run = paddedRunLength(g), blocks = (outputChannels + channelBlock - 1) / channelBlock
+        scratch.update(repeating: 0, count: blocks * channelBlock * run)
+        for c in 0..<outputChannels {
+            for r in 0..<oH { VectorKernels.copy(dy + c * P + r * oW, scratch + c * run + r * Wp, count: oW) }
+        }
+        let vectors = run / 8
+        for block in 0..<blocks {
+            let d = UnsafePointer(scratch + block * channelBlock * run)
+            let count = min(channelBlock, outputChannels - block * channelBlock)
+            for firstTap in stride(from: 0, to: taps, by: 2) {
+                // An odd last tap is paired with itself; its duplicate sums are not stored.
+                let secondTap = min(firstTap + 1, taps - 1)
+                let x0 = padded + (firstTap / k) * Wp + firstTap % k, x1 = padded + (secondTap / k) * Wp + secondTap % k
+                var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+                var a4 = SIMD8<Float>(), a5 = SIMD8<Float>(), a6 = SIMD8<Float>(), a7 = SIMD8<Float>()
+                var a8 = SIMD8<Float>(), a9 = SIMD8<Float>(), a10 = SIMD8<Float>(), a11 = SIMD8<Float>()
+                for v in 0..<vectors {
+                    let p = v * 8
+                    let u = VectorKernels.load(x0 + p, as: SIMD8<Float>.self), w = VectorKernels.load(x1 + p, as: SIMD8<Float>.self)
+                    let g0 = VectorKernels.load(d + p, as: SIMD8<Float>.self)
+                    a0 = a0.addingProduct(g0, u); a1 = a1.addingProduct(g0, w)
+                    let g1 = VectorKernels.load(d + run + p, as: SIMD8<Float>.self)
+                    a2 = a2.addingProduct(g1, u); a3 = a3.addingProduct(g1, w)
+                    let g2 = VectorKernels.load(d + 2 * run + p, as: SIMD8<Float>.self)
+                    a4 = a4.addingProduct(g2, u); a5 = a5.addingProduct(g2, w)
+                    let g3 = VectorKernels.load(d + 3 * run + p, as: SIMD8<Float>.self)
+                    a6 = a6.addingProduct(g3, u); a7 = a7.addingProduct(g3, w)
+                    let g4 = VectorKernels.load(d + 4 * run + p, as: SIMD8<Float>.self)
+                    a8 = a8.addingProduct(g4, u); a9 = a9.addingProduct(g4, w)
+                    let g5 = VectorKernels.load(d + 5 * run + p, as: SIMD8<Float>.self)
+                    a10 = a10.addingProduct(g5, u); a11 = a11.addingProduct(g5, w)
+                }
+                let dW = weightGradient + block * channelBlock * taps, paired = secondTap != firstTap
+                dW[firstTap] += a0.sum()
+                if paired { dW[secondTap] += a1.sum() }
+                if count > 1 { dW[taps + firstTap] += a2.sum(); if paired { dW[taps + secondTap] += a3.sum() } }
+                if count > 2 { dW[2 * taps + firstTap] += a4.sum(); if paired { dW[2 * taps + secondTap] += a5.sum() } }
+                if count > 3 { dW[3 * taps + firstTap] += a6.sum(); if paired { dW[3 * taps + secondTap] += a7.sum() } }
+                if count > 4 { dW[4 * taps + firstTap] += a8.sum(); if paired { dW[4 * taps + secondTap] += a9.sum() } }
+                if count > 5 { dW[5 * taps + firstTap] += a10.sum(); if paired { dW[5 * taps + secondTap] += a11.sum() } }
             }
         }
     }

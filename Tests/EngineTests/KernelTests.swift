@@ -52,6 +52,33 @@ let convolutionSweep: [ConvolutionGeometry] = {
         #expect(closeness(output, expected, rtol: 1e-5, atol: 1e-5) <= 1)
     }
 
+    /// The weight gradient (direct kernel for one input channel and stride 1, GEMM otherwise)
+    /// against the six-loop definition, on LeNet's conv1 geometry, odd tap counts (k = 3, 7),
+    /// output channels that fill one and a half register blocks, and the sweep; backward adds
+    /// to what the gradient held.
+    @Test(arguments: [(ConvolutionGeometry(channels: 1, height: 28, width: 28, kernelSize: 5, padding: 2), 6),
+                      (ConvolutionGeometry(channels: 1, height: 28, width: 28, kernelSize: 5, padding: 2), 9),
+                      (ConvolutionGeometry(channels: 1, height: 11, width: 13, kernelSize: 3, padding: 1), 4),
+                      (ConvolutionGeometry(channels: 1, height: 12, width: 9, kernelSize: 7, padding: 3), 13),
+                      (ConvolutionGeometry(channels: 3, height: 10, width: 8, kernelSize: 5, padding: 2), 6)]
+                     + convolutionSweep.map { ($0, 5) })
+    func weightGradientMatchesDefinition(geometry g: ConvolutionGeometry, outputChannels: Int) {
+        let batch = 3
+        let layer = Conv2D(inputChannels: g.channels, outputChannels: outputChannels, kernelSize: g.kernelSize,
+                           stride: g.stride, padding: g.padding, inputHeight: g.height, inputWidth: g.width)
+        let input = randomArray(batch * layer.inputCount, seed: 11)
+        let parameters = randomArray(layer.parameterCount, seed: 12)
+        let projection = randomArray(batch * layer.outputCount, seed: 13)
+        let start = randomArray(layer.parameterCount, seed: 14)
+        let weightCount = outputChannels * g.patchSize
+        let expected = Reference.conv2DWeightGradient(g, batch: batch, outputChannels: outputChannels, input: input,
+                                                      outputGradient: projection)
+        let gradient = LayerHarness(layer: layer, batch: batch)
+            .backward(input: input, parameters: parameters, projection: projection, parameterGradientStart: start).parameters
+        let added = zip(gradient[..<weightCount], start[..<weightCount]).map { $0 - $1 }
+        #expect(closeness(added, expected, rtol: 1e-4, atol: 1e-4) <= 1)
+    }
+
     /// col2im is the adjoint of im2col: ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩ for every x and c.
     @Test(arguments: convolutionSweep)
     func col2imIsTheAdjointOfIm2col(geometry g: ConvolutionGeometry) {

@@ -50,6 +50,34 @@ public enum Reference {
         return output
     }
 
+    /// dL/dweight of `conv2D` for `L = Σ outputGradient · output`, by the six-loop definition
+    /// (Double sums); returns `[outC, C, k, k]`.
+    public static func conv2DWeightGradient(_ g: ConvolutionGeometry, batch: Int, outputChannels: Int,
+                                            input: [Float], outputGradient: [Float]) -> [Float] {
+        let oH = g.outputHeight, oW = g.outputWidth, k = g.kernelSize
+        var gradient = [Double](repeating: 0, count: outputChannels * g.patchSize)
+        for n in 0..<batch {
+            for o in 0..<outputChannels {
+                for oy in 0..<oH {
+                    for ox in 0..<oW {
+                        let dy = Double(outputGradient[((n * outputChannels + o) * oH + oy) * oW + ox])
+                        for c in 0..<g.channels {
+                            for ky in 0..<k {
+                                for kx in 0..<k {
+                                    let iy = oy * g.stride - g.padding + ky, ix = ox * g.stride - g.padding + kx
+                                    guard iy >= 0, iy < g.height, ix >= 0, ix < g.width else { continue }
+                                    gradient[((o * g.channels + c) * k + ky) * k + kx] +=
+                                        dy * Double(input[((n * g.channels + c) * g.height + iy) * g.width + ix])
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return gradient.map { Float($0) }
+    }
+
     /// Max pooling by scanning each window, no padding, floor mode.
     public static func maxPool(_ g: ConvolutionGeometry, batch: Int, input: [Float]) -> [Float] {
         let oH = g.outputHeight, oW = g.outputWidth, k = g.kernelSize

@@ -3,10 +3,11 @@
 ///
 /// Weight `[outputChannels, inputChannels, k, k]` stored as the matrix
 /// `W(outputChannels × inputChannels·k²)`, then bias `[outputChannels]`.
-/// Per image: forward is `Y(outC × oH·oW) = W · im2col(x) + b` (for one input channel and
-/// stride 1, the direct kernel of `DirectConvolution` instead); backward is
-/// `dW += dY · colᵀ` (computed as its transpose), `db += rowsum(dY)`, `dx = col2im(Wᵀ · dY)`. One GEMM per image keeps the
-/// shapes at the size OpenBLAS runs fastest (see `Parallelism`).
+/// Per image: forward is `Y(outC × oH·oW) = W · im2col(x) + b`; backward is
+/// `dW += dY · colᵀ` (computed as its transpose), `db += rowsum(dY)`, `dx = col2im(Wᵀ · dY)`.
+/// One GEMM per image keeps the shapes at the size OpenBLAS runs fastest (see `Parallelism`).
+/// For one input channel and stride 1, the direct kernels of `DirectConvolution` compute `Y`
+/// and `dW` instead.
 public struct Conv2D: Layer {
     public let geometry: ConvolutionGeometry
     public let outputChannels: Int
@@ -45,12 +46,15 @@ public struct Conv2D: Layer {
     private var isDirect: Bool { DirectConvolution.applies(geometry) }
 
     /// Column matrix, its gradient, the padded image, `dYᵀ` (one image at a time), `Wᵀ` and `dWᵀ`;
-    /// for the direct forward kernel also the padded image with slack.
+    /// for the direct kernels also the padded image with slack and their `dY` copy.
     public func scratchCount(batch: Int) -> Int {
         let K = geometry.patchSize, P = geometry.outputPositions
-        let direct = isDirect ? geometry.paddedHeight * geometry.paddedWidth + DirectConvolution.slack : 0
+        let direct = isDirect ? directPaddedCount + DirectConvolution.gradientScratchCount(geometry, outputChannels: outputChannels) : 0
         return 2 * K * P + geometry.paddedImageSize + P * outputChannels + 2 * outputChannels * K + direct
     }
+
+    /// Floats of the direct kernels' padded image, slack included.
+    private var directPaddedCount: Int { geometry.paddedHeight * geometry.paddedWidth + DirectConvolution.slack }
 
     /// Start of the direct kernels' scratch (after the column-matrix path's).
     private func directScratch(_ scratch: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
@@ -111,7 +115,7 @@ public struct Conv2D: Layer {
         // `dWᵀ += col · dYᵀ` accumulated over the batch and added to `dW` once, and
         // `dcol = Wᵀ · dY`. Where the plain `dWᵀ` product would allocate inside OpenBLAS (few
         // output channels, see BLAS), `dW += dY · colᵀ` is used directly instead.
-        let transposedAccumulator = !BLAS.plainProductAllocates(n: outputChannels, k: P)
+        let transposedAccumulator = !isDirect && !BLAS.plainProductAllocates(n: outputChannels, k: P)
         if inputGradient != nil { BLAS.transpose(rows: outputChannels, columns: K, weight, weightTransposed) }
         if transposedAccumulator { weightGradientTransposed.update(repeating: 0, count: K * outputChannels) }
         for image in 0..<batch {
@@ -119,18 +123,25 @@ public struct Conv2D: Layer {
             for channel in 0..<outputChannels {
                 biasGradient[channel] += VectorKernels.sum(dy + channel * P, count: P)
             }
-            let columns: UnsafePointer<Float>
-            if isPointwise {
-                columns = x
+            if isDirect {
+                let padded = directScratch(scratch)
+                copyPadded(geometry, image: x, into: padded, slack: DirectConvolution.slack)
+                DirectConvolution.accumulateWeightGradient(geometry, outputChannels: outputChannels, padded: padded, dy: dy,
+                                                           weightGradient: weightGradient, scratch: padded + directPaddedCount)
             } else {
-                im2col(geometry, image: x, col: col, padded: padded)
-                columns = UnsafePointer(col)
-            }
-            if transposedAccumulator {
-                BLAS.transpose(rows: outputChannels, columns: P, dy, outputGradientTransposed)
-                BLAS.gemm(m: K, n: outputChannels, k: P, columns, outputGradientTransposed, beta: 1, weightGradientTransposed)
-            } else {
-                BLAS.gemm(transposeB: true, m: outputChannels, n: K, k: P, dy, columns, beta: 1, weightGradient)
+                let columns: UnsafePointer<Float>
+                if isPointwise {
+                    columns = x
+                } else {
+                    im2col(geometry, image: x, col: col, padded: padded)
+                    columns = UnsafePointer(col)
+                }
+                if transposedAccumulator {
+                    BLAS.transpose(rows: outputChannels, columns: P, dy, outputGradientTransposed)
+                    BLAS.gemm(m: K, n: outputChannels, k: P, columns, outputGradientTransposed, beta: 1, weightGradientTransposed)
+                } else {
+                    BLAS.gemm(transposeB: true, m: outputChannels, n: K, k: P, dy, columns, beta: 1, weightGradient)
+                }
             }
             guard let inputGradient else { continue }
             let dx = inputGradient + image * inputCount
