@@ -6,7 +6,7 @@ FEDTRAIN := .build/release/fedtrain
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: deps build run train test bench compare experiment plot niid-bench compression-sweep compare-fedavg clean
+.PHONY: deps build run train test bench compare experiment plot niid-bench compression-sweep compare-fedavg check-checkpoint clean
 
 ## deps: install the Debian packages fedtrain needs, only those that are missing
 deps:
@@ -102,6 +102,16 @@ compare-fedavg: build
 	$(PYTHON) -c "import flwr" 2>/dev/null || $(VENV)/bin/pip install -q "flwr[simulation]" \
 		|| echo "make compare-fedavg: Flower not installed; comparing with the PyTorch loop only"; \
 	$(PYTHON) scripts/fedavg_compare.py --fedtrain $(FEDTRAIN)
+
+## check-checkpoint: FILE (default results/train/model.safetensors, from make train) loaded into PyTorch's LeNet5
+CHECKPOINT := results/train/model.safetensors
+check-checkpoint:
+	@test -f $(CHECKPOINT) || { echo "make check-checkpoint: $(CHECKPOINT) does not exist (make train writes it)"; exit 2; }
+	@if [ ! -x $(PYTHON) ] || ! $(PYTHON) -c "import torch, safetensors" 2>/dev/null; then \
+		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q torch numpy safetensors \
+		|| { echo "make check-checkpoint: skipped: could not install PyTorch with pip (is PyPI reachable?)"; exit 0; }; \
+	fi; \
+	$(PYTHON) scripts/check_checkpoint.py $(CHECKPOINT)
 
 clean:
 	rm -rf .build Benchmarks/.build
