@@ -15,10 +15,14 @@ enum TopKSelection {
         let sampleCount = min(1 << 14, n / 8)
         if sampleCount >= 256 {
             let stride = n / sampleCount
-            var sample = (0..<sampleCount).map { magnitudeBits(values[$0 * stride]) }
-            sample.sort(by: >)
             let rank = Int(1.25 * Double(k) / Double(n) * Double(sampleCount)) + 32
-            if rank < sampleCount { threshold = sample[rank] }
+            if rank < sampleCount {
+                // The sample's (rank+1)-th largest magnitude, by selection (sorting it cost more
+                // than the whole pass at 62k values).
+                var sample = (0..<sampleCount).map { UInt64(magnitudeBits(values[$0 * stride])) << 32 | UInt64($0) }
+                sample.withUnsafeMutableBufferPointer { selectLargest($0, k: rank + 1) }
+                threshold = UInt32(sample[...rank].min()! >> 32)
+            }
         }
         var keys = candidates(values, atLeast: threshold, expected: k)
         if keys.count < k { keys = candidates(values, atLeast: 0, expected: n) }
