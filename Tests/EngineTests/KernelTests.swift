@@ -105,8 +105,14 @@ let convolutionSweep: [ConvolutionGeometry] = {
 }
 
 @Suite struct PoolingTests {
+    /// The scalar path (3×3 windows, output rows < 4), the 4-wide SIMD path (LeNet's 10×10 pool,
+    /// odd sizes with a row and column no window covers) and the 8-wide one (28×28, 16-wide).
     static let geometries = [
         ConvolutionGeometry(channels: 1, height: 8, width: 6, kernelSize: 2, stride: 2),
+        ConvolutionGeometry(channels: 2, height: 10, width: 10, kernelSize: 2, stride: 2),
+        ConvolutionGeometry(channels: 1, height: 9, width: 15, kernelSize: 2, stride: 2),
+        ConvolutionGeometry(channels: 2, height: 28, width: 28, kernelSize: 2, stride: 2),
+        ConvolutionGeometry(channels: 1, height: 5, width: 16, kernelSize: 2, stride: 2),
         ConvolutionGeometry(channels: 3, height: 7, width: 9, kernelSize: 3, stride: 2),
         ConvolutionGeometry(channels: 2, height: 5, width: 5, kernelSize: 3, stride: 1),
     ]
@@ -133,6 +139,33 @@ let convolutionSweep: [ConvolutionGeometry] = {
         let layer = MaxPool2D(channels: 1, inputHeight: 2, inputWidth: 2, kernelSize: 2)
         let gradient = LayerHarness(layer: layer, batch: 1).backward(input: [1, 3, 3, 2], parameters: [], projection: [5]).input
         #expect(gradient == [0, 5, 0, 0])
+    }
+
+    /// Inputs from {0, 1, 2} tie in most windows; every path must send each window's gradient to
+    /// its first maximum in row-major order (PyTorch's rule), computed here by a scan.
+    @Test(arguments: geometries.filter { $0.kernelSize == 2 })
+    func tiesFollowTheFirstMaximumOnEveryPath(geometry g: ConvolutionGeometry) {
+        let layer = MaxPool2D(channels: g.channels, inputHeight: g.height, inputWidth: g.width, kernelSize: 2)
+        var generator = SeededGenerator(seed: 15)
+        let input = (0..<layer.inputCount).map { _ in Float(generator.next() % 3) }
+        let projection = (0..<layer.outputCount).map { Float($0 + 1) }
+        var expected = [Float](repeating: 0, count: layer.inputCount)
+        for c in 0..<g.channels {
+            for oy in 0..<g.outputHeight {
+                for ox in 0..<g.outputWidth {
+                    var best = -1, bestValue = -Float.infinity
+                    for ky in 0..<2 {
+                        for kx in 0..<2 {
+                            let index = (c * g.height + 2 * oy + ky) * g.width + 2 * ox + kx
+                            if input[index] > bestValue { best = index; bestValue = input[index] }
+                        }
+                    }
+                    expected[best] += projection[(c * g.outputHeight + oy) * g.outputWidth + ox]
+                }
+            }
+        }
+        let gradient = LayerHarness(layer: layer, batch: 1).backward(input: input, parameters: [], projection: projection).input
+        #expect(gradient == expected)
     }
 }
 

@@ -3,8 +3,10 @@
 /// PyTorch; backward recomputes that position from the input instead of storing indices.
 ///
 /// The common 2×2 stride-2 window has a branch-free SIMD path (window winners are random, so
-/// branches mispredict). It propagates a NaN only when it is first in its window; a NaN anywhere
-/// in the model already makes the loss NaN.
+/// branches mispredict), 8 windows at a time for output rows of 8 or more, 4 at a time for rows
+/// of 4 to 7 (LeNet's 10×10 → 5×5 pool, which on the scalar path cost as much as the 28×28 one).
+/// It propagates a NaN only when it is first in its window; a NaN anywhere in the model already
+/// makes the loss NaN.
 public struct MaxPool2D: Layer {
     public let geometry: ConvolutionGeometry
     public let inputShape: [Int]
@@ -22,7 +24,11 @@ public struct MaxPool2D: Layer {
         outputCount = channels * geometry.outputPositions
     }
 
-    private var isHalving: Bool { geometry.kernelSize == 2 && geometry.stride == 2 && geometry.outputWidth >= 8 }
+    /// Windows per SIMD step on the 2×2 stride-2 path (8 or 4), or 0 for the scalar path.
+    private var lanes: Int {
+        guard geometry.kernelSize == 2 && geometry.stride == 2 else { return 0 }
+        return geometry.outputWidth >= 8 ? 8 : geometry.outputWidth >= 4 ? 4 : 0
+    }
 
     /// Offset inside `plane` of the first maximum of window (oy, ox).
     @inline(__always)
@@ -44,38 +50,70 @@ public struct MaxPool2D: Layer {
         return best
     }
 
-    /// The four corners of eight adjacent 2×2 windows starting at column `2·ox` of rows `top`
-    /// and `top + W`, and their maxima (ties keep the earlier corner).
+    /// Forward of one plane on the SIMD path: 8 windows per step (`SIMD16` rows) or 4 (`SIMD8`).
+    /// The two widths are written out: generic over the vector type, the compiler did not
+    /// specialize the lane shuffles and the layer ran 2.5× slower.
     @inline(__always)
-    private func windows(_ top: UnsafePointer<Float>, _ ox: Int) -> (a: SIMD8<Float>, b: SIMD8<Float>, c: SIMD8<Float>, d: SIMD8<Float>, m: SIMD8<Float>) {
-        let upper = VectorKernels.load(top + 2 * ox, as: SIMD16<Float>.self)
-        let lower = VectorKernels.load(top + geometry.width + 2 * ox, as: SIMD16<Float>.self)
-        let a = upper.evenHalf, b = upper.oddHalf, c = lower.evenHalf, d = lower.oddHalf
-        let ab = a.replacing(with: b, where: b .> a), cd = c.replacing(with: d, where: d .> c)
-        return (a, b, c, d, ab.replacing(with: cd, where: cd .> ab))
+    private func forwardPlane(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        let oH = geometry.outputHeight, oW = geometry.outputWidth, W = geometry.width, step = lanes
+        for oy in 0..<oH {
+            let top = x + 2 * oy * W
+            for chunk in 0..<((oW + step - 1) / step) {
+                let ox = chunkStart(chunk, oW, step)
+                if step == 8 {
+                    let m = Self.windows(VectorKernels.load(top + 2 * ox, as: SIMD16<Float>.self),
+                                         VectorKernels.load(top + W + 2 * ox, as: SIMD16<Float>.self)).m
+                    VectorKernels.store(m, y + oy * oW + ox)
+                } else {
+                    let m = Self.windows(VectorKernels.load(top + 2 * ox, as: SIMD8<Float>.self),
+                                         VectorKernels.load(top + W + 2 * ox, as: SIMD8<Float>.self)).m
+                    VectorKernels.store(m, y + oy * oW + ox)
+                }
+            }
+        }
     }
 
-    /// Window starts covering `0..<oW` in steps of 8; the last one overlaps so it stays inside
-    /// the row (recomputing a few windows is harmless).
+    /// Backward of one plane on the SIMD path: each window's gradient goes to its first maximum.
     @inline(__always)
-    private func chunkStart(_ index: Int, _ oW: Int) -> Int { min(index * 8, oW - 8) }
+    private func backwardPlane(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>) {
+        let oH = geometry.outputHeight, oW = geometry.outputWidth, W = geometry.width, step = lanes
+        for oy in 0..<oH {
+            let top = x + 2 * oy * W, upper = dx + 2 * oy * W
+            for chunk in 0..<((oW + step - 1) / step) {
+                let ox = chunkStart(chunk, oW, step)
+                if step == 8 {
+                    let w = Self.windows(VectorKernels.load(top + 2 * ox, as: SIMD16<Float>.self),
+                                         VectorKernels.load(top + W + 2 * ox, as: SIMD16<Float>.self))
+                    let g = Self.route(VectorKernels.load(dy + oy * oW + ox, as: SIMD8<Float>.self), w)
+                    VectorKernels.store(SIMD16(interleaving: g.a, g.b), upper + 2 * ox)
+                    VectorKernels.store(SIMD16(interleaving: g.c, g.d), upper + W + 2 * ox)
+                } else {
+                    let w = Self.windows(VectorKernels.load(top + 2 * ox, as: SIMD8<Float>.self),
+                                         VectorKernels.load(top + W + 2 * ox, as: SIMD8<Float>.self))
+                    let g = Self.route(VectorKernels.load(dy + oy * oW + ox, as: SIMD4<Float>.self), w)
+                    VectorKernels.store(SIMD8(interleaving: g.a, g.b), upper + 2 * ox)
+                    VectorKernels.store(SIMD8(interleaving: g.c, g.d), upper + W + 2 * ox)
+                }
+            }
+        }
+    }
+
+    /// Window starts covering `0..<oW` in steps of `step`; the last one overlaps so it stays
+    /// inside the row (recomputing a few windows is harmless).
+    @inline(__always)
+    private func chunkStart(_ index: Int, _ oW: Int, _ step: Int) -> Int { min(index * step, oW - step) }
 
     public func forward(batch: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                         parameters: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let oH = geometry.outputHeight, oW = geometry.outputWidth, W = geometry.width, planeSize = geometry.height * W
         for plane in 0..<(batch * geometry.channels) {
             let x = input + plane * planeSize, y = output + plane * oH * oW
-            if isHalving {
+            switch lanes {
+            case 8, 4: forwardPlane(x, y)
+            default:
                 for oy in 0..<oH {
-                    for chunk in 0..<((oW + 7) / 8) {
-                        let ox = chunkStart(chunk, oW)
-                        VectorKernels.store(windows(x + 2 * oy * W, ox).m, y + oy * oW + ox)
-                    }
+                    for ox in 0..<oW { y[oy * oW + ox] = x[argmax(x, oy, ox)] }
                 }
-                continue
-            }
-            for oy in 0..<oH {
-                for ox in 0..<oW { y[oy * oW + ox] = x[argmax(x, oy, ox)] }
             }
         }
     }
@@ -88,39 +126,86 @@ public struct MaxPool2D: Layer {
         let oH = geometry.outputHeight, oW = geometry.outputWidth, W = geometry.width, planeSize = geometry.height * W
         // Positions no window covers (floor mode) get no gradient; the fast path writes only the
         // covered ones, so it needs the zero fill only when some are left over.
-        if !isHalving || geometry.height != 2 * oH || W != 2 * oW {
+        if lanes == 0 || geometry.height != 2 * oH || W != 2 * oW {
             inputGradient.update(repeating: 0, count: batch * inputCount)
         }
         for plane in 0..<(batch * geometry.channels) {
             let x = input + plane * planeSize, dx = inputGradient + plane * planeSize
             let dy = outputGradient + plane * oH * oW
-            if isHalving {
+            switch lanes {
+            case 8, 4: backwardPlane(x, dy, dx)
+            default:
                 for oy in 0..<oH {
-                    for chunk in 0..<((oW + 7) / 8) {
-                        let ox = chunkStart(chunk, oW)
-                        let (a, b, c, d, m) = windows(x + 2 * oy * W, ox)
-                        let g = VectorKernels.load(dy + oy * oW + ox, as: SIMD8<Float>.self)
-                        let pickA = a .== m, pickB = .!pickA .& (b .== m)
-                        let pickC = .!(pickA .| pickB) .& (c .== m), pickD = .!(pickA .| pickB .| pickC)
-                        let zero = SIMD8<Float>()
-                        let ga = zero.replacing(with: g, where: pickA), gb = zero.replacing(with: g, where: pickB)
-                        let gc = zero.replacing(with: g, where: pickC), gd = zero.replacing(with: g, where: pickD)
-                        var upper = SIMD16<Float>(), lower = SIMD16<Float>()
-                        for lane in 0..<8 {
-                            upper[2 * lane] = ga[lane]
-                            upper[2 * lane + 1] = gb[lane]
-                            lower[2 * lane] = gc[lane]
-                            lower[2 * lane + 1] = gd[lane]
-                        }
-                        VectorKernels.store(upper, dx + 2 * oy * W + 2 * ox)
-                        VectorKernels.store(lower, dx + (2 * oy + 1) * W + 2 * ox)
-                    }
+                    for ox in 0..<oW { dx[argmax(x, oy, ox)] += dy[oy * oW + ox] }
                 }
-                continue
             }
-            for oy in 0..<oH {
-                for ox in 0..<oW { dx[argmax(x, oy, ox)] += dy[oy * oW + ox] }
-            }
+        }
+    }
+}
+
+extension MaxPool2D {
+    /// The four corners of adjacent 2×2 windows (rows `upper` and `lower` as even/odd pairs) and
+    /// their maxima (ties keep the earlier corner). Written for both widths the layer uses.
+    @inline(__always)
+    static func windows(_ upper: SIMD16<Float>, _ lower: SIMD16<Float>)
+        -> (a: SIMD8<Float>, b: SIMD8<Float>, c: SIMD8<Float>, d: SIMD8<Float>, m: SIMD8<Float>) {
+        let a = upper.evenHalf, b = upper.oddHalf, c = lower.evenHalf, d = lower.oddHalf
+        let ab = a.replacing(with: b, where: b .> a), cd = c.replacing(with: d, where: d .> c)
+        return (a, b, c, d, ab.replacing(with: cd, where: cd .> ab))
+    }
+
+    @inline(__always)
+    static func windows(_ upper: SIMD8<Float>, _ lower: SIMD8<Float>)
+        -> (a: SIMD4<Float>, b: SIMD4<Float>, c: SIMD4<Float>, d: SIMD4<Float>, m: SIMD4<Float>) {
+        let a = upper.evenHalf, b = upper.oddHalf, c = lower.evenHalf, d = lower.oddHalf
+        let ab = a.replacing(with: b, where: b .> a), cd = c.replacing(with: d, where: d .> c)
+        return (a, b, c, d, ab.replacing(with: cd, where: cd .> ab))
+    }
+
+    /// The window gradient `g` split to the corner that won each window (first maximum in
+    /// row-major order: a, b, c, d), zeros elsewhere. (Concrete per width: the generic version
+    /// was not inlined and cost a fifth of the step.)
+    @inline(__always)
+    static func route(_ g: SIMD8<Float>, _ w: (a: SIMD8<Float>, b: SIMD8<Float>, c: SIMD8<Float>, d: SIMD8<Float>, m: SIMD8<Float>))
+        -> (a: SIMD8<Float>, b: SIMD8<Float>, c: SIMD8<Float>, d: SIMD8<Float>) {
+        let pickA = w.a .== w.m, pickB = .!pickA .& (w.b .== w.m)
+        let pickC = .!(pickA .| pickB) .& (w.c .== w.m), pickD = .!(pickA .| pickB .| pickC)
+        let zero = SIMD8<Float>()
+        return (zero.replacing(with: g, where: pickA), zero.replacing(with: g, where: pickB),
+                zero.replacing(with: g, where: pickC), zero.replacing(with: g, where: pickD))
+    }
+
+    @inline(__always)
+    static func route(_ g: SIMD4<Float>, _ w: (a: SIMD4<Float>, b: SIMD4<Float>, c: SIMD4<Float>, d: SIMD4<Float>, m: SIMD4<Float>))
+        -> (a: SIMD4<Float>, b: SIMD4<Float>, c: SIMD4<Float>, d: SIMD4<Float>) {
+        let pickA = w.a .== w.m, pickB = .!pickA .& (w.b .== w.m)
+        let pickC = .!(pickA .| pickB) .& (w.c .== w.m), pickD = .!(pickA .| pickB .| pickC)
+        let zero = SIMD4<Float>()
+        return (zero.replacing(with: g, where: pickA), zero.replacing(with: g, where: pickB),
+                zero.replacing(with: g, where: pickC), zero.replacing(with: g, where: pickD))
+    }
+}
+
+extension SIMD16 where Scalar == Float {
+    /// `[even[0], odd[0], even[1], odd[1], ...]`.
+    @inline(__always)
+    init(interleaving even: SIMD8<Float>, _ odd: SIMD8<Float>) {
+        self.init()
+        for lane in 0..<8 {
+            self[2 * lane] = even[lane]
+            self[2 * lane + 1] = odd[lane]
+        }
+    }
+}
+
+extension SIMD8 where Scalar == Float {
+    /// `[even[0], odd[0], even[1], odd[1], ...]`.
+    @inline(__always)
+    init(interleaving even: SIMD4<Float>, _ odd: SIMD4<Float>) {
+        self.init()
+        for lane in 0..<4 {
+            self[2 * lane] = even[lane]
+            self[2 * lane + 1] = odd[lane]
         }
     }
 }
