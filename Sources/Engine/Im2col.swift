@@ -25,24 +25,50 @@ public struct ConvolutionGeometry: Sendable, Hashable {
     public var outputPositions: Int { outputHeight * outputWidth }
     public var paddedHeight: Int { height + 2 * padding }
     public var paddedWidth: Int { width + 2 * padding }
-    /// Floats of the zero-padded copy of one image that `im2col` and `col2im` work through.
-    public var paddedImageSize: Int { padding == 0 ? 0 : channels * paddedHeight * paddedWidth }
+    /// Floats of the zero-padded copy of one image that `im2col` and `col2im` work through,
+    /// slack included.
+    public var paddedImageSize: Int { channels * paddedHeight * paddedWidth + im2colSlack }
+    /// Floats `im2col` may write past the column matrix and read past the padded image (see there).
+    public static let im2colSlack = 16
+    public var im2colSlack: Int { Self.im2colSlack }
+    /// Stride-1 layers with output rows of at most 16 copy each row segment as one 16-float
+    /// vector (see `im2col`).
+    var hasShortRows: Bool { stride == 1 && outputWidth <= Self.im2colSlack }
 }
 
 /// Unrolls one CHW image into the column matrix `col(patchSize × outputPositions)`, row
 /// `(c·k + ky)·k + kx`, column `oy·outputWidth + ox` (Caffe/darknet layout); zero padding.
-/// Overwrites all of `col`. `padded` is scratch of `g.paddedImageSize` floats (unused without
-/// padding): the image is copied into a zero border once, so every row segment of `col` is an
-/// unchecked contiguous copy.
+/// Overwrites all of `col` **and up to `im2colSlack` floats after it**. `padded` is scratch of
+/// `g.paddedImageSize` floats: the image is copied into a zero border (and slack) once, so every
+/// row segment of `col` is an unchecked contiguous copy.
+///
+/// Stride-1 layers with output rows of at most 16 (LeNet's conv2: 10) copy each segment as one
+/// 16-float load and store, in increasing address order, so the tail each store spills past its
+/// segment is overwritten by the next one; only the last spills past `col`. Short rows otherwise
+/// cost two overlapping copies each, 1500 per conv2 image.
 public func im2col(_ g: ConvolutionGeometry, image: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, padded: UnsafeMutablePointer<Float>) {
     let k = g.kernelSize, oH = g.outputHeight, oW = g.outputWidth, P = oH * oW
     let Hp = g.paddedHeight, Wp = g.paddedWidth
     let source: UnsafePointer<Float>
-    if g.padding > 0 {
-        copyPadded(g, image: image, into: padded)
+    if g.padding > 0 || g.hasShortRows {
+        copyPadded(g, image: image, into: padded, slack: g.im2colSlack)
         source = UnsafePointer(padded)
     } else {
         source = image
+    }
+    if g.hasShortRows {
+        for c in 0..<g.channels {
+            let plane = source + c * Hp * Wp
+            for ky in 0..<k {
+                for kx in 0..<k {
+                    let row = col + ((c * k + ky) * k + kx) * P
+                    for oy in 0..<oH {
+                        VectorKernels.store(VectorKernels.load(plane + (oy + ky) * Wp + kx, as: SIMD16<Float>.self), row + oy * oW)
+                    }
+                }
+            }
+        }
+        return
     }
     for c in 0..<g.channels {
         let plane = source + c * Hp * Wp

@@ -43,11 +43,13 @@ let benchmarks: @Sendable () -> Void = {
         let g = ConvolutionGeometry(channels: 6, height: 14, width: 14, kernelSize: 5)
         let image = UnsafeMutablePointer<Float>.allocate(capacity: 6 * 14 * 14)
         image.initialize(repeating: 1, count: 6 * 14 * 14)
-        let col = UnsafeMutablePointer<Float>.allocate(capacity: g.patchSize * g.outputPositions)
-        for _ in benchmark.scaledIterations { im2col(g, image: image, col: col, padded: col) }
+        let col = UnsafeMutablePointer<Float>.allocate(capacity: g.patchSize * g.outputPositions + ConvolutionGeometry.im2colSlack)
+        let padded = UnsafeMutablePointer<Float>.allocate(capacity: g.paddedImageSize)
+        for _ in benchmark.scaledIterations { im2col(g, image: image, col: col, padded: padded) }
         blackHole(col[0])
         image.deallocate()
         col.deallocate()
+        padded.deallocate()
     }
 
     codecBenchmarks()
