@@ -27,7 +27,7 @@ public struct TrainingJob: Sendable {
     public var seed: UInt64 = 0
     public var threads = Parallelism.availableCores
     /// Gradient chunks per step; results are bit-identical across `threads` for a fixed value.
-    public var chunks = 4
+    public var chunks = Parallelism.defaultChunks
     public var initialParameters: String?
     public var saveParameters: String?
     public var maxSteps: Int?

@@ -21,7 +21,7 @@ struct Train: ParsableCommand {
     @Flag(help: "Nesterov momentum.") var nesterov = false
     @Option(help: "Seed of every random choice (initialization, shuffling).") var seed: UInt64 = 0
     @Option(help: "Worker threads (default: all cores).") var threads = Parallelism.availableCores
-    @Option(help: "Gradient chunks per step; results are bit-identical across --threads for a fixed value.") var chunks = 4
+    @Option(help: "Gradient chunks per step (run in parallel; set it to the core count on machines with more than 2); results are bit-identical across --threads for a fixed value.") var chunks = Parallelism.defaultChunks
     @Option(name: .customLong("init"), help: "Start from this safetensors checkpoint instead of a random initialization.") var initPath: String?
     @Option(help: "Save the trained parameters to this safetensors file (PyTorch state_dict names).") var save: String?
     @Option(name: .customLong("max-steps"), help: "Stop after this many SGD steps.") var maxSteps: Int?
