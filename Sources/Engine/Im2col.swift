@@ -102,28 +102,61 @@ public func copyPadded(_ g: ConvolutionGeometry, image: UnsafePointer<Float>, in
 
 /// The adjoint of `im2col`: adds every entry of `col` back into the image position it was read
 /// from. **Overwrites** `image` with that sum. `padded` is scratch of `g.paddedImageSize` floats.
+///
+/// Stride-1 layers whose padded rows are at most 16 wide (LeNet's conv2: 14) gather instead of
+/// scatter: each padded row is summed in one 16-lane register from its `k²` shifted column
+/// segments (lanes outside a segment masked to zero) and stored once. Scattered adds of short
+/// overlapping segments stalled on store-to-load forwarding. This path reads up to
+/// `im2colSlack` floats before and after `col` (any values; they are discarded).
 public func col2im(_ g: ConvolutionGeometry, col: UnsafePointer<Float>, image: UnsafeMutablePointer<Float>, padded: UnsafeMutablePointer<Float>) {
     let k = g.kernelSize, oH = g.outputHeight, oW = g.outputWidth, P = oH * oW
     let Hp = g.paddedHeight, Wp = g.paddedWidth
-    let target = g.padding > 0 ? padded : image
-    target.update(repeating: 0, count: g.channels * Hp * Wp)
-    for c in 0..<g.channels {
-        let plane = target + c * Hp * Wp
-        for ky in 0..<k {
+    let gathers = g.hasShortRows && Wp <= ConvolutionGeometry.im2colSlack
+    let throughPadded = g.padding > 0 || gathers
+    let target = throughPadded ? padded : image
+    if gathers {
+        // keep[kx]: all-ones bits in lanes kx..<kx + oW (the lanes segment kx covers), else zero.
+        withUnsafeTemporaryAllocation(of: SIMD16<UInt32>.self, capacity: k) { keep in
             for kx in 0..<k {
-                let row = col + ((c * k + ky) * k + kx) * P
-                for oy in 0..<oH {
-                    let to = plane + (oy * g.stride + ky) * Wp + kx, from = row + oy * oW
-                    if g.stride == 1 {
-                        VectorKernels.add(from, to, count: oW)
-                    } else {
-                        for ox in 0..<oW { to[ox * g.stride] += from[ox] }
+                var bits = SIMD16<UInt32>()
+                for x in kx..<(kx + oW) { bits[x] = .max }
+                keep[kx] = bits
+            }
+            for c in 0..<g.channels {
+                for y in 0..<Hp {
+                    var sum = SIMD16<Float>()
+                    for ky in max(0, y - oH + 1)..<(min(k - 1, y) + 1) {
+                        let row = col + (c * k + ky) * k * P + (y - ky) * oW
+                        for kx in 0..<k {
+                            // Lane x holds col[(c, ky, kx), oy·oW + x − kx], valid where keep[kx] is set.
+                            let segment = VectorKernels.load(row + kx * P - kx, as: SIMD16<Float>.self)
+                            sum += unsafeBitCast(unsafeBitCast(segment, to: SIMD16<UInt32>.self) & keep[kx], to: SIMD16<Float>.self)
+                        }
+                    }
+                    VectorKernels.store(sum, target + (c * Hp + y) * Wp)
+                }
+            }
+        }
+    } else {
+        target.update(repeating: 0, count: g.channels * Hp * Wp)
+        for c in 0..<g.channels {
+            let plane = target + c * Hp * Wp
+            for ky in 0..<k {
+                for kx in 0..<k {
+                    let row = col + ((c * k + ky) * k + kx) * P
+                    for oy in 0..<oH {
+                        let to = plane + (oy * g.stride + ky) * Wp + kx, from = row + oy * oW
+                        if g.stride == 1 {
+                            VectorKernels.add(from, to, count: oW)
+                        } else {
+                            for ox in 0..<oW { to[ox * g.stride] += from[ox] }
+                        }
                     }
                 }
             }
         }
     }
-    if g.padding > 0 {
+    if throughPadded {
         for c in 0..<g.channels {
             for y in 0..<g.height {
                 VectorKernels.copy(padded + (c * Hp + y + g.padding) * Wp + g.padding,
