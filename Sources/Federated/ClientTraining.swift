@@ -23,30 +23,35 @@ func trainClient(
     training.trainer.optimizer.reset()
     let count = global.count
     let clientControl = rule.serverControl == nil ? nil : (rule.clientControl?(client) ?? [Float](repeating: 0, count: count))
-    // The correction c − cᵢ is the same for every step of the round: compute it once.
+    // SCAFFOLD's correction c − cᵢ is the same for every step of the round: compute it once. It is
+    // applied to the weights after each optimizer step, `w −= lr·(c − cᵢ)`, outside the momentum
+    // buffer, as NIID-Bench does: added to the gradient, momentum amplified it (by 1/(1−β), 10×
+    // at 0.9) while the control variates, estimated as Δy/(K·lr), grew by the same factor each
+    // round, and SCAFFOLD diverged on #C=3 within two rounds. Without momentum both are the same.
     let correction: [Float]? = rule.serverControl.map { c in zip(c, clientControl!).map { $0 - $1 } }
+    let learningRate = configuration.optimizer.learningRate
     let mu = rule.proximalMu
     let adjust: ((UnsafeBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) -> Void)?
-    if mu != 0 || correction != nil {
+    if mu != 0 {
         adjust = { w, g in
-            if mu != 0 {
-                global.withUnsafeBufferPointer { w0 in
-                    for i in 0..<count { g[i] += mu * (w[i] - w0[i]) }
-                }
-            }
-            if let correction {
-                correction.withUnsafeBufferPointer { c in
-                    BLAS.axpy(count: count, alpha: 1, c.baseAddress!, g.baseAddress!)
-                }
+            global.withUnsafeBufferPointer { w0 in
+                for i in 0..<count { g[i] += mu * (w[i] - w0[i]) }
             }
         }
     } else {
         adjust = nil
     }
+    let afterStep: ((inout [Float]) -> Void)? = correction.map { correction in
+        { parameters in
+            parameters.withUnsafeMutableBufferPointer { w in
+                correction.withUnsafeBufferPointer { c in BLAS.axpy(count: count, alpha: -learningRate, c.baseAddress!, w.baseAddress!) }
+            }
+        }
+    }
     var steps = 0, lossSum = 0.0, samples = 0
     for epoch in 1...configuration.epochs {
         let summary = training.runEpoch(epoch: epoch, parameters: &parameters, data: data, indices: indices, shuffle: true,
-                                        generator: &generator, adjustGradient: adjust)
+                                        generator: &generator, adjustGradient: adjust, afterStep: afterStep)
         steps += summary.steps
         lossSum += summary.meanLoss * Double(summary.samples)
         samples += summary.samples

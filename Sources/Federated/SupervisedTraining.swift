@@ -36,11 +36,13 @@ public final class SupervisedTraining {
     }
 
     /// One epoch over `indices` of `data` (shuffled from `generator` when `shuffle`), stopping
-    /// early after `maxSteps` steps. `adjustGradient` is passed to every `Trainer.step`.
+    /// early after `maxSteps` steps. `adjustGradient` is passed to every `Trainer.step`;
+    /// `afterStep`, when given, may change the parameters after every step (outside the optimizer).
     public func runEpoch(
         epoch: Int = 0, parameters: inout [Float], data: LabeledImages, indices: [Int], shuffle: Bool,
         generator: inout SeededGenerator, maxSteps: Int = .max,
         adjustGradient: ((UnsafeBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) -> Void)? = nil,
+        afterStep: ((inout [Float]) -> Void)? = nil,
         progress: ((TrainingProgress) -> Void)? = nil
     ) -> EpochSummary {
         precondition(data.sampleSize == trainer.network.inputCount, "data samples do not fit the model input")
@@ -54,6 +56,7 @@ public final class SupervisedTraining {
             buffer.pending = order.indices[range]
             let loss = trainer.step(parameters: &parameters, images: buffer.images, labels: buffer.labels, count: range.count,
                                     source: buffer, adjustGradient: adjustGradient)
+            afterStep?(&parameters)
             lossSum += loss * Double(range.count)
             samples += range.count
             steps += 1

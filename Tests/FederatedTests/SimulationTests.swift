@@ -47,6 +47,40 @@ func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
         #expect(federated != global)
     }
 
+    /// SCAFFOLD's client correction is applied to the weights after every momentum-SGD step,
+    /// `w −= lr·(c − cᵢ)` (NIID-Bench's placement), not fed through the momentum buffer.
+    @Test func scaffoldCorrectionBypassesMomentum() {
+        let data = syntheticImages(count: 48, seed: 7)
+        let network = LeNet5.grayscale
+        var generator = SeededGenerator(seed: 8)
+        let global = network.initialParameters(using: &generator)
+        let optimizer = SGDConfiguration(learningRate: 0.05, momentum: 0.9)
+        let local = LocalTrainingConfiguration(epochs: 1, batchSize: 16, optimizer: optimizer)
+        let c = (0..<global.count).map { Float($0 % 7) * 0.01 }, ci = (0..<global.count).map { Float($0 % 3) * 0.01 }
+        let rule = ClientRule(serverControl: c, clientControl: { _ in ci })
+        let training = SupervisedTraining(network: network, optimizer: optimizer, batchSize: 16, chunks: 1, threads: 1)
+        var g = SeededGenerator(seed: 9)
+        let update = trainClient(0, indices: Array(0..<48), data: data, global: global, configuration: local, rule: rule,
+                                 training: training, generator: &g)
+
+        // Reference: the same epoch step by step, the correction subtracted after each step.
+        let reference = SupervisedTraining(network: network, optimizer: optimizer, batchSize: 16, chunks: 1, threads: 1)
+        var parameters = global, order = SeededGenerator(seed: 9)
+        _ = reference.runEpoch(parameters: &parameters, data: data, indices: Array(0..<48), shuffle: true, generator: &order,
+                               afterStep: { w in for i in w.indices { w[i] -= 0.05 * (c[i] - ci[i]) } })
+        let expected = zip(parameters, global).map { $0 - $1 }
+        let scale = expected.map(abs).max()!
+        #expect(zip(update.delta, expected).map { abs($0 - $1) }.max()! <= 1e-5 * scale)
+        #expect(update.steps == 3)
+
+        // Through the gradient instead, momentum would have amplified it: a different model.
+        let viaGradient = SupervisedTraining(network: network, optimizer: optimizer, batchSize: 16, chunks: 1, threads: 1)
+        var amplified = global, order2 = SeededGenerator(seed: 9)
+        _ = viaGradient.runEpoch(parameters: &amplified, data: data, indices: Array(0..<48), shuffle: true, generator: &order2,
+                                 adjustGradient: { _, gradient in for i in 0..<gradient.count { gradient[i] += c[i] - ci[i] } })
+        #expect(zip(zip(amplified, global).map { $0 - $1 }, update.delta).map { abs($0 - $1) }.max()! > 1e-3)
+    }
+
     func simulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> Simulation {
         var configuration = SimulationConfiguration()
         configuration.clients = 6

@@ -19,7 +19,8 @@ public struct ClientUpdate: Sendable {
 public struct ClientRule: Sendable {
     /// FedProx: add `mu · (w − w_global)` to every gradient.
     public var proximalMu: Float = 0
-    /// SCAFFOLD: the server control variate `c`; clients add `c − c_i` to every gradient.
+    /// SCAFFOLD: the server control variate `c`; clients subtract `lr·(c − c_i)` from the weights
+    /// after every step (outside momentum, see `trainClient`).
     public var serverControl: [Float]?
     /// SCAFFOLD: each client's own control variate `c_i` (zero when absent).
     public var clientControl: (@Sendable (Int) -> [Float]?)?
