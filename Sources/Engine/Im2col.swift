@@ -27,10 +27,9 @@ public struct ConvolutionGeometry: Sendable, Hashable {
     public var paddedWidth: Int { width + 2 * padding }
     /// Floats of the zero-padded copy of one image that `im2col` and `col2im` work through,
     /// slack included.
-    public var paddedImageSize: Int { channels * paddedHeight * paddedWidth + im2colSlack }
+    public var paddedImageSize: Int { channels * paddedHeight * paddedWidth + Self.im2colSlack }
     /// Floats `im2col` may write past the column matrix and read past the padded image (see there).
     public static let im2colSlack = 16
-    public var im2colSlack: Int { Self.im2colSlack }
     /// Stride-1 layers with output rows of at most 16 copy each row segment as one 16-float
     /// vector (see `im2col`).
     var hasShortRows: Bool { stride == 1 && outputWidth <= Self.im2colSlack }
@@ -51,7 +50,7 @@ public func im2col(_ g: ConvolutionGeometry, image: UnsafePointer<Float>, col: U
     let Hp = g.paddedHeight, Wp = g.paddedWidth
     let source: UnsafePointer<Float>
     if g.padding > 0 || g.hasShortRows {
-        copyPadded(g, image: image, into: padded, slack: g.im2colSlack)
+        copyPadded(g, image: image, into: padded, slack: ConvolutionGeometry.im2colSlack)
         source = UnsafePointer(padded)
     } else {
         source = image

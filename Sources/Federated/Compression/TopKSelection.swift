@@ -5,7 +5,8 @@ enum TopKSelection {
     ///
     /// Cost: one pass comparing magnitude bits against a threshold estimated from a strided
     /// sample (up to 16k values, every 8th for small inputs), then a quickselect over the (about
-    /// 1.25k) candidates; a full quickselect only if the sample misjudged. Order keys pack (magnitude bits, inverted position) into 64 bits.
+    /// 1.25k) candidates; a full quickselect only if the sample misjudged. Order keys pack
+    /// (magnitude bits, inverted position) into 64 bits.
     static func largestMagnitudes(_ values: UnsafeBufferPointer<Float>, k: Int) -> [UInt32] {
         let n = values.count
         precondition(k >= 0 && k <= n && n <= Int(UInt32.max), "top-k needs 0 <= k <= n < 2^32")
