@@ -37,10 +37,21 @@ let convolutionSweep: [ConvolutionGeometry] = {
     return geometries
 }()
 
+/// Geometries with output channel counts for `ChannelBlockedConvolution` (stride 1, a multiple
+/// of 16 output channels): LeNet's conv2, padding, 1×1 and 3×3 kernels, non-square input, output
+/// position counts that leave a short last block of 4 and tap counts a short block of 6.
+let channelBlockedCases: [(ConvolutionGeometry, Int)] = [
+    (ConvolutionGeometry(channels: 6, height: 14, width: 14, kernelSize: 5), 16),
+    (ConvolutionGeometry(channels: 3, height: 9, width: 7, kernelSize: 5, padding: 2), 16),
+    (ConvolutionGeometry(channels: 2, height: 7, width: 5, kernelSize: 3, padding: 1), 32),
+    (ConvolutionGeometry(channels: 17, height: 5, width: 3, kernelSize: 1), 16),
+    (ConvolutionGeometry(channels: 4, height: 6, width: 11, kernelSize: 3), 48),
+]
+
 @Suite struct ConvolutionTests {
-    @Test(arguments: convolutionSweep)
-    func forwardMatchesDirectConvolution(geometry g: ConvolutionGeometry) {
-        let batch = 2, outputChannels = 4
+    @Test(arguments: convolutionSweep.map { ($0, 4) } + channelBlockedCases)
+    func forwardMatchesDirectConvolution(geometry g: ConvolutionGeometry, outputChannels: Int) {
+        let batch = 2
         let layer = Conv2D(inputChannels: g.channels, outputChannels: outputChannels, kernelSize: g.kernelSize,
                            stride: g.stride, padding: g.padding, inputHeight: g.height, inputWidth: g.width)
         let input = randomArray(batch * layer.inputCount, seed: 3)
@@ -61,7 +72,7 @@ let convolutionSweep: [ConvolutionGeometry] = {
                       (ConvolutionGeometry(channels: 1, height: 11, width: 13, kernelSize: 3, padding: 1), 4),
                       (ConvolutionGeometry(channels: 1, height: 12, width: 9, kernelSize: 7, padding: 3), 13),
                       (ConvolutionGeometry(channels: 3, height: 10, width: 8, kernelSize: 5, padding: 2), 6)]
-                     + convolutionSweep.map { ($0, 5) })
+                     + convolutionSweep.map { ($0, 5) } + channelBlockedCases)
     func weightGradientMatchesDefinition(geometry g: ConvolutionGeometry, outputChannels: Int) {
         let batch = 3
         let layer = Conv2D(inputChannels: g.channels, outputChannels: outputChannels, kernelSize: g.kernelSize,
@@ -101,10 +112,10 @@ let convolutionSweep: [ConvolutionGeometry] = {
         #expect(abs(left - right) <= 1e-4 * max(1, abs(left)))
     }
 
-    @Test(arguments: convolutionSweep)
-    func gradientsMatchFiniteDifferences(geometry g: ConvolutionGeometry) {
+    @Test(arguments: convolutionSweep.map { ($0, 3) } + channelBlockedCases)
+    func gradientsMatchFiniteDifferences(geometry g: ConvolutionGeometry, outputChannels: Int) {
         let batch = 2
-        let layer = Conv2D(inputChannels: g.channels, outputChannels: 3, kernelSize: g.kernelSize,
+        let layer = Conv2D(inputChannels: g.channels, outputChannels: outputChannels, kernelSize: g.kernelSize,
                            stride: g.stride, padding: g.padding, inputHeight: g.height, inputWidth: g.width)
         checkLayerGradients(layer, batch: batch, seed: 7)
     }

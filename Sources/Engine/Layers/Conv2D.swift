@@ -7,7 +7,8 @@
 /// `dW += dY · colᵀ` (computed as its transpose), `db += rowsum(dY)`, `dx = col2im(Wᵀ · dY)`.
 /// One GEMM per image keeps the shapes at the size OpenBLAS runs fastest (see `Parallelism`).
 /// For one input channel and stride 1, the direct kernels of `DirectConvolution` compute `Y`
-/// and `dW` instead.
+/// and `dW` instead; for stride 1 and a multiple of 16 output channels, those of
+/// `ChannelBlockedConvolution` (the input gradient stays a GEMM and col2im).
 public struct Conv2D: Layer {
     public let geometry: ConvolutionGeometry
     public let outputChannels: Int
@@ -45,6 +46,17 @@ public struct Conv2D: Layer {
     /// Single-channel, stride-1 layers run forward without the column matrix (see `DirectConvolution`).
     private var isDirect: Bool { DirectConvolution.applies(geometry) }
 
+    /// Layers with a multiple of 16 output channels read the image in place for `Y` and `dW`
+    /// (see `ChannelBlockedConvolution`).
+    private var isChannelBlocked: Bool { ChannelBlockedConvolution.applies(geometry, outputChannels: outputChannels) }
+
+    /// The image as the channel-blocked kernels read it: zero-padded into `padded` when the layer pads.
+    private func paddedImage(_ x: UnsafePointer<Float>, _ padded: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+        guard geometry.padding > 0 else { return x }
+        copyPadded(geometry, image: x, into: padded)
+        return UnsafePointer(padded)
+    }
+
     /// Column matrix, its gradient, the padded image, `dYᵀ` (one image at a time), `Wᵀ` and `dWᵀ`;
     /// for the direct kernels also the padded image with slack and their `dY` copy.
     public func scratchCount(batch: Int) -> Int {
@@ -75,9 +87,19 @@ public struct Conv2D: Layer {
             }
             return
         }
+        let weightTransposed = scratch + 2 * K * P + geometry.paddedImageSize + P * outputChannels
+        if isChannelBlocked {
+            BLAS.transpose(rows: outputChannels, columns: K, weight, weightTransposed)
+            for image in 0..<batch {
+                ChannelBlockedConvolution.forward(geometry, outputChannels: outputChannels,
+                                                  padded: paddedImage(input + image * inputCount, scratch + 2 * K * P),
+                                                  weightTransposed: weightTransposed, bias: bias,
+                                                  y: output + image * outputCount, tile: scratch)
+            }
+            return
+        }
         // `Y = (Wᵀ)ᵀ · col` where the plain product would allocate inside OpenBLAS (see BLAS).
         let transposed = BLAS.plainProductAllocates(n: P, k: K)
-        let weightTransposed = scratch + 2 * K * P + geometry.paddedImageSize + P * outputChannels
         if transposed { BLAS.transpose(rows: outputChannels, columns: K, weight, weightTransposed) }
         for image in 0..<batch {
             let x = input + image * inputCount, y = output + image * outputCount
@@ -115,7 +137,7 @@ public struct Conv2D: Layer {
         // `dWᵀ += col · dYᵀ` accumulated over the batch and added to `dW` once, and
         // `dcol = Wᵀ · dY`. Where the plain `dWᵀ` product would allocate inside OpenBLAS (few
         // output channels, see BLAS), `dW += dY · colᵀ` is used directly instead.
-        let transposedAccumulator = !isDirect && !BLAS.plainProductAllocates(n: outputChannels, k: P)
+        let transposedAccumulator = isChannelBlocked || (!isDirect && !BLAS.plainProductAllocates(n: outputChannels, k: P))
         if inputGradient != nil { BLAS.transpose(rows: outputChannels, columns: K, weight, weightTransposed) }
         if transposedAccumulator { weightGradientTransposed.update(repeating: 0, count: K * outputChannels) }
         for image in 0..<batch {
@@ -128,6 +150,12 @@ public struct Conv2D: Layer {
                 copyPadded(geometry, image: x, into: padded, slack: DirectConvolution.slack)
                 DirectConvolution.accumulateWeightGradient(geometry, outputChannels: outputChannels, padded: padded, dy: dy,
                                                            weightGradient: weightGradient, scratch: padded + directPaddedCount)
+            } else if isChannelBlocked {
+                BLAS.transpose(rows: outputChannels, columns: P, dy, outputGradientTransposed)
+                ChannelBlockedConvolution.accumulateWeightGradient(geometry, outputChannels: outputChannels,
+                                                                   padded: paddedImage(x, padded),
+                                                                   dyTransposed: outputGradientTransposed,
+                                                                   weightGradientTransposed: weightGradientTransposed)
             } else {
                 let columns: UnsafePointer<Float>
                 if isPointwise {
