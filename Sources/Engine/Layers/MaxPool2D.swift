@@ -61,12 +61,12 @@ public struct MaxPool2D: Layer {
             for chunk in 0..<((oW + step - 1) / step) {
                 let ox = chunkStart(chunk, oW, step)
                 if step == 8 {
-                    let m = Self.windows(VectorKernels.load(top + 2 * ox, as: SIMD16<Float>.self),
-                                         VectorKernels.load(top + W + 2 * ox, as: SIMD16<Float>.self)).m
+                    let m = Self.windowMaxima(VectorKernels.load(top + 2 * ox, as: SIMD16<Float>.self),
+                                              VectorKernels.load(top + W + 2 * ox, as: SIMD16<Float>.self))
                     VectorKernels.store(m, y + oy * oW + ox)
                 } else {
-                    let m = Self.windows(VectorKernels.load(top + 2 * ox, as: SIMD8<Float>.self),
-                                         VectorKernels.load(top + W + 2 * ox, as: SIMD8<Float>.self)).m
+                    let m = Self.windowMaxima(VectorKernels.load(top + 2 * ox, as: SIMD8<Float>.self),
+                                              VectorKernels.load(top + W + 2 * ox, as: SIMD8<Float>.self))
                     VectorKernels.store(m, y + oy * oW + ox)
                 }
             }
@@ -82,17 +82,19 @@ public struct MaxPool2D: Layer {
             for chunk in 0..<((oW + step - 1) / step) {
                 let ox = chunkStart(chunk, oW, step)
                 if step == 8 {
-                    let w = Self.windows(VectorKernels.load(top + 2 * ox, as: SIMD16<Float>.self),
-                                         VectorKernels.load(top + W + 2 * ox, as: SIMD16<Float>.self))
-                    let g = Self.route(VectorKernels.load(dy + oy * oW + ox, as: SIMD8<Float>.self), w)
-                    VectorKernels.store(SIMD16(interleaving: g.a, g.b), upper + 2 * ox)
-                    VectorKernels.store(SIMD16(interleaving: g.c, g.d), upper + W + 2 * ox)
+                    let (upperGradient, lowerGradient) = Self.route(
+                        VectorKernels.load(dy + oy * oW + ox, as: SIMD8<Float>.self),
+                        upper: VectorKernels.load(top + 2 * ox, as: SIMD16<Float>.self),
+                        lower: VectorKernels.load(top + W + 2 * ox, as: SIMD16<Float>.self))
+                    VectorKernels.store(upperGradient, upper + 2 * ox)
+                    VectorKernels.store(lowerGradient, upper + W + 2 * ox)
                 } else {
-                    let w = Self.windows(VectorKernels.load(top + 2 * ox, as: SIMD8<Float>.self),
-                                         VectorKernels.load(top + W + 2 * ox, as: SIMD8<Float>.self))
-                    let g = Self.route(VectorKernels.load(dy + oy * oW + ox, as: SIMD4<Float>.self), w)
-                    VectorKernels.store(SIMD8(interleaving: g.a, g.b), upper + 2 * ox)
-                    VectorKernels.store(SIMD8(interleaving: g.c, g.d), upper + W + 2 * ox)
+                    let (upperGradient, lowerGradient) = Self.route(
+                        VectorKernels.load(dy + oy * oW + ox, as: SIMD4<Float>.self),
+                        upper: VectorKernels.load(top + 2 * ox, as: SIMD8<Float>.self),
+                        lower: VectorKernels.load(top + W + 2 * ox, as: SIMD8<Float>.self))
+                    VectorKernels.store(upperGradient, upper + 2 * ox)
+                    VectorKernels.store(lowerGradient, upper + W + 2 * ox)
                 }
             }
         }
@@ -144,49 +146,65 @@ public struct MaxPool2D: Layer {
 }
 
 extension MaxPool2D {
-    /// The four corners of adjacent 2×2 windows (rows `upper` and `lower` as even/odd pairs) and
-    /// their maxima (ties keep the earlier corner). Written for both widths the layer uses.
+    /// The maxima of adjacent 2×2 windows whose rows are `upper` and `lower` (even/odd lanes are
+    /// a window's left/right column). Written for both widths the layer uses.
     @inline(__always)
-    static func windows(_ upper: SIMD16<Float>, _ lower: SIMD16<Float>)
-        -> (a: SIMD8<Float>, b: SIMD8<Float>, c: SIMD8<Float>, d: SIMD8<Float>, m: SIMD8<Float>) {
+    static func windowMaxima(_ upper: SIMD16<Float>, _ lower: SIMD16<Float>) -> SIMD8<Float> {
         let a = upper.evenHalf, b = upper.oddHalf, c = lower.evenHalf, d = lower.oddHalf
         let ab = a.replacing(with: b, where: b .> a), cd = c.replacing(with: d, where: d .> c)
-        return (a, b, c, d, ab.replacing(with: cd, where: cd .> ab))
+        return ab.replacing(with: cd, where: cd .> ab)
     }
 
     @inline(__always)
-    static func windows(_ upper: SIMD8<Float>, _ lower: SIMD8<Float>)
-        -> (a: SIMD4<Float>, b: SIMD4<Float>, c: SIMD4<Float>, d: SIMD4<Float>, m: SIMD4<Float>) {
+    static func windowMaxima(_ upper: SIMD8<Float>, _ lower: SIMD8<Float>) -> SIMD4<Float> {
         let a = upper.evenHalf, b = upper.oddHalf, c = lower.evenHalf, d = lower.oddHalf
         let ab = a.replacing(with: b, where: b .> a), cd = c.replacing(with: d, where: d .> c)
-        return (a, b, c, d, ab.replacing(with: cd, where: cd .> ab))
+        return ab.replacing(with: cd, where: cd .> ab)
     }
 
-    /// The window gradient `g` split to the corner that won each window (first maximum in
-    /// row-major order: a, b, c, d), zeros elsewhere. (Concrete per width: the generic version
-    /// was not inlined and cost a fifth of the step.)
+    /// The window gradients `g` routed to the corner that won each window (first maximum in
+    /// row-major order: upper-left, upper-right, lower-left, lower-right), zeros elsewhere, for
+    /// the two input rows of `g.count` adjacent 2×2 windows. Works in the rows' interleaved order,
+    /// comparing each value with its pair partner (one in-lane shuffle per row), so no lanes are
+    /// split into corners and merged back. Concrete per width: generic versions were not inlined.
     @inline(__always)
-    static func route(_ g: SIMD8<Float>, _ w: (a: SIMD8<Float>, b: SIMD8<Float>, c: SIMD8<Float>, d: SIMD8<Float>, m: SIMD8<Float>))
-        -> (a: SIMD8<Float>, b: SIMD8<Float>, c: SIMD8<Float>, d: SIMD8<Float>) {
-        let pickA = w.a .== w.m, pickB = .!pickA .& (w.b .== w.m)
-        let pickC = .!(pickA .| pickB) .& (w.c .== w.m), pickD = .!(pickA .| pickB .| pickC)
-        let zero = SIMD8<Float>()
-        return (zero.replacing(with: g, where: pickA), zero.replacing(with: g, where: pickB),
-                zero.replacing(with: g, where: pickC), zero.replacing(with: g, where: pickD))
+    static func route(_ g: SIMD8<Float>, upper: SIMD16<Float>, lower: SIMD16<Float>) -> (SIMD16<Float>, SIMD16<Float>) {
+        let upperPartner = upper.pairsSwapped, lowerPartner = lower.pairsSwapped
+        let upperMax = upper.replacing(with: upperPartner, where: upperPartner .> upper)
+        let lowerMax = lower.replacing(with: lowerPartner, where: lowerPartner .> lower)
+        let m = upperMax.replacing(with: lowerMax, where: lowerMax .> upperMax)
+        let upperWins = upper .== m, upperPartnerWins = upperPartner .== m
+        let oddLane = SIMDMask<SIMD16<Int32>>(SIMD16<Int32>(0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1))
+        let pickUpper = upperWins .& .!(oddLane .& upperPartnerWins)
+        let pickLower = (lower .== m) .& .!(upperWins .| upperPartnerWins) .& .!(oddLane .& (lowerPartner .== m))
+        let spread = SIMD16(interleaving: g, g), zero = SIMD16<Float>()
+        return (zero.replacing(with: spread, where: pickUpper), zero.replacing(with: spread, where: pickLower))
     }
 
     @inline(__always)
-    static func route(_ g: SIMD4<Float>, _ w: (a: SIMD4<Float>, b: SIMD4<Float>, c: SIMD4<Float>, d: SIMD4<Float>, m: SIMD4<Float>))
-        -> (a: SIMD4<Float>, b: SIMD4<Float>, c: SIMD4<Float>, d: SIMD4<Float>) {
-        let pickA = w.a .== w.m, pickB = .!pickA .& (w.b .== w.m)
-        let pickC = .!(pickA .| pickB) .& (w.c .== w.m), pickD = .!(pickA .| pickB .| pickC)
-        let zero = SIMD4<Float>()
-        return (zero.replacing(with: g, where: pickA), zero.replacing(with: g, where: pickB),
-                zero.replacing(with: g, where: pickC), zero.replacing(with: g, where: pickD))
+    static func route(_ g: SIMD4<Float>, upper: SIMD8<Float>, lower: SIMD8<Float>) -> (SIMD8<Float>, SIMD8<Float>) {
+        let upperPartner = upper.pairsSwapped, lowerPartner = lower.pairsSwapped
+        let upperMax = upper.replacing(with: upperPartner, where: upperPartner .> upper)
+        let lowerMax = lower.replacing(with: lowerPartner, where: lowerPartner .> lower)
+        let m = upperMax.replacing(with: lowerMax, where: lowerMax .> upperMax)
+        let upperWins = upper .== m, upperPartnerWins = upperPartner .== m
+        let oddLane = SIMDMask<SIMD8<Int32>>(SIMD8<Int32>(0, -1, 0, -1, 0, -1, 0, -1))
+        let pickUpper = upperWins .& .!(oddLane .& upperPartnerWins)
+        let pickLower = (lower .== m) .& .!(upperWins .| upperPartnerWins) .& .!(oddLane .& (lowerPartner .== m))
+        let spread = SIMD8(interleaving: g, g), zero = SIMD8<Float>()
+        return (zero.replacing(with: spread, where: pickUpper), zero.replacing(with: spread, where: pickLower))
     }
 }
 
 extension SIMD16 where Scalar == Float {
+    /// `[self[1], self[0], self[3], self[2], ...]`.
+    @inline(__always)
+    var pairsSwapped: Self {
+        var swapped = Self()
+        for lane in 0..<16 { swapped[lane] = self[lane ^ 1] }
+        return swapped
+    }
+
     /// `[even[0], odd[0], even[1], odd[1], ...]`.
     @inline(__always)
     init(interleaving even: SIMD8<Float>, _ odd: SIMD8<Float>) {
@@ -199,6 +217,14 @@ extension SIMD16 where Scalar == Float {
 }
 
 extension SIMD8 where Scalar == Float {
+    /// `[self[1], self[0], self[3], self[2], ...]`.
+    @inline(__always)
+    var pairsSwapped: Self {
+        var swapped = Self()
+        for lane in 0..<8 { swapped[lane] = self[lane ^ 1] }
+        return swapped
+    }
+
     /// `[even[0], odd[0], even[1], odd[1], ...]`.
     @inline(__always)
     init(interleaving even: SIMD4<Float>, _ odd: SIMD4<Float>) {
