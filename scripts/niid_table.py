@@ -1,16 +1,19 @@
 """Writes the NIID-Bench Fashion-MNIST table (markdown) from results/niid-*/summary.json.
 
-Usage: python3 scripts/niid_table.py results > results/niid-bench.md   (standard library only)
-Cells that have not finished are shown as "not yet measured".
+Usage: python3 scripts/niid_table.py results [experiments] > results/niid-bench.md   (standard library only)
+Cells that have not finished are shown as "not yet measured"; rows below the grid are extra
+settings run on some partitions only ("-" where no experiments/niid-<row>-<partition>.yaml exists).
 """
 import json
 import os
 import sys
 
 root = sys.argv[1]
+experiments = sys.argv[2] if len(sys.argv) > 2 else "experiments"
 partitions = [("iid", "iid"), ("dirichlet-0.5", "Dir(0.5)"), ("labels-2", "#C=2"), ("labels-3", "#C=3")]
 strategies = [("fedavg", "FedAvg"), ("fedprox-0.01", "FedProx (mu 0.01)"), ("scaffold", "SCAFFOLD"),
-              ("fednova", "FedNova"), ("fedavgm-0.9", "FedAvgM (0.9)"), ("fedadam", "FedAdam")]
+              ("fednova", "FedNova"), ("fedavgm-0.9", "FedAvgM (0.9)"), ("fedadam", "FedAdam"),
+              ("fedprox-0.1", "FedProx (mu 0.1)"), ("fedyogi", "FedYogi"), ("fedadam-0.03", "FedAdam (server lr 0.03)")]
 # Published NIID-Bench (Li et al. 2022) Fashion-MNIST accuracies, same order as `partitions`.
 published = {"fedavg": [89.23, 88.09, 78.10, 82.43], "scaffold": [89.33, 88.44, 33.80, 80.32],
              "fedprox-0.01": [89.42, 88.15, 78.05, 82.99], "fednova": [89.36, 88.22, 71.67, 81.97]}
@@ -24,9 +27,13 @@ for key, label in strategies:
     for i, (partition, _) in enumerate(partitions):
         path = os.path.join(root, f"niid-{key}-{partition}", "summary.json")
         ours = "not yet measured"
-        if os.path.exists(path):
+        if not os.path.exists(os.path.join(experiments, f"niid-{key}-{partition}.yaml")):
+            ours = "-"
+        elif os.path.exists(path):
             with open(path) as f:
                 ours = f"{100 * json.load(f)['best_accuracy']:.2f}"
         theirs = published.get(key)
         cells.append(f"{ours} / {theirs[i]:.2f}" if theirs else ours)
+    if all(cell == "-" for cell in cells):
+        continue
     print(f"| {label} | " + " | ".join(cells) + " |")
