@@ -7,22 +7,23 @@
 /// position `p = (oy, ox)` reads `padded[base(t) + q(p)]` with `base(t) = (c·Hp + ky)·Wp + kx` and
 /// `q(p) = oy·Wp + ox`, so the column matrix is never built.
 ///
-/// Both kernels vectorize over 16 output channels (two 8-lane registers, so every lane is
-/// useful whatever the image width): per step, two weight (or `dY`) vector loads and one scalar
-/// broadcast per position (or tap) feed two FMAs each, with all sums in registers.
-/// - Forward: 4 output positions at a time, summed over all taps; written position-major to
-///   a tile and transposed into the CHW output.
-/// - Weight gradient: 6 taps at a time, summed over all positions, from `dY` transposed to
-///   position-major; accumulated into `dWᵀ` (`taps × outputChannels`).
+/// Both kernels vectorize over 16 output channels (one AVX-512 register or two AVX2 ones, every
+/// lane useful whatever the image width): per step, one weight (or `dY`) vector load and one
+/// scalar broadcast per position (or tap) feed one 16-lane FMA each, with all sums in registers.
+/// - Forward: 4 output positions at a time (8 with AVX-512), summed over all taps; written
+///   position-major to a tile and transposed into the CHW output.
+/// - Weight gradient: 6 taps at a time (12 with AVX-512), summed over all positions, from `dY`
+///   transposed to position-major; accumulated into `dWᵀ` (`taps × outputChannels`).
 /// A short last block repeats its last position or tap (so no read leaves the image) and stores
 /// only the real ones.
 public enum ChannelBlockedConvolution {
     static let channelBlock = 16
-    /// Output positions per forward block: 4 × 16 sums in 8 registers. With 6 (12 registers)
-    /// LLVM keeps all 6 broadcasts live and spills three sums to the stack on every tap.
-    static let positionBlock = 4
-    /// Taps per weight-gradient block (12 registers).
-    static let tapBlock = 6
+    /// Output positions per forward block, one 16-float sum each: 4 (8 AVX2 registers; with 6,
+    /// LLVM kept all 6 broadcasts live and spilled three sums on every tap), or 8 with 32 wide
+    /// registers, where 4 sums would leave the FMA units waiting on their 4-cycle latency.
+    static let positionBlock = VectorKernels.wideRegisters ? 8 : 4
+    /// Taps per weight-gradient block: 6 sums (12 AVX2 registers), or 12 with wide registers.
+    static let tapBlock = VectorKernels.wideRegisters ? 12 : 6
 
     /// Whether these kernels handle this geometry with `outputChannels`.
     public static func applies(_ g: ConvolutionGeometry, outputChannels: Int) -> Bool {
@@ -39,37 +40,45 @@ public enum ChannelBlockedConvolution {
         precondition(applies(g, outputChannels: outputChannels))
         let k = g.kernelSize, Wp = g.paddedWidth, plane = g.paddedHeight * Wp
         let oW = g.outputWidth, P = g.outputPositions
-        func q(_ p: Int) -> Int { (p / oW) * Wp + p % oW }
         for firstChannel in stride(from: 0, to: outputChannels, by: channelBlock) {
-            let w = weightTransposed + firstChannel
+            let weights = weightTransposed + firstChannel
             for p0 in stride(from: 0, to: P, by: positionBlock) {
-                // Loaded per block, not hoisted: held across the tap loop they would push
-                // accumulators out of the 16 AVX2 registers.
-                let b0 = VectorKernels.load(bias + firstChannel, as: SIMD8<Float>.self)
-                let b1 = VectorKernels.load(bias + firstChannel + 8, as: SIMD8<Float>.self)
-                let q0 = q(p0), q1 = q(min(p0 + 1, P - 1)), q2 = q(min(p0 + 2, P - 1)), q3 = q(min(p0 + 3, P - 1))
-                var a0 = b0, a1 = b1, a2 = b0, a3 = b1, a4 = b0, a5 = b1, a6 = b0, a7 = b1
+                // Loaded per block, not hoisted: held across the tap loop it would push
+                // sums out of the 16 AVX2 registers.
+                let b = VectorKernels.load(bias + firstChannel, as: SIMD16<Float>.self)
+                func q(_ j: Int) -> Int { let p = min(p0 + j, P - 1); return (p / oW) * Wp + p % oW }
+                let q0 = q(0), q1 = q(1), q2 = q(2), q3 = q(3), q4 = q(4), q5 = q(5), q6 = q(6), q7 = q(7)
+                var a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b
                 var t = 0
                 for c in 0..<g.channels {
                     for ky in 0..<k {
                         let row = padded + c * plane + ky * Wp
                         for kx in 0..<k {
-                            let x = row + kx, wt = w + t * outputChannels
-                            let w0 = VectorKernels.load(wt, as: SIMD8<Float>.self)
-                            let w1 = VectorKernels.load(wt + 8, as: SIMD8<Float>.self)
-                            a0 = a0.addingProduct(w0, x[q0]); a1 = a1.addingProduct(w1, x[q0])
-                            a2 = a2.addingProduct(w0, x[q1]); a3 = a3.addingProduct(w1, x[q1])
-                            a4 = a4.addingProduct(w0, x[q2]); a5 = a5.addingProduct(w1, x[q2])
-                            a6 = a6.addingProduct(w0, x[q3]); a7 = a7.addingProduct(w1, x[q3])
+                            let x = row + kx
+                            let w = VectorKernels.load(weights + t * outputChannels, as: SIMD16<Float>.self)
+                            a0 = a0.addingProduct(w, x[q0])
+                            a1 = a1.addingProduct(w, x[q1])
+                            a2 = a2.addingProduct(w, x[q2])
+                            a3 = a3.addingProduct(w, x[q3])
+                            if VectorKernels.wideRegisters {
+                                a4 = a4.addingProduct(w, x[q4])
+                                a5 = a5.addingProduct(w, x[q5])
+                                a6 = a6.addingProduct(w, x[q6])
+                                a7 = a7.addingProduct(w, x[q7])
+                            }
                             t += 1
                         }
                     }
                 }
                 let count = min(positionBlock, P - p0), out = tile + p0 * channelBlock
-                store(a0, a1, out)
-                if count > 1 { store(a2, a3, out + channelBlock) }
-                if count > 2 { store(a4, a5, out + 2 * channelBlock) }
-                if count > 3 { store(a6, a7, out + 3 * channelBlock) }
+                VectorKernels.store(a0, out)
+                if count > 1 { VectorKernels.store(a1, out + channelBlock) }
+                if count > 2 { VectorKernels.store(a2, out + 2 * channelBlock) }
+                if count > 3 { VectorKernels.store(a3, out + 3 * channelBlock) }
+                if count > 4 { VectorKernels.store(a4, out + 4 * channelBlock) }
+                if count > 5 { VectorKernels.store(a5, out + 5 * channelBlock) }
+                if count > 6 { VectorKernels.store(a6, out + 6 * channelBlock) }
+                if count > 7 { VectorKernels.store(a7, out + 7 * channelBlock) }
             }
             BLAS.transpose(rows: P, columns: channelBlock, tile, y + firstChannel * P)
         }
@@ -94,44 +103,52 @@ public enum ChannelBlockedConvolution {
             for t0 in stride(from: 0, to: K, by: tapBlock) {
                 let x0 = padded + base(t0), x1 = padded + base(t0 + 1), x2 = padded + base(t0 + 2)
                 let x3 = padded + base(t0 + 3), x4 = padded + base(t0 + 4), x5 = padded + base(t0 + 5)
-                var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
-                var a4 = SIMD8<Float>(), a5 = SIMD8<Float>(), a6 = SIMD8<Float>(), a7 = SIMD8<Float>()
-                var a8 = SIMD8<Float>(), a9 = SIMD8<Float>(), a10 = SIMD8<Float>(), a11 = SIMD8<Float>()
+                let x6 = padded + base(t0 + 6), x7 = padded + base(t0 + 7), x8 = padded + base(t0 + 8)
+                let x9 = padded + base(t0 + 9), x10 = padded + base(t0 + 10), x11 = padded + base(t0 + 11)
+                var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+                var a4 = SIMD16<Float>(), a5 = SIMD16<Float>(), a6 = SIMD16<Float>(), a7 = SIMD16<Float>()
+                var a8 = SIMD16<Float>(), a9 = SIMD16<Float>(), a10 = SIMD16<Float>(), a11 = SIMD16<Float>()
                 var p = 0
                 for oy in 0..<oH {
                     for ox in 0..<oW {
-                        let q = oy * Wp + ox, dp = d + p * outputChannels
-                        let d0 = VectorKernels.load(dp, as: SIMD8<Float>.self)
-                        let d1 = VectorKernels.load(dp + 8, as: SIMD8<Float>.self)
-                        a0 = a0.addingProduct(d0, x0[q]); a1 = a1.addingProduct(d1, x0[q])
-                        a2 = a2.addingProduct(d0, x1[q]); a3 = a3.addingProduct(d1, x1[q])
-                        a4 = a4.addingProduct(d0, x2[q]); a5 = a5.addingProduct(d1, x2[q])
-                        a6 = a6.addingProduct(d0, x3[q]); a7 = a7.addingProduct(d1, x3[q])
-                        a8 = a8.addingProduct(d0, x4[q]); a9 = a9.addingProduct(d1, x4[q])
-                        a10 = a10.addingProduct(d0, x5[q]); a11 = a11.addingProduct(d1, x5[q])
+                        let q = oy * Wp + ox
+                        let dp = VectorKernels.load(d + p * outputChannels, as: SIMD16<Float>.self)
+                        a0 = a0.addingProduct(dp, x0[q])
+                        a1 = a1.addingProduct(dp, x1[q])
+                        a2 = a2.addingProduct(dp, x2[q])
+                        a3 = a3.addingProduct(dp, x3[q])
+                        a4 = a4.addingProduct(dp, x4[q])
+                        a5 = a5.addingProduct(dp, x5[q])
+                        if VectorKernels.wideRegisters {
+                            a6 = a6.addingProduct(dp, x6[q])
+                            a7 = a7.addingProduct(dp, x7[q])
+                            a8 = a8.addingProduct(dp, x8[q])
+                            a9 = a9.addingProduct(dp, x9[q])
+                            a10 = a10.addingProduct(dp, x10[q])
+                            a11 = a11.addingProduct(dp, x11[q])
+                        }
                         p += 1
                     }
                 }
                 let count = min(tapBlock, K - t0), dW = weightGradientTransposed + t0 * outputChannels + firstChannel
-                accumulate(a0, a1, dW)
-                if count > 1 { accumulate(a2, a3, dW + outputChannels) }
-                if count > 2 { accumulate(a4, a5, dW + 2 * outputChannels) }
-                if count > 3 { accumulate(a6, a7, dW + 3 * outputChannels) }
-                if count > 4 { accumulate(a8, a9, dW + 4 * outputChannels) }
-                if count > 5 { accumulate(a10, a11, dW + 5 * outputChannels) }
+                accumulate(a0, dW)
+                if count > 1 { accumulate(a1, dW + outputChannels) }
+                if count > 2 { accumulate(a2, dW + 2 * outputChannels) }
+                if count > 3 { accumulate(a3, dW + 3 * outputChannels) }
+                if count > 4 { accumulate(a4, dW + 4 * outputChannels) }
+                if count > 5 { accumulate(a5, dW + 5 * outputChannels) }
+                if count > 6 { accumulate(a6, dW + 6 * outputChannels) }
+                if count > 7 { accumulate(a7, dW + 7 * outputChannels) }
+                if count > 8 { accumulate(a8, dW + 8 * outputChannels) }
+                if count > 9 { accumulate(a9, dW + 9 * outputChannels) }
+                if count > 10 { accumulate(a10, dW + 10 * outputChannels) }
+                if count > 11 { accumulate(a11, dW + 11 * outputChannels) }
             }
         }
     }
 
     @inline(__always)
-    private static func store(_ low: SIMD8<Float>, _ high: SIMD8<Float>, _ out: UnsafeMutablePointer<Float>) {
-        VectorKernels.store(low, out)
-        VectorKernels.store(high, out + 8)
-    }
-
-    @inline(__always)
-    private static func accumulate(_ low: SIMD8<Float>, _ high: SIMD8<Float>, _ out: UnsafeMutablePointer<Float>) {
-        VectorKernels.store(VectorKernels.load(out, as: SIMD8<Float>.self) + low, out)
-        VectorKernels.store(VectorKernels.load(out + 8, as: SIMD8<Float>.self) + high, out + 8)
+    private static func accumulate(_ sum: SIMD16<Float>, _ out: UnsafeMutablePointer<Float>) {
+        VectorKernels.store(VectorKernels.load(out, as: SIMD16<Float>.self) + sum, out)
     }
 }

@@ -2,6 +2,16 @@
 /// calls to memcpy or scalar loops cost more than the work. All take explicit lengths; none reads
 /// or writes outside `[pointer, pointer + count)`.
 enum VectorKernels {
+    /// Whether the build targets 32 vector registers of 16 floats (AVX-512 hosts, which define
+    /// `WIDE_VECTORS`; see Package.swift). Register-blocked kernels then keep twice as many
+    /// independent sums, enough to cover FMA latency with 16-float vectors; otherwise they size
+    /// their blocks for 16 AVX2 registers. A constant, so the unused half of a kernel folds away.
+    #if WIDE_VECTORS
+    static let wideRegisters = true
+    #else
+    static let wideRegisters = false
+    #endif
+
     @inline(__always)
     static func load<V: SIMD>(_ pointer: UnsafePointer<Float>, as type: V.Type) -> V where V.Scalar == Float {
         UnsafeRawPointer(pointer).loadUnaligned(as: V.self)
