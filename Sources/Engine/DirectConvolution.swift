@@ -122,8 +122,8 @@ public enum DirectConvolution {
     /// `Σ_p d[c·run + p] · x0[p]` and `· x1[p]` for the 6 channels of a block, as
     /// `(c0·x0, c0·x1, c1·x0, ...)`: 12 independent vector sums of `V`.
     @inline(__always)
-    private static func tapPairSums<V: SIMD>(_: V.Type, d: UnsafePointer<Float>, run: Int, x0: UnsafePointer<Float>,
-                                              x1: UnsafePointer<Float>) -> SIMD16<Float> where V.Scalar == Float {
+    private static func tapPairSums<V: HalvingSum>(_: V.Type, d: UnsafePointer<Float>, run: Int, x0: UnsafePointer<Float>,
+                                              x1: UnsafePointer<Float>) -> SIMD16<Float> {
         var a0 = V(), a1 = V(), a2 = V(), a3 = V(), a4 = V(), a5 = V()
         var a6 = V(), a7 = V(), a8 = V(), a9 = V(), a10 = V(), a11 = V()
         for p in stride(from: 0, to: run, by: V.scalarCount) {
@@ -141,8 +141,8 @@ public enum DirectConvolution {
             let g5 = VectorKernels.load(d + 5 * run + p, as: V.self)
             a10 = a10.addingProduct(g5, u); a11 = a11.addingProduct(g5, w)
         }
-        return SIMD16(a0.sum(), a1.sum(), a2.sum(), a3.sum(), a4.sum(), a5.sum(),
-                      a6.sum(), a7.sum(), a8.sum(), a9.sum(), a10.sum(), a11.sum(), 0, 0, 0, 0)
+        return SIMD16(a0.halvingSum, a1.halvingSum, a2.halvingSum, a3.halvingSum, a4.halvingSum, a5.halvingSum,
+                      a6.halvingSum, a7.halvingSum, a8.halvingSum, a9.halvingSum, a10.halvingSum, a11.halvingSum, 0, 0, 0, 0)
     }
 
     /// Stores the first `width` lanes of `value`.
