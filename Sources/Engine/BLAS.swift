@@ -3,6 +3,10 @@ import CBLAS
 /// Thin, size-checked wrappers over OpenBLAS. Matrices are row-major and dense (leading
 /// dimension = number of columns), which is the only layout fedtrain uses.
 public enum BLAS {
+    /// The kernel set OpenBLAS chose when it loaded (e.g. "Haswell", "SkylakeX", "Cooperlake"):
+    /// its `DYNAMIC_ARCH` pick for the CPU, or `OPENBLAS_CORETYPE` when the environment sets it.
+    public static var kernelSet: String { String(cString: openblas_get_corename()) }
+
     /// `C(m×n) = alpha · op(A) · op(B) + beta · C`, where `op(A)` is `m×k` and `op(B)` is `k×n`.
     /// With `transposeA`, A is stored as `k×m`; with `transposeB`, B is stored as `n×k`.
     /// `beta = 0` overwrites C (its old contents may be garbage); `beta = 1` accumulates.

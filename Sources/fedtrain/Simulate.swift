@@ -93,7 +93,7 @@ struct Simulate: ParsableCommand {
                     print("fedtrain simulate: \(configuration.model.rawValue), \(configuration.clients) clients (\(configuration.sampledPerRound) per round), "
                         + "\(configuration.partition), \(configuration.strategy), E=\(configuration.localEpochs), B=\(configuration.batchSize), "
                         + "lr \(configuration.lr), momentum \(configuration.momentum), codec \(configuration.codec)\(configuration.errorFeedback ? " with error feedback" : ""), "
-                        + "down \(configuration.downCodec), \(configuration.rounds) rounds, \(configuration.threads) threads, seed \(configuration.seed)")
+                        + "down \(configuration.downCodec), \(configuration.rounds) rounds, \(configuration.threads) threads, seed \(configuration.seed), OpenBLAS \(BLAS.kernelSet) kernels")
                     printHistograms(simulation.histograms)
                     if simulation.completedRounds > 0 { print("resumed after round \(simulation.completedRounds)") }
                 case .clientDone(let round, let done, let total, let seconds):

@@ -54,7 +54,7 @@ struct Train: ParsableCommand {
 
     func run() throws {
         var line = ProgressLine()
-        print("fedtrain train: \(model.rawValue), \(epochs) epochs, B=\(batchSize), lr \(lr), momentum \(momentum), weight decay \(weightDecay), \(threads) threads, seed \(seed)")
+        print("fedtrain train: \(model.rawValue), \(epochs) epochs, B=\(batchSize), lr \(lr), momentum \(momentum), weight decay \(weightDecay), \(threads) threads, seed \(seed), OpenBLAS \(BLAS.kernelSet) kernels")
         let result: TrainingJob.Summary
         do {
             result = try job.run(progress: { p in
