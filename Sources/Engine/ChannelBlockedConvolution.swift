@@ -21,9 +21,9 @@ public enum ChannelBlockedConvolution {
     /// Output positions per forward block, one 16-float sum each: 4 (8 AVX2 registers; with 6,
     /// LLVM kept all 6 broadcasts live and spilled three sums on every tap), or 8 with 32 wide
     /// registers, where 4 sums would leave the FMA units waiting on their 4-cycle latency.
-    static let positionBlock = VectorKernels.wideRegisters ? 8 : 4
+    static func positionBlock(wide: Bool) -> Int { wide ? 8 : 4 }
     /// Taps per weight-gradient block: 6 sums (12 AVX2 registers), or 12 with wide registers.
-    static let tapBlock = VectorKernels.wideRegisters ? 12 : 6
+    static func tapBlock(wide: Bool) -> Int { wide ? 12 : 6 }
 
     /// Whether these kernels handle this geometry with `outputChannels`.
     public static func applies(_ g: ConvolutionGeometry, outputChannels: Int) -> Bool {
@@ -34,10 +34,26 @@ public enum ChannelBlockedConvolution {
     /// (`outputChannels × oH × oW`). `weightTransposed` is `Wᵀ` (`patchSize × outputChannels`);
     /// `padded` is the zero-padded image (`channels × Hp × Wp`, or the image itself when the layer
     /// has no padding); `tile` is scratch of `outputPositions × 16` floats (overwritten).
+    /// `wide` picks the register blocking (nil: `VectorKernels.wideRegisters`; tests check both);
+    /// both give the same sums in the same order.
     public static func forward(_ g: ConvolutionGeometry, outputChannels: Int, padded: UnsafePointer<Float>,
                                weightTransposed: UnsafePointer<Float>, bias: UnsafePointer<Float>,
-                               y: UnsafeMutablePointer<Float>, tile: UnsafeMutablePointer<Float>) {
+                               y: UnsafeMutablePointer<Float>, tile: UnsafeMutablePointer<Float>,
+                               wide: Bool? = nil) {
         precondition(applies(g, outputChannels: outputChannels))
+        // One copy of the loop per blocking, each with its block size a constant.
+        if wide ?? VectorKernels.wideRegisters {
+            forward(g, outputChannels, padded, weightTransposed, bias, y, tile, wide: true)
+        } else {
+            forward(g, outputChannels, padded, weightTransposed, bias, y, tile, wide: false)
+        }
+    }
+
+    @inline(__always)
+    private static func forward(_ g: ConvolutionGeometry, _ outputChannels: Int, _ padded: UnsafePointer<Float>,
+                                _ weightTransposed: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
+                                _ y: UnsafeMutablePointer<Float>, _ tile: UnsafeMutablePointer<Float>, wide: Bool) {
+        let positionBlock = positionBlock(wide: wide)
         let k = g.kernelSize, Wp = g.paddedWidth, plane = g.paddedHeight * Wp
         let oW = g.outputWidth, P = g.outputPositions
         for firstChannel in stride(from: 0, to: outputChannels, by: channelBlock) {
@@ -60,7 +76,7 @@ public enum ChannelBlockedConvolution {
                             a1 = a1.addingProduct(w, x[q1])
                             a2 = a2.addingProduct(w, x[q2])
                             a3 = a3.addingProduct(w, x[q3])
-                            if VectorKernels.wideRegisters {
+                            if wide {
                                 a4 = a4.addingProduct(w, x[q4])
                                 a5 = a5.addingProduct(w, x[q5])
                                 a6 = a6.addingProduct(w, x[q6])
@@ -88,10 +104,24 @@ public enum ChannelBlockedConvolution {
     /// for every tap `t` and output channel `o`. `dyTransposed` is `dYᵀ` (`outputPositions ×
     /// outputChannels`); `weightGradientTransposed` is `patchSize × outputChannels`; `padded` as in
     /// `forward`.
+    /// `wide` as in `forward`.
     public static func accumulateWeightGradient(_ g: ConvolutionGeometry, outputChannels: Int, padded: UnsafePointer<Float>,
                                                 dyTransposed: UnsafePointer<Float>,
-                                                weightGradientTransposed: UnsafeMutablePointer<Float>) {
+                                                weightGradientTransposed: UnsafeMutablePointer<Float>,
+                                                wide: Bool? = nil) {
         precondition(applies(g, outputChannels: outputChannels))
+        if wide ?? VectorKernels.wideRegisters {
+            accumulateWeightGradient(g, outputChannels, padded, dyTransposed, weightGradientTransposed, wide: true)
+        } else {
+            accumulateWeightGradient(g, outputChannels, padded, dyTransposed, weightGradientTransposed, wide: false)
+        }
+    }
+
+    @inline(__always)
+    private static func accumulateWeightGradient(_ g: ConvolutionGeometry, _ outputChannels: Int, _ padded: UnsafePointer<Float>,
+                                                 _ dyTransposed: UnsafePointer<Float>,
+                                                 _ weightGradientTransposed: UnsafeMutablePointer<Float>, wide: Bool) {
+        let tapBlock = tapBlock(wide: wide)
         let k = g.kernelSize, Wp = g.paddedWidth
         let oH = g.outputHeight, oW = g.outputWidth, K = g.patchSize
         func base(_ t: Int) -> Int {
@@ -119,7 +149,7 @@ public enum ChannelBlockedConvolution {
                         a3 = a3.addingProduct(dp, x3[q])
                         a4 = a4.addingProduct(dp, x4[q])
                         a5 = a5.addingProduct(dp, x5[q])
-                        if VectorKernels.wideRegisters {
+                        if wide {
                             a6 = a6.addingProduct(dp, x6[q])
                             a7 = a7.addingProduct(dp, x7[q])
                             a8 = a8.addingProduct(dp, x8[q])

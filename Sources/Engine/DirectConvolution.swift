@@ -78,21 +78,21 @@ public enum DirectConvolution {
         (outputChannels + channelBlock - 1) / channelBlock * channelBlock * paddedRunLength(g)
     }
 
-    /// Floats per weight-gradient vector: 16 with AVX-512 (12 sums in 12 of its 32 registers),
-    /// 8 with AVX2 (12 sums of 16 floats would not fit its 16 registers).
-    static let gradientLanes = VectorKernels.wideRegisters ? 16 : 8
-
-    /// Length of one channel's `dY` re-laid with row stride `Wp`, rounded up to whole vectors.
+    /// Length of one channel's `dY` re-laid with row stride `Wp`, rounded up to whole 16-float
+    /// vectors (zeros after the end add nothing).
     private static func paddedRunLength(_ g: ConvolutionGeometry) -> Int {
-        (g.outputHeight * g.paddedWidth + gradientLanes - 1) / gradientLanes * gradientLanes
+        (g.outputHeight * g.paddedWidth + 15) / 16 * 16
     }
 
     /// **Adds** `dW[c, i, j] += Σ_{r,x} dy[c, r, x] · padded[r + i, x + j]` for every output
     /// channel and tap (`weightGradient`: `outputChannels × k²`). `dy` is `outputChannels × oH × oW`;
     /// `padded` is `Hp × Wp` plus slack; `scratch` holds `gradientScratchCount` floats (overwritten).
+    /// The sums run over 16-float vectors with wide registers (12 sums in 12 of 32 registers) and
+    /// 8-float ones otherwise (12 sums of 16 floats would not fit 16 AVX2 registers); `wide` picks
+    /// one (nil: `VectorKernels.wideRegisters`; tests check both).
     public static func accumulateWeightGradient(_ g: ConvolutionGeometry, outputChannels: Int, padded: UnsafePointer<Float>,
                                                 dy: UnsafePointer<Float>, weightGradient: UnsafeMutablePointer<Float>,
-                                                scratch: UnsafeMutablePointer<Float>) {
+                                                scratch: UnsafeMutablePointer<Float>, wide: Bool? = nil) {
         precondition(applies(g))
         let k = g.kernelSize, taps = k * k, Wp = g.paddedWidth, oH = g.outputHeight, oW = g.outputWidth, P = g.outputPositions
         let run = paddedRunLength(g), blocks = (outputChannels + channelBlock - 1) / channelBlock
@@ -107,7 +107,7 @@ public enum DirectConvolution {
                 // An odd last tap is paired with itself; its duplicate sums are not stored.
                 let secondTap = min(firstTap + 1, taps - 1)
                 let x0 = padded + (firstTap / k) * Wp + firstTap % k, x1 = padded + (secondTap / k) * Wp + secondTap % k
-                let sums = VectorKernels.wideRegisters
+                let sums = wide ?? VectorKernels.wideRegisters
                     ? tapPairSums(SIMD16<Float>.self, d: d, run: run, x0: x0, x1: x1)
                     : tapPairSums(SIMD8<Float>.self, d: d, run: run, x0: x0, x1: x1)
                 let dW = weightGradient + block * channelBlock * taps, paired = secondTap != firstTap

@@ -123,6 +123,50 @@ let channelBlockedCases: [(ConvolutionGeometry, Int)] = [
     }
 }
 
+/// Both register blockings of the direct kernels against the references: a build compiles both
+/// but runs the one its host's vector registers pick (`WIDE_VECTORS`), so the layer tests above
+/// cover only that one.
+@Suite struct RegisterBlockingTests {
+    @Test(arguments: [false, true])
+    func channelBlockedKernels(wide: Bool) {
+        for (g, outputChannels) in channelBlockedCases {
+            let K = g.patchSize, P = g.outputPositions, image = g.channels * g.height * g.width
+            let x = randomArray(image, seed: 21), weight = randomArray(outputChannels * K, seed: 22)
+            let bias = randomArray(outputChannels, seed: 23), dy = randomArray(outputChannels * P, seed: 24)
+            var padded = [Float](repeating: 0, count: g.paddedImageSize), y = [Float](repeating: .nan, count: outputChannels * P)
+            var tile = [Float](repeating: .nan, count: P * 16), dWT = [Float](repeating: 0, count: K * outputChannels)
+            let weightT = (0..<(K * outputChannels)).map { weight[($0 % outputChannels) * K + $0 / outputChannels] }
+            let dyT = (0..<(P * outputChannels)).map { dy[($0 % outputChannels) * P + $0 / outputChannels] }
+            x.withUnsafeBufferPointer { x in copyPadded(g, image: x.baseAddress!, into: &padded) }
+            ChannelBlockedConvolution.forward(g, outputChannels: outputChannels, padded: padded, weightTransposed: weightT,
+                                              bias: bias, y: &y, tile: &tile, wide: wide)
+            ChannelBlockedConvolution.accumulateWeightGradient(g, outputChannels: outputChannels, padded: padded,
+                                                               dyTransposed: dyT, weightGradientTransposed: &dWT, wide: wide)
+            let expectedY = Reference.conv2D(g, batch: 1, outputChannels: outputChannels, input: x, weight: weight, bias: bias)
+            let expectedDW = Reference.conv2DWeightGradient(g, batch: 1, outputChannels: outputChannels, input: x, outputGradient: dy)
+            let dW = (0..<(outputChannels * K)).map { dWT[($0 % K) * outputChannels + $0 / K] }
+            #expect(closeness(y, expectedY, rtol: 1e-5, atol: 1e-5) <= 1, "forward \(g.testDescription)")
+            #expect(closeness(dW, expectedDW, rtol: 1e-4, atol: 1e-4) <= 1, "weight gradient \(g.testDescription)")
+        }
+    }
+
+    @Test(arguments: [false, true])
+    func singleChannelWeightGradient(wide: Bool) {
+        for (g, outputChannels) in [(ConvolutionGeometry(channels: 1, height: 28, width: 28, kernelSize: 5, padding: 2), 6),
+                                    (ConvolutionGeometry(channels: 1, height: 12, width: 9, kernelSize: 7, padding: 3), 13)] {
+            let x = randomArray(g.height * g.width, seed: 25), dy = randomArray(outputChannels * g.outputPositions, seed: 26)
+            var padded = [Float](repeating: 0, count: g.paddedHeight * g.paddedWidth + DirectConvolution.slack)
+            var scratch = [Float](repeating: .nan, count: DirectConvolution.gradientScratchCount(g, outputChannels: outputChannels))
+            var dW = [Float](repeating: 0, count: outputChannels * g.patchSize)
+            x.withUnsafeBufferPointer { x in copyPadded(g, image: x.baseAddress!, into: &padded, slack: DirectConvolution.slack) }
+            DirectConvolution.accumulateWeightGradient(g, outputChannels: outputChannels, padded: padded, dy: dy,
+                                                       weightGradient: &dW, scratch: &scratch, wide: wide)
+            let expected = Reference.conv2DWeightGradient(g, batch: 1, outputChannels: outputChannels, input: x, outputGradient: dy)
+            #expect(closeness(dW, expected, rtol: 1e-4, atol: 1e-4) <= 1, "\(g.testDescription)")
+        }
+    }
+}
+
 @Suite struct PoolingTests {
     /// The scalar path (3×3 windows, output rows < 4), the 4-wide SIMD path (LeNet's 10×10 pool,
     /// odd sizes with a row and column no window covers) and the 8-wide one (28×28, 16-wide).
