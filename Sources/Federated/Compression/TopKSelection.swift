@@ -36,13 +36,28 @@ enum TopKSelection {
     @inline(__always)
     static func magnitudeBits(_ value: Float) -> UInt32 { value.bitPattern & 0x7FFF_FFFF }
 
+    /// Keys of the values whose magnitude bits are at least `threshold`, in position order. Tests
+    /// 16 values per step and looks at single values only in steps with a hit (about 1 step in 5
+    /// at 1% density): the scalar test-and-append loop cost 2 cycles per value.
     private static func candidates(_ values: UnsafeBufferPointer<Float>, atLeast threshold: UInt32, expected: Int) -> [UInt64] {
         var keys = [UInt64]()
         keys.reserveCapacity(min(values.count, expected + expected / 2 + 64))
-        for i in 0..<values.count {
+        let n = values.count, limit = SIMD16<UInt32>(repeating: threshold)
+        func append(_ i: Int) {
             let bits = magnitudeBits(values[i])
             if bits >= threshold { keys.append(UInt64(bits) << 32 | UInt64(~UInt32(truncatingIfNeeded: i))) }
         }
+        var start = 0
+        if let base = values.baseAddress {
+            while start + 16 <= n {
+                let bits = UnsafeRawPointer(base + start).loadUnaligned(as: SIMD16<UInt32>.self) & 0x7FFF_FFFF
+                if any(bits .>= limit) {
+                    for i in start..<(start + 16) { append(i) }
+                }
+                start += 16
+            }
+        }
+        for i in start..<n { append(i) }
         return keys
     }
 
