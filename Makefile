@@ -50,7 +50,7 @@ $(PYTHON):
 NIID_STRATEGIES := fedavg fedprox-0.01 scaffold fednova fedavgm-0.9 fedadam
 NIID_PARTITIONS := iid dirichlet-0.5 labels-2 labels-3
 # Settings beyond the grid, run on #C=3 only (the partition where the grid's best is closest to the published one)
-NIID_EXTRA := niid-fedprox-0.1-labels-3 niid-fedyogi-labels-3 niid-fedadam-0.03-labels-3
+NIID_EXTRA := niid-fedprox-0.1-labels-3 niid-fedyogi-labels-3 niid-fedyogi-0.02-labels-3 niid-fedadam-0.03-labels-3
 ## niid-bench: the NIID-Bench Fashion-MNIST grid, cell by cell; finished cells are skipped, so it can be stopped and restarted
 niid-bench: build
 	@for cell in $(foreach s,$(NIID_STRATEGIES),$(foreach p,$(NIID_PARTITIONS),niid-$(s)-$(p))) $(NIID_EXTRA); do \

@@ -13,7 +13,7 @@ experiments = sys.argv[2] if len(sys.argv) > 2 else "experiments"
 partitions = [("iid", "iid"), ("dirichlet-0.5", "Dir(0.5)"), ("labels-2", "#C=2"), ("labels-3", "#C=3")]
 strategies = [("fedavg", "FedAvg"), ("fedprox-0.01", "FedProx (mu 0.01)"), ("scaffold", "SCAFFOLD"),
               ("fednova", "FedNova"), ("fedavgm-0.9", "FedAvgM (0.9)"), ("fedadam", "FedAdam"),
-              ("fedprox-0.1", "FedProx (mu 0.1)"), ("fedyogi", "FedYogi"), ("fedadam-0.03", "FedAdam (server lr 0.03)")]
+              ("fedprox-0.1", "FedProx (mu 0.1)"), ("fedyogi", "FedYogi"), ("fedyogi-0.02", "FedYogi (server lr 0.02)"), ("fedadam-0.03", "FedAdam (server lr 0.03)")]
 # Published NIID-Bench (Li et al. 2022) Fashion-MNIST accuracies, same order as `partitions`.
 published = {"fedavg": [89.23, 88.09, 78.10, 82.43], "scaffold": [89.33, 88.44, 33.80, 80.32],
              "fedprox-0.01": [89.42, 88.15, 78.05, 82.99], "fednova": [89.36, 88.22, 71.67, 81.97]}
