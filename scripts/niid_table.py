@@ -19,7 +19,10 @@ published = {"fedavg": [89.23, 88.09, 78.10, 82.43], "scaffold": [89.33, 88.44, 
              "fedprox-0.01": [89.42, 88.15, 78.05, 82.99], "fednova": [89.36, 88.22, 71.67, 81.97]}
 
 print("# NIID-Bench, Fashion-MNIST: best test accuracy (%)\n")
-print("10 clients, all sampled, 50 rounds, E=10, B=64, lr 0.01, momentum 0.9. fedtrain / published.\n")
+print("10 clients, all sampled, 50 rounds, E=10, B=64, lr 0.01, momentum 0.9. fedtrain / published.")
+print("Each cell is one run (seed 0) with the engine of the commit that added it: kernel changes that")
+print("reorder float sums move a cell by a few tenths of a point (FedYogi #C=3: 84.20 before the AVX-512")
+print("weight-gradient sums, 83.92 after).\n")
 print("| strategy | " + " | ".join(label for _, label in partitions) + " |")
 print("|---|" + "---|" * len(partitions))
 for key, label in strategies:
