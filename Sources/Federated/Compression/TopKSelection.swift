@@ -33,8 +33,11 @@ enum TopKSelection {
         return positions
     }
 
+    /// The bits of `|value|` (sign cleared), which order as the magnitudes do; NaN above all.
     @inline(__always)
-    static func magnitudeBits(_ value: Float) -> UInt32 { value.bitPattern & 0x7FFF_FFFF }
+    static func magnitudeBits(_ value: Float) -> UInt32 { value.bitPattern & magnitudeMask }
+
+    private static let magnitudeMask: UInt32 = 0x7FFF_FFFF
 
     /// Keys of the values whose magnitude bits are at least `threshold`, in position order. Tests
     /// 16 values per step and looks at single values only in steps with a hit (about 1 step in 5
@@ -50,7 +53,7 @@ enum TopKSelection {
         var start = 0
         if let base = values.baseAddress {
             while start + 16 <= n {
-                let bits = UnsafeRawPointer(base + start).loadUnaligned(as: SIMD16<UInt32>.self) & 0x7FFF_FFFF
+                let bits = UnsafeRawPointer(base + start).loadUnaligned(as: SIMD16<UInt32>.self) & magnitudeMask
                 if any(bits .>= limit) {
                     for i in start..<(start + 16) { append(i) }
                 }

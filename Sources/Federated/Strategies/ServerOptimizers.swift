@@ -62,8 +62,9 @@ public struct FedAdaptive: Strategy {
     }
 }
 
-/// SCAFFOLD (Karimireddy et al. 2020, option II): clients correct every step by `c − cᵢ` (after the
-/// optimizer step, outside momentum, as NIID-Bench) and return `Δcᵢ = cᵢ⁺ − cᵢ` with `cᵢ⁺ = cᵢ − c − Δyᵢ / (K·lr)`; the server moves
+/// SCAFFOLD (Karimireddy et al. 2020, option II): clients correct every step by `c − cᵢ` (after
+/// the optimizer step, outside momentum, as NIID-Bench) and return `Δcᵢ = cᵢ⁺ − cᵢ` with
+/// `cᵢ⁺ = cᵢ − c − Δyᵢ / (K·lr)`; the server moves
 /// `x += η_g · mean(Δy)` and `c += (|S| / N) · mean(Δc)`. Control variates of clients that have
 /// trained are kept (and checkpointed); the others are zero.
 public struct Scaffold: Strategy {
