@@ -52,6 +52,24 @@ public enum AtomicFile {
         }
     }
 
+    /// Throws unless `write(_:to:)` could create `path`: its directory exists and is writable, and
+    /// `path` is not a directory. Jobs call it before hours of work, not after.
+    public static func checkWritable(_ path: String) throws(FileError) {
+        let directory = (path as NSString).deletingLastPathComponent
+        let parent = directory.isEmpty ? "." : directory
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory) else {
+            throw FileError(path: path, problem: "cannot be written: no directory \(parent)")
+        }
+        guard isDirectory.boolValue else { throw FileError(path: path, problem: "cannot be written: \(parent) is not a directory") }
+        guard access(parent, W_OK | X_OK) == 0 else {
+            throw FileError(path: path, problem: "cannot be written: \(parent): \(String(cString: strerror(errno)))")
+        }
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw FileError(path: path, problem: "cannot be written: is a directory")
+        }
+    }
+
     /// Writes `value` as pretty-printed, key-sorted JSON to `path`, atomically as `write`.
     public static func writeJSON(_ value: some Encodable, to path: String) throws(FileError) {
         let encoder = JSONEncoder()

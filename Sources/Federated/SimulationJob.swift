@@ -53,6 +53,9 @@ public struct SimulationJob: Sendable {
     /// Runs (or, with `resume`, continues) the simulation to `configuration.rounds`.
     public func run(resume: Bool = false, events: ((Event) -> Void)? = nil) throws(JobError) -> Summary {
         try configuration.validate()
+        if let saveModel {
+            do { try AtomicFile.checkWritable(saveModel) } catch { throw .invalid("--save \(error.description)") }
+        }
         let data: (train: LabeledImages, test: LabeledImages)
         do {
             data = try configuration.model.loadData(directory: configuration.data ?? configuration.model.defaultDataDirectory!)

@@ -83,6 +83,9 @@ public struct TrainingJob: Sendable {
         guard dataDirectory != nil || model.defaultDataDirectory != nil else {
             throw .invalid("--data is required for \(model.rawValue) (a cifar-10-batches-bin directory)")
         }
+        if let saveParameters {
+            do { try AtomicFile.checkWritable(saveParameters) } catch { throw .invalid("--save \(error.description)") }
+        }
     }
 
     /// Runs the job. `progress` is called after every step, `epochDone` after every epoch's

@@ -32,6 +32,9 @@ struct Train: ParsableCommand {
     func validate() throws {
         if nesterov && momentum == 0 { throw ValidationError("--nesterov needs a non-zero --momentum") }
         do { try job.validate() } catch { throw ValidationError(error.description) }
+        if let summary {
+            do { try AtomicFile.checkWritable(summary) } catch { throw ValidationError("--summary \(error.description)") }
+        }
     }
 
     var job: TrainingJob {

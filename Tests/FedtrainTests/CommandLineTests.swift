@@ -43,11 +43,14 @@ func temporaryPath(_ name: String) -> String {
         (["--model", "lenet5-rgb"], "--data is required"),
         (["--data", "/nonexistent/dir"], "/nonexistent/dir/train-images-idx3-ubyte.gz: no such file"),
         (["--init", "/nonexistent/w.safetensors", "--max-steps", "1"], "/nonexistent/w.safetensors"),
+        (["--save", "/nonexistent/dir/w.safetensors"], "--save /nonexistent/dir/w.safetensors: cannot be written: no directory /nonexistent/dir"),
+        (["--summary", "/tmp"], "--summary /tmp: cannot be written: is a directory"),
     ])
     func badInputExitsWithAClearError(arguments: [String], message: String) throws {
         let result = try fedtrain(["train"] + arguments)
         #expect(result.status != 0)
         #expect(result.error.contains(message), "stderr: \(result.error)")
+        #expect(!result.output.contains("epoch 1"), "failed only after training: \(result.output)")
         #expect(!result.error.contains("Fatal error"), "crashed: \(result.error)")
     }
 
@@ -109,11 +112,13 @@ func temporaryPath(_ name: String) -> String {
         (["--codec", "fp16+qsgd:4"], "only topk and powersgd"),
         (["--fraction", "1.5"], "fraction"),
         (["--strategy", "fedsgd"], "fedsgd"),
+        (["--save", "/nonexistent/dir/m.safetensors"], "--save /nonexistent/dir/m.safetensors: cannot be written: no directory /nonexistent/dir"),
     ])
     func badFlagsFailWithOneLine(arguments: [String], mention: String) throws {
         let result = try fedtrain(["simulate"] + arguments)
         #expect(result.status != 0)
         #expect(result.error.contains(mention), "stderr: \(result.error)")
+        #expect(!result.output.contains("round 1"), "failed only after training: \(result.output)")
     }
 
     @Test func unknownConfigKeyIsNamed() throws {
