@@ -51,7 +51,16 @@ final class WorkerPool: @unchecked Sendable {
             helper.wakeUp.signal()
         }
         body(0)
-        while pending.load(ordering: .acquiring) > 0 {}
+        // Spin for a fast hand-off, then yield: when another process holds a core, the helper we
+        // wait for may be the thread that is not running, and spinning would keep it off (B=32
+        // train beside one `yes` hog: 32.3k -> 36.8k img/s, median of 3; alone unchanged). Helpers
+        // must not yield while they wait for a job: that hands their core to the hog and the next
+        // hand-off waits a whole time slice (12-16k img/s).
+        var spins = 0
+        while pending.load(ordering: .acquiring) > 0 {
+            spins += 1
+            if spins >= Self.spinLimit { sched_yield() }
+        }
         job = nil
     }
 
