@@ -6,7 +6,7 @@ FEDTRAIN := .build/release/fedtrain
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: deps build run train test bench compare experiment plot niid-bench compression-sweep compare-fedavg check-checkpoint clean
+.PHONY: deps build run train test bench compare experiment plot niid-bench compression-sweep compare-fedavg accuracy-seeds check-checkpoint clean
 
 ## deps: install the Debian packages fedtrain needs, only those that are missing
 deps:
@@ -30,13 +30,15 @@ train: build
 	$(FEDTRAIN) train --epochs 10 --batch-size 64 --lr 0.02 --momentum 0.9 --summary results/train/summary.json \
 		--save results/train/model.safetensors
 
-## experiment: one experiment, NAME=x runs experiments/x.yaml into results/x/ (resuming if it was interrupted)
+## experiment: one experiment, NAME=x runs experiments/x.yaml into results/x/ (resuming if it was interrupted);
+## SEED=k overrides the config's seed and writes results/x-seed-k/
+EXPERIMENT_OUT = results/$(NAME)$(if $(SEED),-seed-$(SEED))
 experiment: build
-	@test -n "$(NAME)" || { echo "usage: make experiment NAME=<name of experiments/NAME.yaml>"; exit 2; }
-	@if [ -f results/$(NAME)/checkpoint/checkpoint.json ]; then \
-		$(FEDTRAIN) simulate --resume results/$(NAME); \
+	@test -n "$(NAME)" || { echo "usage: make experiment NAME=<name of experiments/NAME.yaml> [SEED=k]"; exit 2; }
+	@if [ -f $(EXPERIMENT_OUT)/checkpoint/checkpoint.json ]; then \
+		$(FEDTRAIN) simulate --resume $(EXPERIMENT_OUT); \
 	else \
-		$(FEDTRAIN) simulate --config experiments/$(NAME).yaml --out results/$(NAME); \
+		$(FEDTRAIN) simulate --config experiments/$(NAME).yaml $(if $(SEED),--seed $(SEED)) --out $(EXPERIMENT_OUT); \
 	fi
 
 ## plot: PNG charts (accuracy vs round, accuracy vs cumulative MB uploaded) for NAME="x y ..."
@@ -51,12 +53,22 @@ NIID_STRATEGIES := fedavg fedprox-0.01 scaffold fednova fedavgm-0.9 fedadam
 NIID_PARTITIONS := iid dirichlet-0.5 labels-2 labels-3
 # Settings beyond the grid, run on #C=3 only (the partition where the grid's best is closest to the published one)
 NIID_EXTRA := niid-fedprox-0.1-labels-3 niid-fedyogi-labels-3 niid-fedyogi-0.02-labels-3 niid-fedadam-0.03-labels-3
-## niid-bench: the NIID-Bench Fashion-MNIST grid, cell by cell; finished cells are skipped, so it can be stopped and restarted
+# Cells repeated with seeds 1 and 2 (NIID-Bench's init_seed repeats: new partition, initialization and shuffling):
+# FedAvg and the best strategy of each partition, the cells the acceptance bars compare.
+NIID_REPEATS := niid-fedavg-labels-3 niid-fedyogi-0.02-labels-3 niid-fedavg-iid niid-scaffold-iid \
+	niid-fedavg-dirichlet-0.5 niid-scaffold-dirichlet-0.5 niid-fedavg-labels-2 niid-fedadam-labels-2
+NIID_REPEAT_SEEDS := 1 2
+## niid-bench: the NIID-Bench Fashion-MNIST grid, cell by cell, then the repeats; finished cells are skipped,
+## so it can be stopped and restarted
 niid-bench: build
 	@for cell in $(foreach s,$(NIID_STRATEGIES),$(foreach p,$(NIID_PARTITIONS),niid-$(s)-$(p))) $(NIID_EXTRA); do \
 		if [ -f results/$$cell/summary.json ]; then echo "$$cell: done"; continue; fi; \
 		$(MAKE) --no-print-directory experiment NAME=$$cell || exit 1; \
 	done
+	@for cell in $(NIID_REPEATS); do for seed in $(NIID_REPEAT_SEEDS); do \
+		if [ -f results/$$cell-seed-$$seed/summary.json ]; then echo "$$cell seed $$seed: done"; continue; fi; \
+		$(MAKE) --no-print-directory experiment NAME=$$cell SEED=$$seed || exit 1; \
+	done; done
 	python3 scripts/niid_table.py results > results/niid-bench.md
 	@cat results/niid-bench.md
 
@@ -105,6 +117,15 @@ compare-fedavg: build
 	$(PYTHON) -c "import flwr" 2>/dev/null || $(VENV)/bin/pip install -q "flwr[simulation]" \
 		|| echo "make compare-fedavg: Flower not installed; comparing with the PyTorch loop only"; \
 	$(PYTHON) scripts/fedavg_compare.py --fedtrain $(FEDTRAIN)
+
+## accuracy-seeds: centralized LeNet-5 final accuracy over SEEDS, fedtrain beside PyTorch (same recipe as make train)
+SEEDS := 0 1 2 3 4 5 6 7 8 9
+accuracy-seeds: build
+	@set -o pipefail; if [ ! -x $(PYTHON) ] || ! $(PYTHON) -c "import torch" 2>/dev/null; then \
+		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q torch numpy \
+		|| { echo "make accuracy-seeds: skipped: could not install PyTorch with pip (is PyPI reachable?)"; exit 0; }; \
+	fi; \
+	$(PYTHON) scripts/accuracy_seeds.py --fedtrain $(FEDTRAIN) --seeds $(SEEDS) | tee results/accuracy-seeds.md
 
 ## check-checkpoint: FILE (default results/train/model.safetensors, from make train) loaded into PyTorch's LeNet5
 CHECKPOINT := results/train/model.safetensors

@@ -8,28 +8,16 @@ shared/peers/train_torch.py). Runs alternate between the two engines so machine 
 the table reports medians and their ratio.
 """
 import argparse
-import gzip
 import json
 import os
 import statistics
-import struct
 import subprocess
 import tempfile
 import time
 
 import torch
 import torch.nn.functional as F
-from torch_lenet5 import LeNet5
-
-DATA = "/usr/share/datasets/fashion-mnist"
-
-
-def load_idx(path):
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
-    return torch.frombuffer(bytearray(raw[4 + 4 * ndim:]), dtype=torch.uint8).reshape(dims)
+from torch_lenet5 import LeNet5, load_fashion_mnist
 
 
 def torch_epoch(x, y, batch, seed):
@@ -64,8 +52,7 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    x = load_idx(f"{DATA}/train-images-idx3-ubyte.gz").float().div_(255).unsqueeze(1).contiguous()
-    y = load_idx(f"{DATA}/train-labels-idx1-ubyte.gz").long()
+    x, y = load_fashion_mnist("train")
     print(f"LeNet-5 training throughput, 1 epoch of SGD, {args.threads} threads, median of {args.repeats} "
           f"(PyTorch {torch.__version__})")
     print(f"{'B':>4} {'PyTorch img/s':>14} {'fedtrain img/s':>15} {'ratio':>6}")

@@ -3,9 +3,14 @@
 Usage: python3 scripts/niid_table.py results [experiments] > results/niid-bench.md   (standard library only)
 Cells that have not finished are shown as "not yet measured"; rows below the grid are extra
 settings run on some partitions only ("-" where no experiments/niid-<row>-<partition>.yaml exists).
+Cells repeated with other seeds (results/niid-<row>-<partition>-seed-<k>/) get a second table:
+each seed's best accuracy, their mean and sample standard deviation.
 """
+import glob
 import json
 import os
+import re
+import statistics
 import sys
 
 root = sys.argv[1]
@@ -18,6 +23,17 @@ strategies = [("fedavg", "FedAvg"), ("fedprox-0.01", "FedProx (mu 0.01)"), ("sca
 published = {"fedavg": [89.23, 88.09, 78.10, 82.43], "scaffold": [89.33, 88.44, 33.80, 80.32],
              "fedprox-0.01": [89.42, 88.15, 78.05, 82.99], "fednova": [89.36, 88.22, 71.67, 81.97]}
 
+
+
+def best_accuracy(directory):
+    """Best test accuracy (%) of a finished run, or None."""
+    path = os.path.join(directory, "summary.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return 100 * json.load(f)["best_accuracy"]
+
+
 print("# NIID-Bench, Fashion-MNIST: best test accuracy (%)\n")
 print("10 clients, all sampled, 50 rounds, E=10, B=64, lr 0.01, momentum 0.9. fedtrain / published.")
 print("Each cell is one run (seed 0) with the engine of the commit that added it: kernel changes that")
@@ -28,15 +44,38 @@ print("|---|" + "---|" * len(partitions))
 for key, label in strategies:
     cells = []
     for i, (partition, _) in enumerate(partitions):
-        path = os.path.join(root, f"niid-{key}-{partition}", "summary.json")
+        best = best_accuracy(os.path.join(root, f"niid-{key}-{partition}"))
         ours = "not yet measured"
         if not os.path.exists(os.path.join(experiments, f"niid-{key}-{partition}.yaml")):
             ours = "-"
-        elif os.path.exists(path):
-            with open(path) as f:
-                ours = f"{100 * json.load(f)['best_accuracy']:.2f}"
+        elif best is not None:
+            ours = f"{best:.2f}"
         theirs = published.get(key)
         cells.append(f"{ours} / {theirs[i]:.2f}" if theirs else ours)
     if all(cell == "-" for cell in cells):
         continue
     print(f"| {label} | " + " | ".join(cells) + " |")
+
+repeats = []
+for key, label in strategies:
+    for i, (partition, partition_label) in enumerate(partitions):
+        cell = os.path.join(root, f"niid-{key}-{partition}")
+        seeds = sorted(int(re.search(r"-seed-(\d+)$", d).group(1)) for d in glob.glob(cell + "-seed-*"))
+        if not seeds:
+            continue
+        runs = [(0, best_accuracy(cell))] + [(seed, best_accuracy(f"{cell}-seed-{seed}")) for seed in seeds]
+        finished = [accuracy for _, accuracy in runs if accuracy is not None]
+        per_seed = ", ".join(f"{seed}: {accuracy:.2f}" if accuracy is not None else f"{seed}: not yet measured"
+                             for seed, accuracy in runs)
+        summary = "-"
+        if len(finished) >= 2:
+            summary = f"{statistics.mean(finished):.2f} ± {statistics.stdev(finished):.2f} (n={len(finished)})"
+        theirs = published.get(key)
+        repeats.append(f"| {label} | {partition_label} | {per_seed} | {summary} | {f'{theirs[i]:.2f}' if theirs else '-'} |")
+if repeats:
+    print("\n## Repeated cells\n")
+    print("Seeds 0, 1, 2 as NIID-Bench repeats its runs (`init_seed`): each seed draws its own partition,")
+    print("initialization and shuffling. Mean ± sample standard deviation of the best accuracy.\n")
+    print("| strategy | partition | best accuracy per seed | mean ± std | published |")
+    print("|---|---|---|---|---|")
+    print("\n".join(repeats))

@@ -1,7 +1,32 @@
 """The PyTorch LeNet-5 the scripts compare against: shared/peers/common.py's LeNet5, with the input
-channels and conv1 padding as parameters (1 and 2 for 28x28 images, 3 and 0 for 32x32 RGB)."""
+channels and conv1 padding as parameters (1 and 2 for 28x28 images, 3 and 0 for 32x32 RGB), and
+the Fashion-MNIST loader they share."""
+import gzip
+import struct
+
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+
+def load_idx(path):
+    """An IDX file (gzip) as a uint8 tensor of its dimensions."""
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+    return torch.frombuffer(bytearray(raw[4 + 4 * ndim:]), dtype=torch.uint8).reshape(dims)
+
+
+def load_fashion_mnist(split="train", normalize=False):
+    """Images (N x 1 x 28 x 28, float in [0, 1], or normalized with mean 0.2860 and std 0.3530 as
+    fedtrain does) and labels (int64) of the `train` or `t10k` split."""
+    x = load_idx(f"{FASHION_MNIST}/{split}-images-idx3-ubyte.gz").float().div_(255).unsqueeze(1).contiguous()
+    if normalize:
+        x = (x - 0.2860) / 0.3530
+    return x, load_idx(f"{FASHION_MNIST}/{split}-labels-idx1-ubyte.gz").long()
 
 
 class LeNet5(nn.Module):
