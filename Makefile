@@ -54,9 +54,10 @@ NIID_PARTITIONS := iid dirichlet-0.5 labels-2 labels-3
 # Settings beyond the grid, run on #C=3 only (the partition where the grid's best is closest to the published one)
 NIID_EXTRA := niid-fedprox-0.1-labels-3 niid-fedyogi-labels-3 niid-fedyogi-0.02-labels-3 niid-fedadam-0.03-labels-3
 # Cells repeated with seeds 1 and 2 (NIID-Bench's init_seed repeats: new partition, initialization and shuffling):
-# FedAvg and the best strategy of each partition, the cells the acceptance bars compare.
+# FedAvg and the best strategy of each partition (the cells the acceptance bars compare), and FedYogi on #C=3 with
+# its default server lr, since the best cell there uses a tuned one.
 NIID_REPEATS := niid-fedavg-labels-3 niid-fedyogi-0.02-labels-3 niid-fedavg-iid niid-scaffold-iid \
-	niid-fedavg-dirichlet-0.5 niid-scaffold-dirichlet-0.5 niid-fedavg-labels-2 niid-fedadam-labels-2
+	niid-fedavg-dirichlet-0.5 niid-scaffold-dirichlet-0.5 niid-fedavg-labels-2 niid-fedadam-labels-2 niid-fedyogi-labels-3
 NIID_REPEAT_SEEDS := 1 2
 ## niid-bench: the NIID-Bench Fashion-MNIST grid, cell by cell, then the repeats; finished cells are skipped,
 ## so it can be stopped and restarted
