@@ -24,7 +24,6 @@ published = {"fedavg": [89.23, 88.09, 78.10, 82.43], "scaffold": [89.33, 88.44, 
              "fedprox-0.01": [89.42, 88.15, 78.05, 82.99], "fednova": [89.36, 88.22, 71.67, 81.97]}
 
 
-
 def best_accuracy(directory):
     """Best test accuracy (%) of a finished run, or None."""
     path = os.path.join(directory, "summary.json")
