@@ -119,11 +119,12 @@ compare-fedavg: build
 		|| echo "make compare-fedavg: Flower not installed; comparing with the PyTorch loop only"; \
 	$(PYTHON) scripts/fedavg_compare.py --fedtrain $(FEDTRAIN)
 
-## accuracy-seeds: centralized LeNet-5 final accuracy over SEEDS, fedtrain beside PyTorch (same recipe as make train)
+## accuracy-seeds: centralized LeNet-5 final accuracy over SEEDS, fedtrain beside PyTorch (same recipe as make train),
+## from each engine's own start and from a shared one
 SEEDS := 0 1 2 3 4 5 6 7 8 9
 accuracy-seeds: build
-	@set -o pipefail; if [ ! -x $(PYTHON) ] || ! $(PYTHON) -c "import torch" 2>/dev/null; then \
-		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q torch numpy \
+	@set -o pipefail; if [ ! -x $(PYTHON) ] || ! $(PYTHON) -c "import torch, safetensors" 2>/dev/null; then \
+		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q torch numpy safetensors \
 		|| { echo "make accuracy-seeds: skipped: could not install PyTorch with pip (is PyPI reachable?)"; exit 0; }; \
 	fi; \
 	$(PYTHON) scripts/accuracy_seeds.py --fedtrain $(FEDTRAIN) --seeds $(SEEDS) | tee results/accuracy-seeds.md
