@@ -121,7 +121,7 @@ compare-fedavg: build
 
 ## accuracy-seeds: centralized LeNet-5 final accuracy over SEEDS, fedtrain beside PyTorch (same recipe as make train),
 ## from each engine's own start and from a shared one
-SEEDS := 0 1 2 3 4 5 6 7 8 9
+SEEDS := 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19
 accuracy-seeds: build
 	@set -o pipefail; if [ ! -x $(PYTHON) ] || ! $(PYTHON) -c "import torch, safetensors" 2>/dev/null; then \
 		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q torch numpy safetensors \
