@@ -37,6 +37,11 @@ def torch_model(seed):
     return LeNet5()
 
 
+def save_torch_model(seed, path):
+    """Writes `torch_model(seed)` as safetensors, for `fedtrain train --init`."""
+    save_file({k: v.contiguous() for k, v in torch_model(seed).state_dict().items()}, path)
+
+
 def torch_orders(seed, count, epochs):
     """The batch order of a PyTorch loop shuffling with its own generator seeded by `seed`."""
     shuffle = torch.Generator().manual_seed(seed)
@@ -121,7 +126,7 @@ def same_starts(data, args, tmp):
 
     print("## Both engines from the same start\n")
     seed = args.seeds[0]
-    save_file({k: v.contiguous() for k, v in torch_model(seed).state_dict().items()}, start)
+    save_torch_model(seed, start)
     fedtrain_train(seed, args, "--init", start, "--max-steps", str(TRAJECTORY_STEPS), "--save", after)
     one, many = (torch_run(seed, t, TRAJECTORY_STEPS).state_dict() for t in (1, args.threads))
     print(f"Seed {seed}, after {TRAJECTORY_STEPS} steps: the largest parameter difference is "
@@ -132,7 +137,7 @@ def same_starts(data, args, tmp):
     print("|---|---|---|---|---|---|")
     ranges, runs = [], []
     for seed in args.seeds:
-        save_file({k: v.contiguous() for k, v in torch_model(seed).state_dict().items()}, start)
+        save_torch_model(seed, start)
         row = [torch_accuracy(torch_run(seed, t), data) for t in (1, args.threads)]
         row += [100 * fedtrain_train(seed, args, "--init", start, "--chunks", str(c))["test_accuracy"] for c in (1, 2)]
         ranges.append(max(row) - min(row))
