@@ -117,7 +117,7 @@ public final class Simulation {
     private let evaluator: SupervisedTraining
 
     /// Purposes of derived generators.
-    enum Stream: UInt64 { case initialization = 1, partition, sampling, dropout, client, uplink, downlink, codecState }
+    enum Stream: UInt64 { case initialization = 1, partition, sampling, dropout, client, uplink, downlink, codecState, downlinkState }
 
     public init(configuration: SimulationConfiguration, train: LabeledImages, test: LabeledImages) throws(JobError) {
         try configuration.validate()
@@ -183,7 +183,9 @@ public final class Simulation {
         var channel = ClientChannel()
         var generator = SeededGenerator.derived(seed: configuration.seed, Stream.codecState.rawValue, UInt64(client))
         channel.uplinkState = uplinkCodec.initialState(layout: network.layout, generator: &generator)
-        channel.downlinkState = downlinkCodec.initialState(layout: network.layout, generator: &generator)
+        // The server's downlink encoder has its own stream: one end's state never depends on the other's.
+        var serverGenerator = SeededGenerator.derived(seed: configuration.seed, Stream.downlinkState.rawValue, UInt64(client))
+        channel.downlinkState = downlinkCodec.initialState(layout: network.layout, generator: &serverGenerator)
         return channel
     }
 
