@@ -47,7 +47,8 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]),
         .target(name: "Engine", dependencies: ["CBLAS"], swiftSettings: vectorISA),
         .target(name: "Datasets", dependencies: ["Engine", "CZlib"], swiftSettings: vectorISA),
-        .target(name: "Federated", dependencies: ["Engine", "Datasets", "CZlib"], swiftSettings: vectorISA),
+        .target(name: "Federated", dependencies: ["Engine", "Datasets", "CZlib", .product(name: "Yams", package: "Yams")],
+                swiftSettings: vectorISA),
         .executableTarget(
             name: "fedtrain",
             dependencies: ["Engine", "Datasets", "Federated",

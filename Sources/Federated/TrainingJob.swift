@@ -1,21 +1,6 @@
 import Datasets
 import Engine
 
-/// Anything a user can get wrong in a job: its data, its checkpoint files, its settings.
-public enum JobError: Error, CustomStringConvertible, Sendable {
-    case data(DatasetError)
-    case checkpoint(SafetensorsError)
-    case invalid(String)
-
-    public var description: String {
-        switch self {
-        case .data(let error): return error.description
-        case .checkpoint(let error): return error.description
-        case .invalid(let message): return message
-        }
-    }
-}
-
 /// Centralized training: one model, all the training data, SGD for some epochs, a test
 /// evaluation after each epoch.
 public struct TrainingJob: Sendable {
@@ -71,20 +56,20 @@ public struct TrainingJob: Sendable {
     }
 
     public func validate() throws(JobError) {
-        guard epochs >= 1 else { throw .invalid("--epochs must be at least 1 (got \(epochs))") }
-        guard batchSize >= 1 else { throw .invalid("--batch-size must be at least 1 (got \(batchSize))") }
-        guard threads >= 1 else { throw .invalid("--threads must be at least 1 (got \(threads))") }
-        guard chunks >= 1 else { throw .invalid("--chunks must be at least 1 (got \(chunks))") }
-        guard optimizer.learningRate > 0, optimizer.learningRate.isFinite else { throw .invalid("--lr must be a positive number (got \(optimizer.learningRate))") }
-        guard optimizer.momentum >= 0, optimizer.momentum < 1 else { throw .invalid("--momentum must be in [0, 1) (got \(optimizer.momentum))") }
-        guard optimizer.weightDecay >= 0, optimizer.weightDecay.isFinite else { throw .invalid("--weight-decay must be >= 0 (got \(optimizer.weightDecay))") }
-        if let maxSteps, maxSteps < 1 { throw .invalid("--max-steps must be at least 1 (got \(maxSteps))") }
-        if let trainLimit, trainLimit < 1 { throw .invalid("--train-limit must be at least 1 (got \(trainLimit))") }
+        guard epochs >= 1 else { throw .configuration(ConfigurationError("--epochs must be at least 1 (got \(epochs))")) }
+        guard batchSize >= 1 else { throw .configuration(ConfigurationError("--batch-size must be at least 1 (got \(batchSize))")) }
+        guard threads >= 1 else { throw .configuration(ConfigurationError("--threads must be at least 1 (got \(threads))")) }
+        guard chunks >= 1 else { throw .configuration(ConfigurationError("--chunks must be at least 1 (got \(chunks))")) }
+        guard optimizer.learningRate > 0, optimizer.learningRate.isFinite else { throw .configuration(ConfigurationError("--lr must be a positive number (got \(optimizer.learningRate))")) }
+        guard optimizer.momentum >= 0, optimizer.momentum < 1 else { throw .configuration(ConfigurationError("--momentum must be in [0, 1) (got \(optimizer.momentum))")) }
+        guard optimizer.weightDecay >= 0, optimizer.weightDecay.isFinite else { throw .configuration(ConfigurationError("--weight-decay must be >= 0 (got \(optimizer.weightDecay))")) }
+        if let maxSteps, maxSteps < 1 { throw .configuration(ConfigurationError("--max-steps must be at least 1 (got \(maxSteps))")) }
+        if let trainLimit, trainLimit < 1 { throw .configuration(ConfigurationError("--train-limit must be at least 1 (got \(trainLimit))")) }
         guard dataDirectory != nil || model.defaultDataDirectory != nil else {
-            throw .invalid("--data is required for \(model.rawValue) (a cifar-10-batches-bin directory)")
+            throw .configuration(ConfigurationError("--data is required for \(model.rawValue) (a cifar-10-batches-bin directory)"))
         }
         if let saveParameters {
-            do { try AtomicFile.checkWritable(saveParameters) } catch { throw .invalid("--save \(error.description)") }
+            do { try AtomicFile.checkWritable(saveParameters) } catch { throw .configuration(ConfigurationError("--save \(error.description)")) }
         }
     }
 
@@ -101,7 +86,7 @@ public struct TrainingJob: Sendable {
         var generator = SeededGenerator(seed: seed)
         var parameters: [Float]
         if let initialParameters {
-            do { parameters = try Safetensors.load(initialParameters, layout: network.layout) } catch { throw .checkpoint(error) }
+            do { parameters = try Safetensors.load(initialParameters, layout: network.layout) } catch { throw .checkpoint(CheckpointError(error.description)) }
         } else {
             parameters = network.initialParameters(using: &generator)
         }
@@ -129,7 +114,7 @@ public struct TrainingJob: Sendable {
             do {
                 try Safetensors.save(parameters, layout: network.layout, to: saveParameters,
                                      metadata: ["format": "pt", "model": model.rawValue, "producer": "fedtrain"])
-            } catch { throw .checkpoint(error) }
+            } catch { throw .output(error.description) }
         }
         return Summary(model: model.rawValue, epochs: epochsRun, steps: steps, trainSamples: data.train.count, batchSize: batchSize,
                        threads: threads, testAccuracy: test.accuracy, testLoss: test.loss, trainLoss: trainLoss,

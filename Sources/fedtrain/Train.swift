@@ -3,8 +3,6 @@ import Engine
 import Federated
 import Foundation
 
-extension ModelKind: ExpressibleByArgument {}
-
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Centralized training of one model on all the training data.")
@@ -13,20 +11,20 @@ struct Train: ParsableCommand {
     var data: String?
     @Option(help: "Model: \(ModelKind.allCases.map(\.rawValue).joined(separator: ", ")).")
     var model: ModelKind = .lenet5
-    @Option(help: "Passes over the training data.") var epochs = 10
-    @Option(name: .customLong("batch-size"), help: "Minibatch size.") var batchSize = 64
-    @Option(help: "Learning rate.") var lr: Float = 0.02
-    @Option(help: "SGD momentum (PyTorch semantics).") var momentum: Float = 0.9
-    @Option(name: .customLong("weight-decay"), help: "L2 weight decay added to the gradient.") var weightDecay: Float = 0
+    @Option(parsing: .unconditional, help: "Passes over the training data.") var epochs = 10
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Minibatch size.") var batchSize = 64
+    @Option(parsing: .unconditional, help: "Learning rate.") var lr: Float = 0.02
+    @Option(parsing: .unconditional, help: "SGD momentum (PyTorch semantics).") var momentum: Float = 0.9
+    @Option(name: .customLong("weight-decay"), parsing: .unconditional, help: "L2 weight decay added to the gradient.") var weightDecay: Float = 0
     @Flag(help: "Nesterov momentum.") var nesterov = false
     @Option(help: "Seed of every random choice (initialization, shuffling).") var seed: UInt64 = 0
-    @Option(help: "Worker threads (default: all cores).") var threads = Parallelism.availableCores
+    @Option(parsing: .unconditional, help: "Worker threads (default: all cores).") var threads = Parallelism.availableCores
     @Option(help: "Gradient chunks per step (run in parallel; set it to the core count on machines with more than 2); results are bit-identical across --threads for a fixed value.") var chunks = Parallelism.defaultChunks
     @Option(name: .customLong("init"), help: "Start from this safetensors checkpoint instead of a random initialization.") var initPath: String?
     @Option(help: "Save the trained parameters to this safetensors file (PyTorch state_dict names).") var save: String?
-    @Option(name: .customLong("max-steps"), help: "Stop after this many SGD steps.") var maxSteps: Int?
+    @Option(name: .customLong("max-steps"), parsing: .unconditional, help: "Stop after this many SGD steps.") var maxSteps: Int?
     @Flag(name: .customLong("no-shuffle"), help: "Visit the training data in file order.") var noShuffle = false
-    @Option(name: .customLong("train-limit"), help: "Use only the first N training examples.") var trainLimit: Int?
+    @Option(name: .customLong("train-limit"), parsing: .unconditional, help: "Use only the first N training examples.") var trainLimit: Int?
     @Option(help: "Write a JSON summary to this file.") var summary: String?
 
     func validate() throws {

@@ -27,11 +27,15 @@ func roundTrip(_ values: [Float], _ spec: String, layout: ParameterLayout, seed:
 }
 
 func roundTrip(_ values: [Float], _ spec: String, layout: ParameterLayout, seed: UInt64 = 1) throws -> (bytes: [UInt8], decoded: [Float]) {
-    var state = try CodecRegistry.codec(parsing: spec).initialState(layout: layout, generator: &fixedGenerator)
+    var state = initialState(try CodecRegistry.codec(parsing: spec), layout: layout)
     return try roundTrip(values, spec, layout: layout, seed: seed, state: &state)
 }
 
-nonisolated(unsafe) var fixedGenerator = SeededGenerator(seed: 99)
+/// A codec's initial sender state from a fixed seed (a fresh generator per call: tests run in parallel).
+func initialState(_ codec: any UpdateCodec, layout: ParameterLayout) -> [Float] {
+    var generator = SeededGenerator(seed: 99)
+    return codec.initialState(layout: layout, generator: &generator)
+}
 
 /// Positions of the k largest magnitudes by sorting (ties to the lower position).
 func referenceTopK(_ values: [Float], k: Int) -> [UInt32] {
@@ -167,7 +171,7 @@ func referenceTopK(_ values: [Float], k: Int) -> [UInt32] {
         let bias = gaussian(20, seed: 12)
         let values = product(a, b, rows: 20, columns: 30) + bias + product(c, d, rows: 40, columns: 30)
         let codec = try CodecRegistry.codec(parsing: "powersgd:2")
-        var state = codec.initialState(layout: shapes, generator: &fixedGenerator)
+        var state = initialState(codec, layout: shapes)
         let initial = state
         #expect(state.count == 30 * 2 + 30 * 2)
         let (bytes, decoded) = try roundTrip(values, "powersgd:2", layout: shapes, state: &state)
@@ -217,45 +221,53 @@ func referenceTopK(_ values: [Float], k: Int) -> [UInt32] {
     func errorFeedbackLosesNothing(spec: String) throws {
         let shapes = layout([[20, 30], [20], [400]])
         let codec = try CodecRegistry.codec(parsing: spec)
-        var channel = ClientChannel()
-        channel.uplinkState = codec.initialState(layout: shapes, generator: &fixedGenerator)
+        let runtime = ClientRuntime(layout: shapes, training: LocalTrainingConfiguration(epochs: 1, batchSize: 1, optimizer: SGDConfiguration(learningRate: 0.1)),
+                                    uplinkCodec: codec, errorFeedback: true, keepsModelCopy: false, seed: 5)
+        var state = runtime.initialState(client: 0)
         var updates = [Double](repeating: 0, count: shapes.count), sent = updates
         for round in 1...8 {
             let delta = gaussian(shapes.count, seed: UInt64(100 + round), scale: 0.01)
-            var generator = SeededGenerator(seed: UInt64(round))
-            let message = try #require(channel.send(delta, round: round, layout: shapes, codec: codec, errorFeedback: true, generator: &generator))
+            let message = try #require(runtime.encode(delta, round: round, client: 0, state: &state))
             let values = try UpdateMessage.decode(message, layout: shapes).values
             for i in 0..<shapes.count {
                 updates[i] += Double(delta[i])
                 sent[i] += Double(values[i])
             }
         }
-        let residual = try #require(channel.residual)
+        let residual = try #require(state.residual)
         let worst = (0..<shapes.count).map { abs(sent[$0] + Double(residual[$0]) - updates[$0]) }.max()!
         #expect(worst <= 1e-5, "\(spec): |sent + residual - updates| = \(worst)")
         #expect(residual.contains { $0 != 0 }, "\(spec) dropped nothing?")
-        // A non-finite update is refused and leaves the residual alone.
-        var generator = SeededGenerator(seed: 0)
-        #expect(channel.send([Float](repeating: .nan, count: shapes.count), round: 9, layout: shapes, codec: codec,
-                             errorFeedback: true, generator: &generator) == nil)
-        #expect(channel.residual == residual)
+        // A non-finite update is refused and leaves the state alone.
+        let before = state
+        #expect(runtime.encode([Float](repeating: .nan, count: shapes.count), round: 9, client: 0, state: &state) == nil)
+        #expect(state == before)
     }
 
-    /// Downlink: the client's copy tracks the global model through compressed changes.
+    /// Downlink: the client's copy tracks the global model through compressed changes, and the
+    /// server's mirror of it stays equal to it.
     @Test func downlinkCopyTracksTheGlobalModel() throws {
         let shapes = layout([[5000]])
-        let codec = try CodecRegistry.codec(parsing: "topk:0.1")
-        var channel = ClientChannel()
+        var downlink = Downlink(codec: try CodecRegistry.codec(parsing: "topk:0.1"), layout: shapes, seed: 1)
+        let runtime = ClientRuntime(layout: shapes, training: LocalTrainingConfiguration(epochs: 1, batchSize: 1, optimizer: SGDConfiguration(learningRate: 0.1)),
+                                    uplinkCodec: DenseCodec(), errorFeedback: false, keepsModelCopy: true, seed: 1)
+        var state = ClientState()
         var global = gaussian(5000, seed: 20)
-        var generator = SeededGenerator(seed: 1)
-        let first = channel.receive(global: global, round: 1, layout: shapes, codec: codec, generator: &generator)
-        #expect(first == UpdateMessage.denseSize(count: 5000) && channel.copy == global, "first contact gets the full model")
+        func send(round: Int) throws -> Int {
+            let full = UpdateMessage.encodeDense(global, kind: .model, round: round, layout: shapes)
+            var task = Envelope(kind: .train, client: 3, round: round, modelVersion: round - 1)
+            task.payloads[.model] = downlink.message(for: 3, global: global, round: round, fullModel: full)
+            let received = try runtime.receive(task.bytes, client: 3, state: &state)
+            #expect(received.model == state.copy && state.copy == downlink.mirrors[3]?.copy)
+            return task.payloads[.model]!.count
+        }
+        let first = try send(round: 1)
+        #expect(first == UpdateMessage.denseSize(count: 5000) && state.copy == global, "first contact gets the full model")
         var previousGap = Float.infinity
         for round in 2...30 {
             if round <= 5 { global = zip(global, gaussian(5000, seed: UInt64(round), scale: 0.01)).map(+) }
-            let bytes = channel.receive(global: global, round: round, layout: shapes, codec: codec, generator: &generator)
-            #expect(bytes < first / 5)
-            let gap = zip(global, channel.copy!).map { abs($0 - $1) }.max()!
+            #expect(try send(round: round) < first / 5)
+            let gap = zip(global, state.copy!).map { abs($0 - $1) }.max()!
             if round > 5 { #expect(gap <= previousGap) }
             previousGap = gap
         }
@@ -271,7 +283,7 @@ func referenceTopK(_ values: [Float], k: Int) -> [UInt32] {
         for bad in ["zip", "qsgd", "qsgd:0", "qsgd:9", "qsgd:2.5", "qsgd:4:0", "topk", "topk:0", "topk:1.5", "topk:nan", "stc:-1",
                     "powersgd:0", "powersgd:256", "sign:2", "fp16+qsgd:4", "topk:0.1+topk:0.1", "topk:0.1+stc:0.1",
                     "topk:0.1+qsgd:4+fp16", "topk:0.1+", "+fp16", ""] {
-            #expect(throws: JobError.self, "\(bad)") { try CodecRegistry.codec(parsing: bad) }
+            #expect(throws: ConfigurationError.self, "\(bad)") { try CodecRegistry.codec(parsing: bad) }
         }
     }
 }

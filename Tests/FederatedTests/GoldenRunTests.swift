@@ -16,11 +16,11 @@ import TestSupport
 
     static let cases: [(name: String, edit: @Sendable (inout SimulationConfiguration) -> Void)] = [
         ("fedavg", { _ in }),
-        ("scaffold-momentum", { $0.strategy = "scaffold"; $0.momentum = 0.9 }),
-        ("fedadam", { $0.strategy = "fedadam" }),
-        ("fednova", { $0.strategy = "fednova" }),
-        ("powersgd-ef-topk-down", { $0.codec = "powersgd:2"; $0.errorFeedback = true; $0.downCodec = "topk:0.1" }),
-        ("dropout", { $0.dropout = 0.3; $0.fraction = 1; $0.strategy = "fedavgm" }),
+        ("scaffold-momentum", { $0.federation.strategy = "scaffold"; $0.training.momentum = 0.9 }),
+        ("fedadam", { $0.federation.strategy = "fedadam" }),
+        ("fednova", { $0.federation.strategy = "fednova" }),
+        ("powersgd-ef-topk-down", { $0.compression.codec = "powersgd:2"; $0.compression.errorFeedback = true; $0.compression.downCodec = "topk:0.1" }),
+        ("dropout", { $0.federation.dropout = 0.3; $0.federation.fraction = 1; $0.federation.strategy = "fedavgm" }),
     ]
 
     /// SHA-256 of each case's final model (little-endian fp32), in `cases` order, per platform.
@@ -61,19 +61,19 @@ import TestSupport
 
     static func finalModel(_ edit: (inout SimulationConfiguration) -> Void) throws -> [Float] {
         var configuration = SimulationConfiguration()
-        configuration.clients = 6
-        configuration.rounds = 3
-        configuration.fraction = 0.5
-        configuration.partition = "dirichlet:1"
-        configuration.minPartitionSize = 5
-        configuration.batchSize = 16
-        configuration.momentum = 0.5
-        configuration.threads = 2
-        configuration.seed = 11
+        configuration.federation.clients = 6
+        configuration.federation.rounds = 3
+        configuration.federation.fraction = 0.5
+        configuration.federation.partition = "dirichlet:1"
+        configuration.federation.minPartitionSize = 5
+        configuration.training.batchSize = 16
+        configuration.training.momentum = 0.5
+        configuration.run.threads = 2
+        configuration.federation.seed = 11
         edit(&configuration)
         let run = try Simulation(configuration: configuration, train: syntheticImages(count: 240, seed: 5),
                                  test: syntheticImages(count: 50, seed: 6))
-        for _ in 0..<configuration.rounds { run.runRound() }
+        for _ in 0..<configuration.federation.rounds { run.runRound() }
         return run.global
     }
 

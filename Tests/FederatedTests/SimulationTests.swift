@@ -32,11 +32,10 @@ func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
         let local = LocalTrainingConfiguration(epochs: 1, batchSize: 21, optimizer: optimizer)
         let updates = shares.enumerated().map { client, indices in
             var g = SeededGenerator(seed: 3)
-            return trainClient(client, indices: indices, data: data, global: global, configuration: local, rule: ClientRule(),
-                               training: training, generator: &g)
+            return trainClient(client, indices: indices, data: data, global: global, configuration: local, instructions: RoundInstructions(),
+                               clientControl: nil, training: training, generator: &g)
         }
-        var strategy = FedAvg()
-        let federated = strategy.aggregate(global: global, updates: updates)!
+        let federated = Aggregation.adding(global, WeightedMean().aggregate(updates).direction)
 
         var centralized = global
         var g = SeededGenerator(seed: 4)
@@ -57,11 +56,11 @@ func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
         let optimizer = SGDConfiguration(learningRate: 0.05, momentum: 0.9)
         let local = LocalTrainingConfiguration(epochs: 1, batchSize: 16, optimizer: optimizer)
         let c = (0..<global.count).map { Float($0 % 7) * 0.01 }, ci = (0..<global.count).map { Float($0 % 3) * 0.01 }
-        let rule = ClientRule(serverControl: c, clientControl: { _ in ci })
+        let instructions = RoundInstructions(serverControl: c)
         let training = SupervisedTraining(network: network, optimizer: optimizer, batchSize: 16, chunks: 1, threads: 1)
         var g = SeededGenerator(seed: 9)
-        let update = trainClient(0, indices: Array(0..<48), data: data, global: global, configuration: local, rule: rule,
-                                 training: training, generator: &g)
+        let update = trainClient(0, indices: Array(0..<48), data: data, global: global, configuration: local, instructions: instructions,
+                                 clientControl: ci, training: training, generator: &g)
 
         // Reference: the same epoch step by step, the correction subtracted after each step.
         let reference = SupervisedTraining(network: network, optimizer: optimizer, batchSize: 16, chunks: 1, threads: 1)
@@ -83,13 +82,13 @@ func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
 
     func simulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> Simulation {
         var configuration = SimulationConfiguration()
-        configuration.clients = 6
-        configuration.rounds = 3
-        configuration.fraction = 0.5
-        configuration.partition = "dirichlet:1"
-        configuration.minPartitionSize = 5
-        configuration.batchSize = 16
-        configuration.momentum = 0.5
+        configuration.federation.clients = 6
+        configuration.federation.rounds = 3
+        configuration.federation.fraction = 0.5
+        configuration.federation.partition = "dirichlet:1"
+        configuration.federation.minPartitionSize = 5
+        configuration.training.batchSize = 16
+        configuration.training.momentum = 0.5
         edit(&configuration)
         return try Simulation(configuration: configuration, train: syntheticImages(count: 240, seed: 5), test: syntheticImages(count: 50, seed: 6))
     }
@@ -98,8 +97,11 @@ func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
     func bitIdenticalAcrossThreadCounts(strategy: String) throws {
         var finals: [[Float]] = []
         for threads in [1, 2, 3] {
-            let run = try simulation { $0.threads = threads; $0.strategy = strategy }
+            let run = try simulation { $0.run.threads = threads; $0.federation.strategy = strategy }
+            let initial = run.global
             for _ in 0..<2 { run.runRound() }
+            #expect(run.global != initial, "the model must have trained")
+            #expect(run.metrics.allSatisfy { $0.committed && $0.clients == 3 })
             finals.append(run.global)
         }
         #expect(finals[0] == finals[1] && finals[1] == finals[2])
@@ -112,7 +114,9 @@ func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
         var bytes: [[Int]] = []
         for threads in [1, 2, 3] {
             let run = try simulation {
-                $0.threads = threads; $0.fraction = 1; $0.codec = codec; $0.downCodec = downCodec; $0.errorFeedback = errorFeedback
+                $0.run.threads = threads; $0.federation.fraction = 1
+                $0.compression = CompressionSection()
+                ($0.compression.codec, $0.compression.downCodec, $0.compression.errorFeedback) = (codec, downCodec, errorFeedback)
             }
             for _ in 0..<3 { run.runRound() }
             finals.append(run.global)
@@ -125,7 +129,9 @@ func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
     }
 
     @Test func dropoutRoundsKeepGoing() throws {
-        let run = try simulation { $0.dropout = 0.5; $0.clients = 8; $0.fraction = 1; $0.minSurvivors = 3; $0.rounds = 6 }
+        let run = try simulation {
+            $0.federation.dropout = 0.5; $0.federation.clients = 8; $0.federation.fraction = 1; $0.federation.minSurvivors = 3; $0.federation.rounds = 6
+        }
         var previous = run.global
         var failures = 0, keptRounds = 0
         for _ in 0..<6 {
@@ -144,7 +150,7 @@ func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
     }
 
     @Test func sampledClientsFollowFractionAndMinimum() throws {
-        let run = try simulation { $0.clients = 10; $0.fraction = 0.1; $0.minClients = 3 }
+        let run = try simulation { $0.federation.clients = 10; $0.federation.fraction = 0.1; $0.federation.minClients = 3 }
         let sampled = run.sampledClients(round: 1)
         #expect(sampled.count == 3 && Set(sampled).count == 3)
         #expect(run.sampledClients(round: 1) == sampled && run.sampledClients(round: 2) != sampled)
@@ -171,20 +177,20 @@ func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
 
     func configuration(data: String, rounds: Int, compressed: Bool = false) -> SimulationConfiguration {
         var c = SimulationConfiguration()
-        c.data = data
-        c.clients = 4
-        c.rounds = rounds
-        c.partition = "dirichlet:1"
-        c.minPartitionSize = 5
-        c.strategy = "scaffold"
-        c.batchSize = 16
-        c.momentum = 0.9
-        c.dropout = 0.2
+        c.data.data = data
+        c.federation.clients = 4
+        c.federation.rounds = rounds
+        c.federation.partition = "dirichlet:1"
+        c.federation.minPartitionSize = 5
+        c.federation.strategy = "scaffold"
+        c.training.batchSize = 16
+        c.training.momentum = 0.9
+        c.federation.dropout = 0.2
         if compressed {
-            c.strategy = "fedavgm"
-            c.codec = "powersgd:2"
-            c.downCodec = "topk:0.1+qsgd:4"
-            c.errorFeedback = true
+            c.federation.strategy = "fedavgm"
+            c.compression.codec = "powersgd:2"
+            c.compression.downCodec = "topk:0.1+qsgd:4"
+            c.compression.errorFeedback = true
         }
         return c
     }
@@ -196,7 +202,9 @@ func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
         defer { try? FileManager.default.removeItem(atPath: data) }
         _ = try SimulationJob(configuration: configuration(data: data, rounds: 4, compressed: compressed), outputDirectory: whole, saveModel: nil).run()
         _ = try SimulationJob(configuration: configuration(data: data, rounds: 2, compressed: compressed), outputDirectory: split, saveModel: nil).run()
-        if compressed { #expect(FileManager.default.fileExists(atPath: "\(split)/checkpoint/clients-2.safetensors")) }
+        let files = try FileManager.default.contentsOfDirectory(atPath: "\(split)/checkpoint")
+        #expect(files.contains { $0.hasPrefix("client-") }, "client states (control variates, residuals) are checkpointed")
+        if compressed { #expect(files.contains { $0.hasPrefix("mirror-") }, "downlink mirrors are checkpointed") }
         // The interrupted run is continued to 4 rounds from its checkpoint.
         let summary = try SimulationJob(configuration: configuration(data: data, rounds: 4, compressed: compressed), outputDirectory: split, saveModel: nil)
             .run(resume: true)
@@ -218,17 +226,22 @@ func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
     }
 
     @Test func configErrorsNameTheKey() {
-        var c = SimulationConfiguration()
-        #expect(throws: JobError.self) { try c.set("colour", "blue") }
-        do { try c.set("clients", "many") } catch { #expect(error.description.contains("clients")) }
-        do { try c.set("colour", 1) } catch { #expect(error.description.contains("unknown config key colour")) }
-        for (key, value) in [("fraction", 1.5 as Any), ("clients", 0), ("partition", "dirichlet:0"), ("dropout", 1.0), ("strategy", "fedsgd"),
-                             ("codec", "topk:2"), ("down_codec", "zip"), ("error_feedback", "yes")] {
-            var bad = SimulationConfiguration()
-            #expect(throws: JobError.self, "\(key)") {
-                try bad.set(key, value)
-                try bad.validate()
-            }
+        func error(_ text: String) -> String? {
+            do {
+                try ConfigurationFile.decode(text, source: "x.yaml").validate()
+                return nil
+            } catch { return error.description }
         }
+        #expect(error("colour: blue\n")?.contains("unknown config key colour") == true)
+        #expect(error("clients: many\n") == "x.yaml: config key clients: expected an integer")
+        #expect(error("seed: -1\n")?.contains("config key seed") == true)
+        #expect(error("model: resnet\n")?.contains("config key model: expected one of lenet5") == true)
+        for (key, value) in [("fraction", "1.5"), ("clients", "0"), ("partition", "dirichlet:0"), ("dropout", "1.0"), ("strategy", "fedsgd"),
+                             ("codec", "topk:2"), ("down_codec", "zip"), ("error_feedback", "maybe"), ("min_survivors", "0"),
+                             ("max_samples", "0"), ("server_optimizer", "rmsprop"), ("drop", "0:1"), ("drop", "1:99"), ("rounds", "-1")] {
+            let message = error("\(key): \(value)\n")
+            #expect(message?.contains(key) == true, "\(key): \(value) gave \(message ?? "no error")")
+        }
+        #expect(error("clients: 3\nmin_clients: 2\n") == nil)
     }
 }

@@ -59,35 +59,35 @@ public enum CodecRegistry {
         + "powersgd:RANK[+VALUES]; VALUES is fp16, bf16 or qsgd:BITS[:BUCKET]"
 
     /// Parses `spec`, for example `qsgd:4`, `topk:0.01+qsgd:4`, `powersgd:2+fp16`.
-    public static func codec(parsing spec: String) throws(JobError) -> any UpdateCodec {
+    public static func codec(parsing spec: String) throws(ConfigurationError) -> any UpdateCodec {
         let stages = spec.split(separator: "+", omittingEmptySubsequences: false).map(String.init)
-        guard stages.count <= 2 else { throw .invalid("codec \(spec): at most one +VALUES stage (\(help))") }
+        guard stages.count <= 2 else { throw ConfigurationError("codec \(spec): at most one +VALUES stage (\(help))") }
         var inner: (any ValueCodec)?
         if stages.count == 2 {
             guard let values = try codec(stage: stages[1], spec: spec) as? any ValueCodec,
                   !(values is TopKCodec || values is STCCodec) else {
-                throw .invalid("codec \(spec): the values after + must be fp16, bf16 or qsgd")
+                throw ConfigurationError("codec \(spec): the values after + must be fp16, bf16 or qsgd")
             }
             inner = values
         }
         let outer = try codec(stage: stages[0], spec: spec, inner: inner)
         if inner != nil, !(outer is TopKCodec || outer is PowerSGDCodec) {
-            throw .invalid("codec \(spec): only topk and powersgd take +VALUES")
+            throw ConfigurationError("codec \(spec): only topk and powersgd take +VALUES")
         }
         return outer
     }
 
-    private static func codec(stage: String, spec: String, inner: (any ValueCodec)? = nil) throws(JobError) -> any UpdateCodec {
+    private static func codec(stage: String, spec: String, inner: (any ValueCodec)? = nil) throws(ConfigurationError) -> any UpdateCodec {
         let parts = stage.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         let name = parts[0], arguments = Array(parts.dropFirst())
-        func number(_ index: Int, _ what: String) throws(JobError) -> Double {
+        func number(_ index: Int, _ what: String) throws(ConfigurationError) -> Double {
             guard index < arguments.count, let value = Double(arguments[index]), value.isFinite else {
-                throw .invalid("codec \(spec): \(name) needs \(what)")
+                throw ConfigurationError("codec \(spec): \(name) needs \(what)")
             }
             return value
         }
-        func arity(_ allowed: ClosedRange<Int>) throws(JobError) {
-            guard allowed.contains(arguments.count) else { throw .invalid("codec \(spec): wrong number of parameters for \(name) (\(help))") }
+        func arity(_ allowed: ClosedRange<Int>) throws(ConfigurationError) {
+            guard allowed.contains(arguments.count) else { throw ConfigurationError("codec \(spec): wrong number of parameters for \(name) (\(help))") }
         }
         switch name {
         case "fp32", "dense":
@@ -102,16 +102,16 @@ public enum CodecRegistry {
         case "qsgd":
             try arity(1...2)
             let bits = try number(0, "BITS in 1...8")
-            guard bits == bits.rounded(), (1...8).contains(bits) else { throw .invalid("codec \(spec): qsgd BITS must be an integer in 1...8") }
+            guard bits == bits.rounded(), (1...8).contains(bits) else { throw ConfigurationError("codec \(spec): qsgd BITS must be an integer in 1...8") }
             let bucket = arguments.count == 2 ? try number(1, "a BUCKET size") : Double(QSGDCodec.defaultBucket)
             guard bucket == bucket.rounded(), bucket >= 1, bucket <= Double(QSGDCodec.maximumBucket) else {
-                throw .invalid("codec \(spec): qsgd BUCKET must be an integer in 1...\(QSGDCodec.maximumBucket)")
+                throw ConfigurationError("codec \(spec): qsgd BUCKET must be an integer in 1...\(QSGDCodec.maximumBucket)")
             }
             return QSGDCodec(bits: Int(bits), bucket: Int(bucket))
         case "topk", "stc":
             try arity(1...1)
             let fraction = try number(0, "a FRACTION in (0, 1]")
-            guard fraction > 0, fraction <= 1 else { throw .invalid("codec \(spec): \(name) FRACTION must be in (0, 1]") }
+            guard fraction > 0, fraction <= 1 else { throw ConfigurationError("codec \(spec): \(name) FRACTION must be in (0, 1]") }
             return name == "topk" ? TopKCodec(fraction: Float(fraction), values: inner ?? DenseCodec()) : STCCodec(fraction: Float(fraction))
         case "sign":
             try arity(0...0)
@@ -119,10 +119,10 @@ public enum CodecRegistry {
         case "powersgd":
             try arity(1...1)
             let rank = try number(0, "a RANK in 1...255")
-            guard rank == rank.rounded(), (1...255).contains(rank) else { throw .invalid("codec \(spec): powersgd RANK must be an integer in 1...255") }
+            guard rank == rank.rounded(), (1...255).contains(rank) else { throw ConfigurationError("codec \(spec): powersgd RANK must be an integer in 1...255") }
             return PowerSGDCodec(rank: Int(rank), values: inner ?? DenseCodec())
         default:
-            throw .invalid("unknown codec \(name) in \(spec); codecs: \(help)")
+            throw ConfigurationError("unknown codec \(name) in \(spec); codecs: \(help)")
         }
     }
 

@@ -1,6 +1,6 @@
 import Engine
 
-/// What a client sends back after local training (before encoding).
+/// One client's decoded, accepted contribution to a round.
 public struct ClientUpdate: Sendable {
     public var client: Int
     /// Training samples the client holds (the FedAvg weight).
@@ -13,98 +13,111 @@ public struct ClientUpdate: Sendable {
     public var controlDelta: [Float]?
     /// Sample-weighted mean training loss over the local epochs.
     public var trainLoss: Double
+
+    public init(client: Int, samples: Int, steps: Int, delta: [Float], controlDelta: [Float]? = nil, trainLoss: Double) {
+        (self.client, self.samples, self.steps, self.delta, self.controlDelta, self.trainLoss) = (client, samples, steps, delta, controlDelta, trainLoss)
+    }
 }
 
-/// How clients must train in a round, as decided by the strategy.
-public struct ClientRule: Sendable {
+/// What clients must do in a round besides plain local SGD, as the strategy decides it; it
+/// travels in the task envelope.
+public struct RoundInstructions: Sendable, Equatable {
     /// FedProx: add `mu · (w − w_global)` to every gradient.
     public var proximalMu: Float = 0
-    /// SCAFFOLD: the server control variate `c`; clients subtract `lr·(c − c_i)` from the weights
-    /// after every step (outside momentum, see `trainClient`).
+    /// SCAFFOLD: the server control variate `c` (clients correct every step by `c − cᵢ` and
+    /// return the change of their own `cᵢ`, which they keep).
     public var serverControl: [Float]?
-    /// SCAFFOLD: each client's own control variate `c_i` (zero when absent).
-    public var clientControl: (@Sendable (Int) -> [Float]?)?
+
+    public init(proximalMu: Float = 0, serverControl: [Float]? = nil) {
+        (self.proximalMu, self.serverControl) = (proximalMu, serverControl)
+    }
 }
 
-/// A federated aggregation strategy: tells clients how to train, and turns their updates into
-/// the next global model. Strategies are small types over the pure functions in `Aggregation`;
-/// their state (server optimizer moments, control variates) is exposed as named vectors so a
-/// checkpoint can save and restore it exactly.
+/// A federated strategy: what clients do in a round, and how their updates become the next
+/// global model. A value type: the coordinator aggregates into a copy and keeps it only when
+/// the new model is finite, so a bad round never leaves half-updated state.
 public protocol Strategy: Sendable {
-    /// The spec this strategy was parsed from, for example `fedavgm:0.9`.
+    /// The spec this strategy was built from (`fedadam:0.01:0.001`, `fedprox:0.01+adam`).
     var spec: String { get }
-    /// The rule clients follow this round.
-    func clientRule() -> ClientRule
-    /// Extra vectors the server sends every client with the model (SCAFFOLD's `c`), for byte counts.
-    var downlinkExtras: Int { get }
-    /// The next global model from `global` and this round's `updates` (in a fixed client order,
-    /// at least one), or nil to keep `global`.
-    mutating func aggregate(global: [Float], updates: [ClientUpdate]) -> [Float]?
+    /// The instructions of `round` (1-based).
+    func configure(round: Int) -> RoundInstructions
+    /// The next global model from `global` and the accepted `results` of `round` (in sampled
+    /// order, at least one), given the clients that `failures` lists (sampled, no accepted
+    /// reply); nil keeps `global`. Updates the strategy's state.
+    mutating func aggregate(round: Int, global: [Float], results: [ClientUpdate], failures: [Int]) -> [Float]?
     /// Named state vectors, for checkpoints.
     var state: [String: [Float]] { get }
     /// Restores what `state` returned.
-    mutating func restore(_ state: [String: [Float]]) throws(JobError)
+    mutating func restore(_ state: [String: [Float]]) throws(CheckpointError)
 }
 
-extension Strategy {
-    public func clientRule() -> ClientRule { ClientRule() }
-    public var downlinkExtras: Int { 0 }
-    public var state: [String: [Float]] { [:] }
-    public mutating func restore(_ state: [String: [Float]]) throws(JobError) {}
+/// The strategies fedtrain ships: an `Aggregator` (the round's pseudo-gradient from the client
+/// updates) feeding a `ServerOptimizer` (the step it takes), plus the client-side instructions
+/// (FedProx's mu) and, for SCAFFOLD, the server control variate.
+public struct ComposedStrategy: Strategy {
+    public let spec: String
+    public let aggregator: any Aggregator
+    public private(set) var optimizer: any ServerOptimizer
+    public let proximalMu: Float
+    public private(set) var controlVariate: ServerControlVariate?
 
-    /// The sample-weighted mean of the client deltas (FedAvg's step).
-    func meanDelta(_ updates: [ClientUpdate]) -> [Float] {
-        Aggregation.weightedMean(updates.map(\.delta), weights: updates.map { Double($0.samples) })
+    public init(spec: String, aggregator: any Aggregator, optimizer: any ServerOptimizer, proximalMu: Float = 0,
+                controlVariate: ServerControlVariate? = nil) {
+        (self.spec, self.aggregator, self.optimizer, self.proximalMu, self.controlVariate) = (spec, aggregator, optimizer, proximalMu, controlVariate)
     }
-}
 
-/// Parses a strategy spec: `fedavg`, `fedprox:MU`, `fedavgm[:MOMENTUM[:SERVER_LR]]`,
-/// `fedadam|fedyogi|fedadagrad[:SERVER_LR[:TAU]]`, `scaffold[:SERVER_LR]`, `fednova`.
-public func makeStrategy(_ spec: String, parameterCount: Int) throws(JobError) -> any Strategy {
-    let parts = spec.split(separator: ":").map(String.init)
-    var numbers: [Float] = []
-    for part in parts.dropFirst() {
-        guard let value = Float(part), value.isFinite, value >= 0 else {
-            throw .invalid("strategy \(spec): \(part) is not a non-negative number")
+    public func configure(round: Int) -> RoundInstructions {
+        RoundInstructions(proximalMu: proximalMu, serverControl: controlVariate?.control)
+    }
+
+    public mutating func aggregate(round: Int, global: [Float], results: [ClientUpdate], failures: [Int]) -> [Float]? {
+        precondition(!results.isEmpty)
+        controlVariate?.update(with: results)
+        return optimizer.step(global: global, aggregate: aggregator.aggregate(results))
+    }
+
+    public var state: [String: [Float]] {
+        var named = optimizer.state
+        if let controlVariate { named[ServerControlVariate.stateName] = controlVariate.control }
+        return named
+    }
+
+    public mutating func restore(_ state: [String: [Float]]) throws(CheckpointError) {
+        let expected = Set(self.state.keys)
+        guard Set(state.keys) == expected else {
+            throw CheckpointError("checkpoint: strategy state holds \(state.keys.sorted()), \(spec) needs \(expected.sorted())")
         }
-        numbers.append(value)
+        try optimizer.restore(state)
+        if controlVariate != nil {
+            controlVariate!.control = try restoredVector(state, ServerControlVariate.stateName, count: controlVariate!.control.count)
+        }
     }
-    func argument(_ index: Int, _ fallback: Float) -> Float { index < numbers.count ? numbers[index] : fallback }
-    func limit(_ count: Int) throws(JobError) {
-        if numbers.count > count { throw .invalid("strategy \(spec): \(parts[0]) takes at most \(count) parameters") }
+}
+
+/// SCAFFOLD's server control variate (Karimireddy et al. 2020, option II):
+/// `c += (|S| / N) · mean(Δcᵢ)` over the round's clients S of N.
+public struct ServerControlVariate: Sendable {
+    static let stateName = "server.control"
+    public var control: [Float]
+    public let totalClients: Int
+
+    public init(parameterCount: Int, totalClients: Int) {
+        control = [Float](repeating: 0, count: parameterCount)
+        self.totalClients = totalClients
     }
-    switch parts[0] {
-    case "fedavg":
-        try limit(0)
-        return FedAvg()
-    case "fedprox":
-        try limit(1)
-        guard numbers.count == 1 else { throw .invalid("strategy \(spec): fedprox needs mu, as in fedprox:0.01") }
-        return FedProx(mu: numbers[0])
-    case "fedavgm":
-        try limit(2)
-        let momentum = argument(0, 0.9)
-        guard momentum < 1 else { throw .invalid("strategy \(spec): server momentum must be below 1") }
-        return FedAvgM(momentum: momentum, serverLearningRate: argument(1, 1), parameterCount: parameterCount)
-    case "fedadam", "fedyogi", "fedadagrad":
-        try limit(2)
-        let kind = Aggregation.AdaptiveKind(rawValue: String(parts[0].dropFirst(3)))!
-        return FedAdaptive(kind: kind, eta: argument(0, 0.01), tau: argument(1, 1e-3), parameterCount: parameterCount)
-    case "scaffold":
-        try limit(1)
-        return Scaffold(serverLearningRate: argument(0, 1), parameterCount: parameterCount)
-    case "fednova":
-        try limit(0)
-        return FedNova()
-    default:
-        throw .invalid("unknown strategy \(spec); expected fedavg, fedprox:MU, fedavgm, fedadam, fedyogi, fedadagrad, scaffold or fednova")
+
+    /// Every result must carry its control change (the coordinator's acceptance checks it).
+    mutating func update(with results: [ClientUpdate]) {
+        let changes = results.map { $0.controlDelta! }
+        control = Aggregation.adding(control, Aggregation.weightedMean(changes, weights: [Double](repeating: 1, count: changes.count)),
+                                     scale: Float(results.count) / Float(max(totalClients, results.count)))
     }
 }
 
 /// Checks a restored state vector's presence and length.
-func restoredVector(_ state: [String: [Float]], _ name: String, count: Int) throws(JobError) -> [Float] {
+func restoredVector(_ state: [String: [Float]], _ name: String, count: Int) throws(CheckpointError) -> [Float] {
     guard let vector = state[name], vector.count == count else {
-        throw .invalid("checkpoint: strategy state \(name) is missing or has the wrong length")
+        throw CheckpointError("checkpoint: strategy state \(name) is missing or has the wrong length")
     }
     return vector
 }

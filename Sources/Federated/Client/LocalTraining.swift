@@ -10,27 +10,29 @@ public struct LocalTrainingConfiguration: Sendable, Codable, Equatable {
 
 /// Runs one client's local training: from the global model, `epochs` of SGD over the client's
 /// samples with a fresh optimizer (a new `torch.optim.SGD` per round, as Flower clients do),
-/// following the strategy's `ClientRule`, and returns the update.
+/// following the round's instructions, and returns the update. `clientControl` is the client's
+/// own SCAFFOLD control variate `cᵢ` (zero when nil), used only when the instructions carry `c`.
 ///
-/// Deterministic: the shuffling comes only from `generator`, which the simulation derives from
+/// Deterministic: the shuffling comes only from `generator`, which the client derives from
 /// (seed, round, client), and the trainer runs single-threaded; so a client's update does not
 /// depend on which worker thread ran it.
 func trainClient(
     _ client: Int, indices: [Int], data: LabeledImages, global: [Float], configuration: LocalTrainingConfiguration,
-    rule: ClientRule, training: SupervisedTraining, generator: inout SeededGenerator
+    instructions: RoundInstructions, clientControl: [Float]?, training: SupervisedTraining, generator: inout SeededGenerator
 ) -> ClientUpdate {
     var parameters = global
     training.trainer.optimizer.reset()
     let count = global.count
-    let clientControl = rule.serverControl == nil ? nil : (rule.clientControl?(client) ?? [Float](repeating: 0, count: count))
     // SCAFFOLD's correction c − cᵢ is the same for every step of the round: compute it once. It is
     // applied to the weights after each optimizer step, `w −= lr·(c − cᵢ)`, outside the momentum
     // buffer, as NIID-Bench does: added to the gradient, momentum amplified it (by 1/(1−β), 10×
     // at 0.9) while the control variates, estimated as Δy/(K·lr), grew by the same factor each
     // round, and SCAFFOLD diverged on #C=3 within two rounds. Without momentum both are the same.
-    let correction: [Float]? = rule.serverControl.map { c in zip(c, clientControl!).map { $0 - $1 } }
+    let correction: [Float]? = instructions.serverControl.map { c in
+        zip(c, clientControl ?? [Float](repeating: 0, count: count)).map { $0 - $1 }
+    }
     let learningRate = configuration.optimizer.learningRate
-    let mu = rule.proximalMu
+    let mu = instructions.proximalMu
     let adjust: ((UnsafeBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) -> Void)?
     if mu != 0 {
         adjust = { w, g in
@@ -58,7 +60,7 @@ func trainClient(
     }
     let delta = zip(parameters, global).map { $0 - $1 }
     var controlDelta: [Float]?
-    if let control = rule.serverControl {
+    if let control = instructions.serverControl {
         // cᵢ⁺ = cᵢ − c − Δy / (K·lr), so Δcᵢ = cᵢ⁺ − cᵢ = −c − Δy / (K·lr).
         let scale = 1 / (Float(max(1, steps)) * configuration.optimizer.learningRate)
         controlDelta = (0..<count).map { -control[$0] - delta[$0] * scale }

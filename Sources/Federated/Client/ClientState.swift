@@ -1,0 +1,39 @@
+/// Everything one client keeps between rounds, owned by the client side (never by the server):
+/// its error-feedback residual, its uplink codec's state (PowerSGD's warm start), its copy of
+/// the global model (with a compressing downlink), and its SCAFFOLD control variate `cᵢ`.
+///
+/// Error feedback (Karimireddy et al. 2019): the client adds `residual` to each update and keeps
+/// what the codec dropped this time, so after any number of rounds Σ sent + residual = Σ updates
+/// exactly (up to float rounding).
+public struct ClientState: Sendable, Equatable {
+    public var residual: [Float]?
+    public var uplinkState: [Float] = []
+    /// The client's copy of the global model, brought up to date by each downlink message.
+    public var copy: [Float]?
+    public var control: [Float]?
+
+    public init() {}
+
+    /// The non-empty state vectors by name, for checkpoints.
+    public var vectors: [String: [Float]] {
+        var named: [String: [Float]] = [:]
+        if let residual { named["residual"] = residual }
+        if !uplinkState.isEmpty { named["uplink_state"] = uplinkState }
+        if let copy { named["copy"] = copy }
+        if let control { named["control"] = control }
+        return named
+    }
+
+    /// Rebuilds a state from `vectors`; nil for an unknown name.
+    public init?(vectors: [String: [Float]]) {
+        for (name, vector) in vectors {
+            switch name {
+            case "residual": residual = vector
+            case "uplink_state": uplinkState = vector
+            case "copy": copy = vector
+            case "control": control = vector
+            default: return nil
+            }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+import Engine
+import Foundation
+import Yams
+
+/// The YAML form of a `SimulationConfiguration`: one flat mapping of keys to scalars. Written by
+/// a YAML encoder, so every value (a seed of 2⁶⁴−1, a path with tabs, quotes or non-ASCII
+/// letters) reads back exactly.
+public enum ConfigurationFile {
+    /// Parses `text` (from `source`, named in errors): unknown keys, wrong types and
+    /// out-of-range values are errors naming the key. Keys absent from `text` keep `base`'s values.
+    public static func decode(_ text: String, source: String) throws(ConfigurationError) -> SimulationConfiguration {
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch { throw ConfigurationError("\(source): not valid YAML: \(error)") }
+        guard let node else { return SimulationConfiguration() }
+        guard let mapping = node.mapping else { throw ConfigurationError("\(source): expected a mapping of keys to values") }
+        let known = Set(SimulationConfiguration.keys)
+        for key in mapping.keys {
+            guard let name = key.string, known.contains(name) else {
+                throw ConfigurationError("\(source): unknown config key \(key.string ?? "\(key)"); known keys: \(SimulationConfiguration.keys.joined(separator: ", "))")
+            }
+            guard mapping[key]?.scalar != nil else { throw ConfigurationError("\(source): config key \(name): expected a single value") }
+        }
+        do {
+            return try YAMLDecoder().decode(SimulationConfiguration.self, from: node)
+        } catch let error as DecodingError {
+            throw ConfigurationError("\(source): \(describe(error))")
+        } catch {
+            throw ConfigurationError("\(source): \(error)")
+        }
+    }
+
+    /// Reads and parses the file at `path`.
+    public static func read(_ path: String) throws(ConfigurationError) -> SimulationConfiguration {
+        let bytes: [UInt8]
+        do { bytes = try AtomicFile.read(path) } catch { throw ConfigurationError(error.description) }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw ConfigurationError("\(path): not UTF-8 text") }
+        return try decode(text, source: path)
+    }
+
+    /// Every key of `configuration`, one per line, in `SimulationConfiguration.keys` order.
+    public static func encode(_ configuration: SimulationConfiguration) -> String {
+        do { return try YAMLEncoder().encode(configuration) } catch { preconditionFailure("configuration does not encode: \(error)") }
+    }
+
+    /// One line naming the key and what it needed.
+    static func describe(_ error: DecodingError) -> String {
+        func key(_ path: [any CodingKey]) -> String { path.last?.stringValue ?? "value" }
+        func expectation(_ type: Any.Type) -> String {
+            switch type {
+            case is Int.Type: return "an integer"
+            case is UInt64.Type: return "an integer in 0...18446744073709551615"
+            case is Double.Type, is Float.Type: return "a number"
+            case is Bool.Type: return "true or false"
+            case is String.Type: return "a string"
+            case is ModelKind.Type: return "one of \(ModelKind.allCases.map(\.rawValue).joined(separator: ", "))"
+            default: return "a \(type)"
+            }
+        }
+        switch error {
+        case .typeMismatch(let type, let context), .valueNotFound(let type, let context):
+            return "config key \(key(context.codingPath)): expected \(expectation(type))"
+        case .dataCorrupted(let context):
+            if context.codingPath.last?.stringValue == DataSection.CodingKeys.model.rawValue {
+                return "config key model: expected \(expectation(ModelKind.self))"
+            }
+            return "config key \(key(context.codingPath)): \(context.debugDescription)"
+        case .keyNotFound(let codingKey, _):
+            return "config key \(codingKey.stringValue) is missing"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+}

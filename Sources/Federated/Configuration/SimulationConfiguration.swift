@@ -1,0 +1,308 @@
+import Foundation
+import Datasets
+import Engine
+
+/// Everything that defines a federated run, in sections shared by the commands. Equal
+/// configurations give bit-identical runs (on one OpenBLAS kernel set), whatever `threads` is.
+///
+/// The file form is one flat YAML mapping whose keys are the sections' coding keys (`clients`,
+/// `local_epochs`...): each key is defined once, in its section, and its flag is the key with
+/// dashes (`--local-epochs`). `ConfigurationFile` reads and writes it.
+public struct SimulationConfiguration: Sendable, Equatable, Codable {
+    public var data = DataSection()
+    public var federation = FederationSection()
+    public var training = LocalTrainingSection()
+    public var compression = CompressionSection()
+    public var run = RunSection()
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        data = try DataSection(from: decoder)
+        federation = try FederationSection(from: decoder)
+        training = try LocalTrainingSection(from: decoder)
+        compression = try CompressionSection(from: decoder)
+        run = try RunSection(from: decoder)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try data.encode(to: encoder)
+        try federation.encode(to: encoder)
+        try training.encode(to: encoder)
+        try compression.encode(to: encoder)
+        try run.encode(to: encoder)
+    }
+
+    /// Every key a config file may hold, in file order.
+    public static let keys: [String] = DataSection.CodingKeys.allCases.map(\.rawValue)
+        + FederationSection.CodingKeys.allCases.map(\.rawValue) + LocalTrainingSection.CodingKeys.allCases.map(\.rawValue)
+        + CompressionSection.CodingKeys.allCases.map(\.rawValue) + RunSection.CodingKeys.allCases.map(\.rawValue)
+
+    /// Keys whose value does not change results: they may differ when a run is resumed.
+    public static let resultNeutralKeys: Set<String> = [RunSection.CodingKeys.threads.rawValue]
+
+    /// Checks every key's range and every spec; the one validation all commands use.
+    public func validate() throws(ConfigurationError) {
+        try data.validate()
+        try federation.validate()
+        try training.validate()
+        try compression.validate()
+        try run.validate()
+        _ = try StrategyFactory(federation: federation, training: training).make(parameterCount: 1)
+    }
+
+    /// Clients sampled per round: `⌊fraction · clients⌋`, at least `min_clients` (Flower's rule).
+    public var sampledPerRound: Int { federation.sampledPerRound }
+}
+
+/// Model and data set.
+public struct DataSection: Sendable, Equatable, Codable {
+    public var model: ModelKind = .lenet5
+    /// The data directory; nil for the model's default (Fashion-MNIST from dataset-fashion-mnist).
+    public var data: String?
+
+    public init() {}
+
+    public enum CodingKeys: String, CodingKey, CaseIterable { case model, data }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self), d = Self()
+        model = try c.decodeIfPresent(ModelKind.self, forKey: .model) ?? d.model
+        data = try c.decodeIfPresent(String.self, forKey: .data) ?? d.data
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(model, forKey: .model)
+        try c.encodeIfPresent(data, forKey: .data)
+    }
+
+    public var directory: String? { data ?? model.defaultDataDirectory }
+
+    func validate() throws(ConfigurationError) {
+        guard directory != nil else { throw ConfigurationError("data is required for \(model.rawValue) (a cifar-10-batches-bin directory)") }
+    }
+}
+
+/// Who takes part and how the server runs rounds.
+public struct FederationSection: Sendable, Equatable, Codable {
+    public var clients = 10
+    public var rounds = 20
+    /// Fraction of clients sampled per round (at least `minClients`).
+    public var fraction = 1.0
+    public var minClients = 2
+    public var partition = "dirichlet:0.5"
+    public var minPartitionSize = 10
+    public var strategy = "fedavg"
+    /// Replaces the strategy's server optimizer (`ServerOptimizerSpec`); nil keeps it.
+    public var serverOptimizer: String?
+    /// Probability that a sampled client drops out of a round (simulated failure).
+    public var dropout = 0.0
+    /// Scheduled failures, `ROUND:CLIENT[,ROUND:CLIENT...]` (simulated).
+    public var drop: String?
+    /// Rounds with fewer accepted replies keep the global model.
+    public var minSurvivors = 1
+    /// Largest sample count a reply may claim (its FedAvg weight); larger claims are rejected.
+    public var maxSamples = 1_000_000
+    public var evalEvery = 1
+    /// Also evaluate the global model on every client's own data (an evaluation task per client).
+    public var clientEvaluation = false
+    public var seed: UInt64 = 0
+
+    public init() {}
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case clients, rounds, fraction, minClients = "min_clients", partition, minPartitionSize = "min_partition_size", strategy
+        case serverOptimizer = "server_optimizer", dropout, drop, minSurvivors = "min_survivors", maxSamples = "max_samples"
+        case evalEvery = "eval_every", clientEvaluation = "client_evaluation", seed
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self), d = Self()
+        clients = try c.decodeIfPresent(Int.self, forKey: .clients) ?? d.clients
+        rounds = try c.decodeIfPresent(Int.self, forKey: .rounds) ?? d.rounds
+        fraction = try c.decodeIfPresent(Double.self, forKey: .fraction) ?? d.fraction
+        minClients = try c.decodeIfPresent(Int.self, forKey: .minClients) ?? d.minClients
+        partition = try c.decodeIfPresent(String.self, forKey: .partition) ?? d.partition
+        minPartitionSize = try c.decodeIfPresent(Int.self, forKey: .minPartitionSize) ?? d.minPartitionSize
+        strategy = try c.decodeIfPresent(String.self, forKey: .strategy) ?? d.strategy
+        serverOptimizer = try c.decodeIfPresent(String.self, forKey: .serverOptimizer) ?? d.serverOptimizer
+        dropout = try c.decodeIfPresent(Double.self, forKey: .dropout) ?? d.dropout
+        drop = try c.decodeIfPresent(String.self, forKey: .drop) ?? d.drop
+        minSurvivors = try c.decodeIfPresent(Int.self, forKey: .minSurvivors) ?? d.minSurvivors
+        maxSamples = try c.decodeIfPresent(Int.self, forKey: .maxSamples) ?? d.maxSamples
+        evalEvery = try c.decodeIfPresent(Int.self, forKey: .evalEvery) ?? d.evalEvery
+        clientEvaluation = try c.decodeIfPresent(Bool.self, forKey: .clientEvaluation) ?? d.clientEvaluation
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(clients, forKey: .clients)
+        try c.encode(rounds, forKey: .rounds)
+        try c.encode(fraction, forKey: .fraction)
+        try c.encode(minClients, forKey: .minClients)
+        try c.encode(partition, forKey: .partition)
+        try c.encode(minPartitionSize, forKey: .minPartitionSize)
+        try c.encode(strategy, forKey: .strategy)
+        try c.encodeIfPresent(serverOptimizer, forKey: .serverOptimizer)
+        try c.encode(dropout, forKey: .dropout)
+        try c.encodeIfPresent(drop, forKey: .drop)
+        try c.encode(minSurvivors, forKey: .minSurvivors)
+        try c.encode(maxSamples, forKey: .maxSamples)
+        try c.encode(evalEvery, forKey: .evalEvery)
+        try c.encode(clientEvaluation, forKey: .clientEvaluation)
+        try c.encode(seed, forKey: .seed)
+    }
+
+    /// Clients sampled per round: `⌊fraction · clients⌋`, at least `minClients` (Flower's rule).
+    public var sampledPerRound: Int { min(clients, max(minClients, Int(fraction * Double(clients)))) }
+
+    /// The scheduled failures of `drop`, as (round, client) pairs.
+    public func scheduledDrops() throws(ConfigurationError) -> Set<ScheduledDrop> {
+        guard let drop, !drop.isEmpty else { return [] }
+        var result: Set<ScheduledDrop> = []
+        for item in drop.split(separator: ",", omittingEmptySubsequences: false) {
+            let parts = item.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, let round = Int(parts[0]), let client = Int(parts[1]), round >= 1, (0..<clients).contains(client) else {
+                throw ConfigurationError("drop: \(item) is not ROUND:CLIENT with ROUND >= 1 and CLIENT in 0..<\(clients)")
+            }
+            result.insert(ScheduledDrop(round: round, client: client))
+        }
+        return result
+    }
+
+    func validate() throws(ConfigurationError) {
+        func check(_ ok: Bool, _ key: CodingKeys, _ rule: String, _ value: Any) throws(ConfigurationError) {
+            if !ok { throw ConfigurationError("\(key.rawValue) must be \(rule) (got \(value))") }
+        }
+        try check(clients >= 1, .clients, "at least 1", clients)
+        try check(rounds >= 1, .rounds, "at least 1", rounds)
+        try check(fraction > 0 && fraction <= 1, .fraction, "in (0, 1]", fraction)
+        try check(minClients >= 1 && minClients <= clients, .minClients, "in 1...clients", minClients)
+        try check(minPartitionSize >= 0, .minPartitionSize, ">= 0", minPartitionSize)
+        try check(dropout >= 0 && dropout < 1, .dropout, "in [0, 1)", dropout)
+        try check(minSurvivors >= 1, .minSurvivors, "at least 1", minSurvivors)
+        try check(maxSamples >= 1 && maxSamples <= Int(UInt32.max), .maxSamples, "in 1...\(UInt32.max)", maxSamples)
+        try check(evalEvery >= 1, .evalEvery, "at least 1", evalEvery)
+        do { _ = try PartitionScheme(parsing: partition) } catch { throw ConfigurationError("partition: \(error.description)") }
+        _ = try scheduledDrops()
+    }
+}
+
+/// One scheduled client failure.
+public struct ScheduledDrop: Sendable, Hashable {
+    public var round: Int
+    public var client: Int
+    public init(round: Int, client: Int) { (self.round, self.client) = (round, client) }
+}
+
+/// Local SGD every client runs.
+public struct LocalTrainingSection: Sendable, Equatable, Codable {
+    public var localEpochs = 1
+    public var batchSize = 32
+    public var lr: Float = 0.05
+    public var momentum: Float = 0
+    public var weightDecay: Float = 0
+
+    public init() {}
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case localEpochs = "local_epochs", batchSize = "batch_size", lr, momentum, weightDecay = "weight_decay"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self), d = Self()
+        localEpochs = try c.decodeIfPresent(Int.self, forKey: .localEpochs) ?? d.localEpochs
+        batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
+        lr = try c.decodeIfPresent(Float.self, forKey: .lr) ?? d.lr
+        momentum = try c.decodeIfPresent(Float.self, forKey: .momentum) ?? d.momentum
+        weightDecay = try c.decodeIfPresent(Float.self, forKey: .weightDecay) ?? d.weightDecay
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(localEpochs, forKey: .localEpochs)
+        try c.encode(batchSize, forKey: .batchSize)
+        // Floats are written by their shortest decimal form (0.05, not 0.0500000007), which reads back exactly.
+        for (value, key) in [(lr, CodingKeys.lr), (momentum, .momentum), (weightDecay, .weightDecay)] {
+            try c.encode(Double("\(value)")!, forKey: key)
+        }
+    }
+
+    public var optimizer: SGDConfiguration { SGDConfiguration(learningRate: lr, momentum: momentum, weightDecay: weightDecay) }
+
+    func validate() throws(ConfigurationError) {
+        guard localEpochs >= 1 else { throw ConfigurationError("local_epochs must be at least 1 (got \(localEpochs))") }
+        guard batchSize >= 1 else { throw ConfigurationError("batch_size must be at least 1 (got \(batchSize))") }
+        guard lr > 0, lr.isFinite else { throw ConfigurationError("lr must be a positive number (got \(lr))") }
+        guard momentum >= 0, momentum < 1 else { throw ConfigurationError("momentum must be in [0, 1) (got \(momentum))") }
+        guard weightDecay >= 0, weightDecay.isFinite else { throw ConfigurationError("weight_decay must be >= 0 (got \(weightDecay))") }
+    }
+}
+
+/// Update compression both ways.
+public struct CompressionSection: Sendable, Equatable, Codable {
+    /// Uplink codec spec (`CodecRegistry`), fp32 for none.
+    public var codec = "fp32"
+    /// Downlink codec spec: compresses the change of the global model since each client's copy.
+    public var downCodec = "fp32"
+    /// Clients keep the residual of what the uplink codec dropped and add it to their next update.
+    public var errorFeedback = false
+
+    public init() {}
+
+    public enum CodingKeys: String, CodingKey, CaseIterable { case codec, downCodec = "down_codec", errorFeedback = "error_feedback" }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self), d = Self()
+        codec = try c.decodeIfPresent(String.self, forKey: .codec) ?? d.codec
+        downCodec = try c.decodeIfPresent(String.self, forKey: .downCodec) ?? d.downCodec
+        errorFeedback = try c.decodeIfPresent(Bool.self, forKey: .errorFeedback) ?? d.errorFeedback
+    }
+
+    func validate() throws(ConfigurationError) {
+        for (spec, key) in [(codec, CodingKeys.codec), (downCodec, .downCodec)] {
+            do { _ = try CodecRegistry.codec(parsing: spec) } catch { throw ConfigurationError("\(key.rawValue): \(error.message)") }
+        }
+    }
+}
+
+/// How this process runs the job; never changes results.
+public struct RunSection: Sendable, Equatable, Codable {
+    public var threads = Parallelism.availableCores
+
+    public init() {}
+
+    public enum CodingKeys: String, CodingKey, CaseIterable { case threads }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        threads = try c.decodeIfPresent(Int.self, forKey: .threads) ?? Self().threads
+    }
+
+    func validate() throws(ConfigurationError) {
+        guard threads >= 1 else { throw ConfigurationError("threads must be at least 1 (got \(threads))") }
+    }
+}
+
+extension SimulationConfiguration {
+    /// The file-form value of every key (JSON scalars), for comparisons and messages.
+    var keyValues: [String: String] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let data = try? encoder.encode(self), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            preconditionFailure("configuration does not encode")
+        }
+        return object.mapValues { "\($0)" }
+    }
+
+    /// Keys whose values differ from `other`'s, in file order.
+    public func differingKeys(from other: SimulationConfiguration) -> [String] {
+        let mine = keyValues, theirs = other.keyValues
+        return Self.keys.filter { mine[$0] != theirs[$0] }
+    }
+
+    /// A key's value as text ("none" when unset).
+    public func value(of key: String) -> String { keyValues[key] ?? "none" }
+}

@@ -1,0 +1,205 @@
+import Engine
+
+/// The server side of synchronous rounds, the same in `simulate` and in a server process, and
+/// pure: no threads, files, sockets or clocks. A round is `begin` (sample clients, build each
+/// one's task), `accept` for every reply that arrives (checked, decoded, or rejected with a
+/// reason), `finish` (aggregate the accepted updates in sampled order, whatever the arrival
+/// order). Aggregation is transactional: the strategy aggregates into a copy of itself, and the
+/// new model and state are kept only when the model is finite.
+public struct RoundCoordinator: Sendable {
+    public struct Settings: Sendable {
+        public var clients: Int
+        public var sampledPerRound: Int
+        public var minSurvivors: Int
+        public var maxSamples: Int
+        public var seed: UInt64
+        public var layout: ParameterLayout
+        /// The spec of the uplink codec every update must use.
+        public var uplinkCodec: String
+
+        public init(clients: Int, sampledPerRound: Int, minSurvivors: Int, maxSamples: Int, seed: UInt64, layout: ParameterLayout,
+                    uplinkCodec: String) {
+            (self.clients, self.sampledPerRound, self.minSurvivors, self.maxSamples) = (clients, sampledPerRound, minSurvivors, maxSamples)
+            (self.seed, self.layout, self.uplinkCodec) = (seed, layout, uplinkCodec)
+        }
+    }
+
+    /// What a finished round did, for metrics.
+    public struct Outcome: Sendable {
+        public var round: Int
+        /// Accepted updates, in sampled order.
+        public var accepted: Int
+        /// Sampled clients that sent no reply.
+        public var failures: Int
+        public var rejections: [RejectionReason: Int]
+        public var committed: Bool
+        public var bytesUp: Int
+        public var bytesDown: Int
+        public var denseBytesUp: Int
+        public var denseBytesDown: Int
+        /// Sample-weighted mean of the accepted clients' training losses.
+        public var trainLoss: Double?
+        /// Training samples of the accepted clients (each counted once per local epoch by the caller).
+        public var samples: Int
+    }
+
+    public enum Verdict: Sendable, Equatable {
+        case accepted
+        case rejected(RejectionReason)
+    }
+
+    public let settings: Settings
+    public private(set) var global: [Float]
+    public private(set) var strategy: any Strategy
+    public private(set) var downlink: Downlink
+    /// Rounds finished so far; also the version of `global` that the next round's tasks carry.
+    public private(set) var completedRounds = 0
+    private var open: OpenRound?
+
+    private struct OpenRound {
+        var round: Int
+        var sampled: [Int]
+        var check: ReplyCheck
+        var accepted: [Int: ClientUpdate] = [:]
+        var rejected: [Int: RejectionReason] = [:]
+        var rejectedUnattributed: [RejectionReason: Int] = [:]
+        var bytesUp = 0, bytesDown = 0, denseBytesUp = 0, denseBytesDown = 0
+    }
+
+    public init(settings: Settings, global: [Float], strategy: any Strategy, downlink: Downlink) {
+        precondition(global.count == settings.layout.count)
+        (self.settings, self.global, self.strategy, self.downlink) = (settings, global, strategy, downlink)
+    }
+
+    public var roundIsOpen: Bool { open != nil }
+
+    /// Clients sampled in `round` from `available` (sorted ids), in sampled order: a partial
+    /// Fisher-Yates shuffle from (seed, sampling, round).
+    public func sample(round: Int, available: [Int]) -> [Int] {
+        var generator = SeededGenerator.derived(seed: settings.seed, RandomStream.sampling.rawValue, UInt64(round))
+        var clients = available
+        let count = min(settings.sampledPerRound, clients.count)
+        for i in 0..<count {
+            let j = i + Int(generator.next(upperBound: UInt64(clients.count - i)))
+            clients.swapAt(i, j)
+        }
+        return Array(clients[..<count])
+    }
+
+    /// Opens the next round over the `available` clients: samples them and returns each sampled
+    /// client's task, in sampled order.
+    public mutating func begin(available: [Int]) -> [ClientMessage] {
+        precondition(open == nil, "a round is already open")
+        let round = completedRounds + 1, layout = settings.layout
+        let sampled = sample(round: round, available: available)
+        let instructions = strategy.configure(round: round)
+        let fullModel = UpdateMessage.encodeDense(global, kind: .model, round: round, layout: layout)
+        let control = instructions.serverControl.map { UpdateMessage.encodeDense($0, kind: .control, round: round, layout: layout) }
+        var state = OpenRound(round: round, sampled: sampled,
+                              check: ReplyCheck(round: round, modelVersion: completedRounds, layout: layout, codecSpec: settings.uplinkCodec,
+                                                maxSamples: settings.maxSamples, needsControlChange: instructions.serverControl != nil))
+        let tasks = sampled.map { client in
+            var task = Envelope(kind: .train, client: client, round: round, modelVersion: completedRounds)
+            task.proximalMu = instructions.proximalMu
+            task.payloads[.model] = downlink.message(for: client, global: global, round: round, fullModel: fullModel)
+            task.payloads[.serverControl] = control
+            let bytes = task.bytes
+            state.bytesDown += bytes.count
+            state.denseBytesDown += task.denseLength(encodedLength: bytes.count, parameterCount: layout.count)
+            return ClientMessage(client: client, bytes: bytes)
+        }
+        open = state
+        return tasks
+    }
+
+    /// Checks a reply from `client` (the sender the transport vouches for) and keeps its update
+    /// for `finish`, or says why not. Never traps on hostile bytes.
+    public mutating func accept(_ bytes: [UInt8], from client: Int) -> Verdict {
+        guard var state = open else { return .rejected(.unexpected) }
+        defer { open = state }
+        state.bytesUp += bytes.count
+        let isExpected = state.sampled.contains(client) && state.accepted[client] == nil && state.rejected[client] == nil
+        guard isExpected else {
+            state.rejectedUnattributed[.unexpected, default: 0] += 1
+            return .rejected(.unexpected)
+        }
+        switch state.check.check(bytes, from: client) {
+        case .success(let (update, envelope)):
+            state.accepted[client] = update
+            state.denseBytesUp += envelope.denseLength(encodedLength: bytes.count, parameterCount: settings.layout.count)
+            return .accepted
+        case .failure(let reason):
+            state.rejected[client] = reason
+            state.denseBytesUp += bytes.count
+            return .rejected(reason)
+        }
+    }
+
+    /// Closes the round: the accepted updates, in sampled order, become the new model when
+    /// there are at least `minSurvivors` and the strategy's result is finite.
+    public mutating func finish() -> Outcome {
+        guard let state = open else { preconditionFailure("no open round") }
+        open = nil
+        let results = state.sampled.compactMap { state.accepted[$0] }
+        let failures = state.sampled.filter { state.accepted[$0] == nil }
+        var committed = false
+        if results.count >= settings.minSurvivors {
+            var candidate = strategy
+            if let next = candidate.aggregate(round: state.round, global: global, results: results, failures: failures),
+               next.allSatisfy(\.isFinite) {
+                precondition(next.count == global.count)
+                strategy = candidate
+                global = next
+                committed = true
+            }
+        }
+        completedRounds = state.round
+        var rejections = state.rejectedUnattributed
+        for reason in state.rejected.values { rejections[reason, default: 0] += 1 }
+        let samples = results.reduce(0) { $0 + $1.samples }
+        return Outcome(
+            round: state.round, accepted: results.count, failures: state.sampled.count - results.count - state.rejected.count,
+            rejections: rejections, committed: committed, bytesUp: state.bytesUp, bytesDown: state.bytesDown,
+            denseBytesUp: state.denseBytesUp, denseBytesDown: state.denseBytesDown,
+            trainLoss: results.isEmpty ? nil : results.reduce(0.0) { $0 + $1.trainLoss * Double($1.samples) } / Double(samples),
+            samples: samples)
+    }
+
+    /// Tasks asking each of `clients` to evaluate the current model on its own data.
+    public func evaluationTasks(clients: [Int]) -> [ClientMessage] {
+        let model = UpdateMessage.encodeDense(global, kind: .model, round: completedRounds, layout: settings.layout)
+        return clients.map { client in
+            var task = Envelope(kind: .evaluate, client: client, round: completedRounds, modelVersion: completedRounds)
+            task.payloads[.model] = model
+            return ClientMessage(client: client, bytes: task.bytes)
+        }
+    }
+
+    /// The accuracy an evaluation reply reports, nil when the reply is not a valid evaluation
+    /// of the current model by `client`.
+    public func evaluationAccuracy(_ bytes: [UInt8], from client: Int) -> Double? {
+        guard let envelope = try? Envelope(decoding: bytes), envelope.kind == .evaluation, envelope.client == client,
+              envelope.modelVersion == completedRounds, let accuracy = envelope.metrics["accuracy"], (0...1).contains(accuracy) else {
+            return nil
+        }
+        return accuracy
+    }
+
+    // MARK: Checkpoint state
+
+    /// Restores what a checkpoint saved after `round`: the model, the strategy state and the
+    /// downlink mirrors.
+    public mutating func restore(round: Int, global: [Float], strategyState: [String: [Float]], mirrors: [Int: DownlinkMirror]) throws(CheckpointError) {
+        precondition(open == nil)
+        guard global.count == settings.layout.count else { throw CheckpointError("checkpoint: model has \(global.count) parameters, expected \(settings.layout.count)") }
+        var restored = strategy
+        try restored.restore(strategyState)
+        try downlink.restore(mirrors)
+        strategy = restored
+        self.global = global
+        completedRounds = round
+    }
+
+    /// Forgets which downlink mirrors changed (they have been saved).
+    public mutating func markMirrorsSaved() { downlink.markSaved() }
+}

@@ -1,0 +1,96 @@
+import Engine
+
+/// What one round did; keys are the `metrics.jsonl` names.
+public struct RoundMetrics: Sendable, Codable, Equatable {
+    public var round: Int
+    /// nil in rounds without evaluation (`eval_every`).
+    public var testAccuracy: Double?
+    public var testLoss: Double?
+    public var trainLoss: Double?
+    /// Clients whose updates were aggregated.
+    public var clients: Int
+    /// Sampled clients that dropped out.
+    public var failures: Int
+    /// Replies the server rejected (non-finite, or a message that failed its checks).
+    public var rejected: Int
+    /// `rejected` by reason (`RejectionReason` names); empty when nothing was rejected.
+    public var rejections: [String: Int] = [:]
+    /// Whether the round's aggregate became the new model (false: too few replies, or a
+    /// non-finite result, and the model and strategy state were kept).
+    public var committed = true
+    public var bytesUp: Int
+    public var bytesDown: Int
+    public var seconds: Double
+    /// Local training images per second over the round's training phase.
+    public var imagesPerSecond: Double
+    public var clientAccuracyMean: Double?
+    public var clientAccuracyWorstDecile: Double?
+    /// Bytes the same messages would take uncompressed (fp32), up and down.
+    public var denseBytesUp: Int
+    public var denseBytesDown: Int
+
+    /// Uncompressed over actual bytes (1 without compression).
+    public var compressionUp: Double { bytesUp == 0 ? 1 : Double(denseBytesUp) / Double(bytesUp) }
+    public var compressionDown: Double { bytesDown == 0 ? 1 : Double(denseBytesDown) / Double(bytesDown) }
+
+    enum CodingKeys: String, CodingKey {
+        case round, clients, failures, rejected, seconds
+        case testAccuracy = "test_accuracy", testLoss = "test_loss", trainLoss = "train_loss"
+        case bytesUp = "bytes_up", bytesDown = "bytes_down", imagesPerSecond = "images_per_second"
+        case clientAccuracyMean = "client_accuracy_mean", clientAccuracyWorstDecile = "client_accuracy_worst_decile"
+        case denseBytesUp = "dense_bytes_up", denseBytesDown = "dense_bytes_down", rejections, committed
+        case compressionUp = "compression_up", compressionDown = "compression_down"
+    }
+
+    public init(round: Int, clients: Int, failures: Int, rejected: Int, bytesUp: Int, bytesDown: Int, denseBytesUp: Int,
+                denseBytesDown: Int, seconds: Double, imagesPerSecond: Double) {
+        (self.round, self.clients, self.failures, self.rejected) = (round, clients, failures, rejected)
+        (self.bytesUp, self.bytesDown, self.denseBytesUp, self.denseBytesDown) = (bytesUp, bytesDown, denseBytesUp, denseBytesDown)
+        (self.seconds, self.imagesPerSecond) = (seconds, imagesPerSecond)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        round = try c.decode(Int.self, forKey: .round)
+        testAccuracy = try c.decodeIfPresent(Double.self, forKey: .testAccuracy)
+        testLoss = try c.decodeIfPresent(Double.self, forKey: .testLoss)
+        trainLoss = try c.decodeIfPresent(Double.self, forKey: .trainLoss)
+        clients = try c.decode(Int.self, forKey: .clients)
+        failures = try c.decode(Int.self, forKey: .failures)
+        // Checkpoints from before compression lack the last three: nothing was rejected or compressed.
+        bytesUp = try c.decode(Int.self, forKey: .bytesUp)
+        bytesDown = try c.decode(Int.self, forKey: .bytesDown)
+        rejected = try c.decodeIfPresent(Int.self, forKey: .rejected) ?? 0
+        rejections = try c.decodeIfPresent([String: Int].self, forKey: .rejections) ?? [:]
+        committed = try c.decodeIfPresent(Bool.self, forKey: .committed) ?? true
+        denseBytesUp = try c.decodeIfPresent(Int.self, forKey: .denseBytesUp) ?? bytesUp
+        denseBytesDown = try c.decodeIfPresent(Int.self, forKey: .denseBytesDown) ?? bytesDown
+        seconds = try c.decode(Double.self, forKey: .seconds)
+        imagesPerSecond = try c.decode(Double.self, forKey: .imagesPerSecond)
+        clientAccuracyMean = try c.decodeIfPresent(Double.self, forKey: .clientAccuracyMean)
+        clientAccuracyWorstDecile = try c.decodeIfPresent(Double.self, forKey: .clientAccuracyWorstDecile)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(round, forKey: .round)
+        try c.encodeIfPresent(testAccuracy, forKey: .testAccuracy)
+        try c.encodeIfPresent(testLoss, forKey: .testLoss)
+        try c.encodeIfPresent(trainLoss, forKey: .trainLoss)
+        try c.encode(clients, forKey: .clients)
+        try c.encode(failures, forKey: .failures)
+        try c.encode(rejected, forKey: .rejected)
+        if !rejections.isEmpty { try c.encode(rejections, forKey: .rejections) }
+        try c.encode(committed, forKey: .committed)
+        try c.encode(bytesUp, forKey: .bytesUp)
+        try c.encode(bytesDown, forKey: .bytesDown)
+        try c.encode(denseBytesUp, forKey: .denseBytesUp)
+        try c.encode(denseBytesDown, forKey: .denseBytesDown)
+        try c.encode(compressionUp, forKey: .compressionUp)
+        try c.encode(compressionDown, forKey: .compressionDown)
+        try c.encode(seconds, forKey: .seconds)
+        try c.encode(imagesPerSecond, forKey: .imagesPerSecond)
+        try c.encodeIfPresent(clientAccuracyMean, forKey: .clientAccuracyMean)
+        try c.encodeIfPresent(clientAccuracyWorstDecile, forKey: .clientAccuracyWorstDecile)
+    }
+}

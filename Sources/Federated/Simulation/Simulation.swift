@@ -1,0 +1,132 @@
+import Datasets
+import Engine
+
+/// A federation on one machine: partitions the training set across clients, then runs rounds
+/// through the same `RoundCoordinator` and `ClientRuntime` a networked server and its clients
+/// use, with an `InProcessTransport` carrying the envelope bytes between them across cores.
+///
+/// Reproducibility: every random choice comes from a generator derived from (seed, round,
+/// client, purpose), each client trains single-threaded, and updates are aggregated in sampled
+/// order; so a run is bit-identical for any `threads` (on one OpenBLAS kernel set), and a round
+/// depends only on the state a checkpoint stores.
+/// Memory: one trainer per worker thread and one update per sampled client; per-client state
+/// only for clients that keep some (codec state, residuals, model copies, control variates).
+public final class Simulation {
+    public let configuration: SimulationConfiguration
+    public let network: Sequential
+    public let train: LabeledImages
+    public let test: LabeledImages
+    public let partitions: [[Int]]
+    public private(set) var coordinator: RoundCoordinator
+    public let transport: InProcessTransport
+    public private(set) var metrics: [RoundMetrics] = []
+    private let evaluator: SupervisedTraining
+
+    public init(configuration: SimulationConfiguration, train: LabeledImages, test: LabeledImages) throws(ConfigurationError) {
+        try configuration.validate()
+        self.configuration = configuration
+        let federation = configuration.federation, seed = federation.seed
+        let network = configuration.data.model.network
+        (self.network, self.train, self.test) = (network, train, test)
+        var partitionGenerator = SeededGenerator.derived(seed: seed, RandomStream.partition.rawValue)
+        do {
+            partitions = try Partitioner(scheme: try PartitionScheme(parsing: federation.partition), clients: federation.clients,
+                                         minimumSize: federation.minPartitionSize)
+                .split(labels: train.labels, classes: train.classes, generator: &partitionGenerator)
+        } catch {
+            throw ConfigurationError("partition \(federation.partition): \(error.description)")
+        }
+        var initGenerator = SeededGenerator.derived(seed: seed, RandomStream.initialization.rawValue)
+        let layout = network.layout, compression = configuration.compression
+        let uplink = try CodecRegistry.codec(parsing: compression.codec), downlink = try CodecRegistry.codec(parsing: compression.downCodec)
+        coordinator = RoundCoordinator(
+            settings: .init(clients: federation.clients, sampledPerRound: federation.sampledPerRound, minSurvivors: federation.minSurvivors,
+                            maxSamples: federation.maxSamples, seed: seed, layout: layout, uplinkCodec: uplink.spec),
+            global: network.initialParameters(using: &initGenerator),
+            strategy: try StrategyFactory(federation: federation, training: configuration.training).make(parameterCount: layout.count),
+            downlink: Downlink(codec: downlink, layout: layout, seed: seed))
+        let local = LocalTrainingConfiguration(epochs: configuration.training.localEpochs, batchSize: configuration.training.batchSize,
+                                               optimizer: configuration.training.optimizer)
+        let runtime = ClientRuntime(layout: layout, training: local, uplinkCodec: uplink, errorFeedback: compression.errorFeedback,
+                                    keepsModelCopy: !downlink.isDense, seed: seed)
+        let workers = min(configuration.run.threads, max(federation.sampledPerRound, federation.clientEvaluation ? federation.clients : 1))
+        transport = InProcessTransport(runtime: runtime, network: network, data: train, partitions: partitions,
+                                       faults: FaultPlan(dropout: federation.dropout, scheduled: try federation.scheduledDrops(), seed: seed),
+                                       workers: workers)
+        // Evaluation splits batches into a fixed number of chunks, so its sums do not depend on threads.
+        evaluator = SupervisedTraining(network: network, optimizer: local.optimizer, batchSize: 500, chunks: 8, threads: configuration.run.threads)
+    }
+
+    public var global: [Float] { coordinator.global }
+    public var completedRounds: Int { coordinator.completedRounds }
+    private var allClients: [Int] { Array(0..<configuration.federation.clients) }
+
+    /// Per-client label histograms, for the partition report.
+    public var histograms: [[Int]] { partitions.map { train.classHistogram($0) } }
+
+    /// Clients sampled in `round` (1-based), in sampled order.
+    public func sampledClients(round: Int) -> [Int] { coordinator.sample(round: round, available: allClients) }
+
+    /// Runs the next round. `clientDone(done, total)` reports progress on the calling thread.
+    @discardableResult
+    public func runRound(clientDone: ((Int, Int) -> Void)? = nil) -> RoundMetrics {
+        let clock = ContinuousClock(), start = clock.now
+        let tasks = coordinator.begin(available: allClients)
+        let replies = transport.exchange(tasks, clientDone: clientDone)
+        let trainingSeconds = (clock.now - start).seconds
+        for reply in replies { _ = coordinator.accept(reply.bytes, from: reply.client) }
+        let outcome = coordinator.finish()
+        var result = RoundMetrics(round: outcome.round, clients: outcome.accepted, failures: outcome.failures,
+                                  rejected: outcome.rejections.values.reduce(0, +), bytesUp: outcome.bytesUp, bytesDown: outcome.bytesDown,
+                                  denseBytesUp: outcome.denseBytesUp, denseBytesDown: outcome.denseBytesDown, seconds: 0,
+                                  imagesPerSecond: Double(outcome.samples * configuration.training.localEpochs) / max(trainingSeconds, 1e-9))
+        result.rejections = Dictionary(uniqueKeysWithValues: outcome.rejections.map { ($0.key.rawValue, $0.value) })
+        result.committed = outcome.committed
+        result.trainLoss = outcome.trainLoss
+        if outcome.round % configuration.federation.evalEvery == 0 || outcome.round == configuration.federation.rounds {
+            (result.testLoss, result.testAccuracy) = evaluator.evaluate(parameters: global, data: test)
+            if configuration.federation.clientEvaluation { evaluateOnClients(&result) }
+        }
+        result.seconds = (clock.now - start).seconds
+        metrics.append(result)
+        return result
+    }
+
+    /// Every client evaluates the global model on its own data (an evaluation task each): the
+    /// mean accuracy and the mean of the worst decile.
+    private func evaluateOnClients(_ result: inout RoundMetrics) {
+        let replies = transport.exchange(coordinator.evaluationTasks(clients: allClients), clientDone: nil)
+        let accuracies = replies.compactMap { coordinator.evaluationAccuracy($0.bytes, from: $0.client) }.sorted()
+        guard !accuracies.isEmpty else { return }
+        result.clientAccuracyMean = accuracies.reduce(0, +) / Double(accuracies.count)
+        let decile = max(1, accuracies.count / 10)
+        result.clientAccuracyWorstDecile = accuracies[..<decile].reduce(0, +) / Double(decile)
+    }
+
+    // MARK: Checkpoints
+
+    /// The state to checkpoint after the last round; client states and mirrors only where they
+    /// changed since the last `markSaved`.
+    public func snapshot() -> CheckpointSnapshot {
+        CheckpointSnapshot(round: completedRounds, global: global, strategyState: coordinator.strategy.state,
+                           changedClients: transport.states.filter { transport.changed.contains($0.key) },
+                           changedMirrors: coordinator.downlink.mirrors.filter { coordinator.downlink.changed.contains($0.key) },
+                           metrics: metrics, configuration: configuration)
+    }
+
+    public func markSaved() {
+        transport.markSaved()
+        coordinator.markMirrorsSaved()
+    }
+
+    /// Continues from a checkpoint's contents.
+    public func restore(round: Int, global: [Float], strategyState: [String: [Float]], clients: [Int: ClientState],
+                        mirrors: [Int: DownlinkMirror], metrics: [RoundMetrics]) throws(CheckpointError) {
+        guard round == metrics.count, round <= configuration.federation.rounds else {
+            throw CheckpointError("checkpoint round \(round) does not fit a run of \(configuration.federation.rounds) rounds")
+        }
+        try coordinator.restore(round: round, global: global, strategyState: strategyState, mirrors: mirrors)
+        try transport.restore(clients)
+        self.metrics = metrics
+    }
+}

@@ -1,0 +1,257 @@
+import Datasets
+import Engine
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A simulation run with its output directory: resolved `config.yaml`, `metrics.jsonl`,
+/// `metrics.csv`, `summary.json`, `model.safetensors`, and a checkpoint after every round
+/// (`checkpoint/`), from which `resume` continues bit-identically.
+///
+/// Everything is validated before anything is written: the configuration, the data, the output
+/// directory (not a file, not another run's unless `overwrite`, not in use: the run holds an
+/// exclusive lock on it) and, when resuming, the checkpoint's configuration, which must equal the
+/// one to run except for keys that do not change results and a number of rounds that may grow.
+public struct SimulationJob: Sendable {
+    public var configuration: SimulationConfiguration
+    public var outputDirectory: String?
+    public var saveModel: String?
+    /// Replace a finished or interrupted run in `outputDirectory`.
+    public var overwrite = false
+    /// The config file the configuration was read from, never to be overwritten.
+    public var inputConfig: String?
+
+    public init(configuration: SimulationConfiguration, outputDirectory: String?, saveModel: String?) {
+        self.configuration = configuration
+        self.outputDirectory = outputDirectory
+        self.saveModel = saveModel
+    }
+
+    /// `summary.json`.
+    public struct Summary: Sendable, Codable {
+        public var finalAccuracy: Double?
+        public var bestAccuracy: Double?
+        public var clientAccuracyMean: Double?
+        public var clientAccuracyWorstDecile: Double?
+        public var rounds: Int
+        public var bytesUp: Int
+        public var bytesDown: Int
+        /// Uncompressed (fp32) over actual envelope bytes.
+        public var compressionUp: Double
+        public var compressionDown: Double
+        public var codec: String
+        public var downCodec: String
+        public var errorFeedback: Bool
+        public var secondsPerRound: Double
+        public var imagesPerSecond: Double
+        public var strategy: String
+        public var partition: String
+        public var rejected: Int
+        /// OpenBLAS's kernel set: results are bit-reproducible within one.
+        public var openBLASKernels: String
+
+        enum CodingKeys: String, CodingKey {
+            case rounds, strategy, partition, rejected
+            case finalAccuracy = "final_accuracy", bestAccuracy = "best_accuracy", bytesUp = "bytes_up", bytesDown = "bytes_down"
+            case clientAccuracyMean = "client_accuracy_mean", clientAccuracyWorstDecile = "client_accuracy_worst_decile"
+            case secondsPerRound = "seconds_per_round", imagesPerSecond = "images_per_second"
+            case compressionUp = "compression_up", compressionDown = "compression_down", codec, downCodec = "down_codec"
+            case errorFeedback = "error_feedback", openBLASKernels = "openblas_kernels"
+        }
+    }
+
+    /// Events for progress output.
+    public enum Event {
+        case started(Simulation)
+        case clientDone(round: Int, done: Int, total: Int, seconds: Double)
+        case roundDone(RoundMetrics)
+    }
+
+    /// Runs (or, with `resume`, continues) the simulation to `configuration.federation.rounds`.
+    public func run(resume: Bool = false, events: ((Event) -> Void)? = nil) throws(JobError) -> Summary {
+        do { try configuration.validate() } catch { throw .configuration(error) }
+        if let saveModel {
+            do { try AtomicFile.checkWritable(saveModel) } catch { throw .output("--save \(error.description)") }
+        }
+        let output = try outputDirectory.map { directory throws(JobError) in try OutputDirectory(directory, inputConfig: inputConfig) }
+        var store = output.map { CheckpointStore(directory: $0.checkpoints, layout: configuration.data.model.network.layout) }
+        var record: CheckpointStore.Record?
+        if resume {
+            guard let output, let store else { throw .configuration(ConfigurationError("resuming needs the run's output directory")) }
+            try output.lock()
+            do { record = try store.record() } catch { throw .checkpoint(error) }
+            try Self.checkResumable(record!, configuration: configuration, directory: output.path)
+        } else if let output {
+            try output.prepareNewRun(overwrite: overwrite)
+        }
+        let data: (train: LabeledImages, test: LabeledImages)
+        do { data = try configuration.data.model.loadData(directory: configuration.data.directory!) } catch { throw .data(error) }
+        let simulation: Simulation
+        do { simulation = try Simulation(configuration: configuration, train: data.train, test: data.test) } catch { throw .configuration(error) }
+        if let record, var loader = store {
+            do {
+                let loaded = try loader.load(record)
+                try simulation.restore(round: record.round, global: loaded.global, strategyState: loaded.strategyState,
+                                       clients: loaded.clients, mirrors: loaded.mirrors, metrics: record.metrics)
+            } catch { throw .checkpoint(error) }
+            store = loader
+        }
+        if let output { try output.write(Array(("# OpenBLAS kernels: \(BLAS.kernelSet)\n" + ConfigurationFile.encode(configuration)).utf8), "config.yaml") }
+        events?(.started(simulation))
+        let clock = ContinuousClock()
+        while simulation.completedRounds < configuration.federation.rounds {
+            let round = simulation.completedRounds + 1, start = clock.now
+            let metrics = simulation.runRound { done, total in
+                events?(.clientDone(round: round, done: done, total: total, seconds: (clock.now - start).seconds))
+            }
+            if let output, store != nil {
+                do { try store!.save(simulation.snapshot()) } catch { throw .checkpoint(error) }
+                simulation.markSaved()
+                try writeMetrics(simulation.metrics, to: output)
+            }
+            events?(.roundDone(metrics))
+        }
+        let summary = summarize(simulation.metrics)
+        if let output {
+            try saveParameters(simulation, to: "\(output.path)/model.safetensors")
+            try output.writeJSON(summary, "summary.json")
+        }
+        if let saveModel { try saveParameters(simulation, to: saveModel) }
+        return summary
+    }
+
+    /// Refuses a checkpoint made with another configuration, naming the keys.
+    static func checkResumable(_ record: CheckpointStore.Record, configuration: SimulationConfiguration, directory: String) throws(JobError) {
+        let roundsKey = FederationSection.CodingKeys.rounds.rawValue
+        let differing = record.configuration.differingKeys(from: configuration)
+            .filter { !SimulationConfiguration.resultNeutralKeys.contains($0) && $0 != roundsKey }
+        if !differing.isEmpty {
+            let details = differing.map { "\($0): \(record.configuration.value(of: $0)) in the run, \(configuration.value(of: $0)) now" }
+            throw .checkpoint(CheckpointError("cannot resume \(directory) with another configuration (\(details.joined(separator: "; "))); "
+                + "start a new run in another directory, or pass --overwrite with --out to replace it"))
+        }
+        guard configuration.federation.rounds >= record.round else {
+            throw .checkpoint(CheckpointError("cannot resume \(directory) to \(configuration.federation.rounds) rounds: it has finished \(record.round); rounds may only grow"))
+        }
+    }
+
+    func summarize(_ metrics: [RoundMetrics]) -> Summary {
+        let evaluated = metrics.compactMap(\.testAccuracy)
+        let seconds = metrics.reduce(0.0) { $0 + $1.seconds }
+        let imagesPerSecond = metrics.isEmpty ? 0 : metrics.map(\.imagesPerSecond).sorted()[metrics.count / 2]
+        let bytesUp = metrics.reduce(0) { $0 + $1.bytesUp }, bytesDown = metrics.reduce(0) { $0 + $1.bytesDown }
+        let denseUp = metrics.reduce(0) { $0 + $1.denseBytesUp }, denseDown = metrics.reduce(0) { $0 + $1.denseBytesDown }
+        let lastClientEvaluation = metrics.last { $0.clientAccuracyMean != nil }
+        return Summary(finalAccuracy: metrics.last?.testAccuracy ?? evaluated.last, bestAccuracy: evaluated.max(),
+                       clientAccuracyMean: lastClientEvaluation?.clientAccuracyMean,
+                       clientAccuracyWorstDecile: lastClientEvaluation?.clientAccuracyWorstDecile,
+                       rounds: metrics.count, bytesUp: bytesUp, bytesDown: bytesDown,
+                       compressionUp: bytesUp == 0 ? 1 : Double(denseUp) / Double(bytesUp),
+                       compressionDown: bytesDown == 0 ? 1 : Double(denseDown) / Double(bytesDown),
+                       codec: configuration.compression.codec, downCodec: configuration.compression.downCodec,
+                       errorFeedback: configuration.compression.errorFeedback,
+                       secondsPerRound: metrics.isEmpty ? 0 : seconds / Double(metrics.count), imagesPerSecond: imagesPerSecond,
+                       strategy: configuration.federation.strategy, partition: configuration.federation.partition,
+                       rejected: metrics.reduce(0) { $0 + $1.rejected }, openBLASKernels: BLAS.kernelSet)
+    }
+
+    private func saveParameters(_ simulation: Simulation, to path: String) throws(JobError) {
+        do {
+            try Safetensors.save(simulation.global, layout: simulation.network.layout, to: path,
+                                 metadata: ["format": "pt", "model": configuration.data.model.rawValue, "producer": "fedtrain simulate"])
+        } catch { throw .output(error.description) }
+    }
+
+    /// Rewrites `metrics.jsonl` and `metrics.csv` from all rounds so far (so a resumed run's files
+    /// equal an uninterrupted run's).
+    private func writeMetrics(_ metrics: [RoundMetrics], to output: OutputDirectory) throws(JobError) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var jsonl = ""
+        for row in metrics {
+            guard let data = try? encoder.encode(row) else { preconditionFailure("metrics do not encode") }
+            jsonl += String(decoding: data, as: UTF8.self) + "\n"
+        }
+        try output.write(Array(jsonl.utf8), "metrics.jsonl")
+        func cell(_ value: Double?) -> String { value.map { String($0) } ?? "" }
+        var csv = "round,test_accuracy,test_loss,train_loss,clients,failures,rejected,bytes_up,bytes_down,compression_up,"
+            + "compression_down,seconds,images_per_second,client_accuracy_mean,client_accuracy_worst_decile\n"
+        for m in metrics {
+            csv += "\(m.round),\(cell(m.testAccuracy)),\(cell(m.testLoss)),\(cell(m.trainLoss)),\(m.clients),\(m.failures),\(m.rejected),"
+                + "\(m.bytesUp),\(m.bytesDown),\(m.compressionUp),\(m.compressionDown),\(m.seconds),\(m.imagesPerSecond),"
+                + "\(cell(m.clientAccuracyMean)),\(cell(m.clientAccuracyWorstDecile))\n"
+        }
+        try output.write(Array(csv.utf8), "metrics.csv")
+    }
+}
+
+/// A run's output directory, held with an exclusive lock (`flock` on `.lock`) while the run
+/// writes into it, so two runs can never mix their files.
+final class OutputDirectory: @unchecked Sendable {
+    let path: String
+    let inputConfig: String?
+    private var lockDescriptor: Int32 = -1
+
+    init(_ path: String, inputConfig: String?) throws(JobError) {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw .output("\(path) is a file, not a directory")
+        }
+        self.path = path
+        self.inputConfig = inputConfig
+    }
+
+    deinit { if lockDescriptor >= 0 { close(lockDescriptor) } }
+
+    var checkpoints: String { "\(path)/checkpoint" }
+
+    /// Files a run writes; a directory holding any of them holds a run.
+    static let runFiles = ["config.yaml", "metrics.jsonl", "metrics.csv", "summary.json", "model.safetensors", "checkpoint"]
+
+    /// Creates the directory, takes the lock, and clears a previous run's files (only with
+    /// `overwrite`; otherwise a previous run is an error).
+    func prepareNewRun(overwrite: Bool) throws(JobError) {
+        if let inputConfig, Self.samePath(inputConfig, "\(path)/config.yaml") {
+            throw .output("--out \(path) would overwrite the input config \(inputConfig); choose another output directory")
+        }
+        let existing = Self.runFiles.filter { FileManager.default.fileExists(atPath: "\(path)/\($0)") }
+        if !existing.isEmpty && !overwrite {
+            throw .output("\(path) holds another run (\(existing.joined(separator: ", "))); continue it with --resume \(path), "
+                + "or replace it with --overwrite")
+        }
+        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+            throw .output("cannot create \(path): \(error.localizedDescription)")
+        }
+        try lock()
+        for file in existing { try? FileManager.default.removeItem(atPath: "\(path)/\(file)") }
+        do { try FileManager.default.createDirectory(atPath: checkpoints, withIntermediateDirectories: true) } catch {
+            throw .output("cannot create \(checkpoints): \(error.localizedDescription)")
+        }
+    }
+
+    /// Takes the exclusive lock, failing at once when another run holds it.
+    func lock() throws(JobError) {
+        guard lockDescriptor < 0 else { return }
+        let descriptor = open("\(path)/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw .output("cannot lock \(path): \(String(cString: strerror(errno)))") }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            close(descriptor)
+            throw .output("\(path) is in use by another fedtrain run")
+        }
+        lockDescriptor = descriptor
+    }
+
+    func write(_ bytes: [UInt8], _ name: String) throws(JobError) {
+        do { try AtomicFile.write(bytes, to: "\(path)/\(name)") } catch { throw .output(error.description) }
+    }
+
+    func writeJSON(_ value: some Encodable, _ name: String) throws(JobError) {
+        do { try AtomicFile.writeJSON(value, to: "\(path)/\(name)") } catch { throw .output(error.description) }
+    }
+
+    static func samePath(_ a: String, _ b: String) -> Bool {
+        URL(fileURLWithPath: a).standardizedFileURL.resolvingSymlinksInPath().path
+            == URL(fileURLWithPath: b).standardizedFileURL.resolvingSymlinksInPath().path
+    }
+}

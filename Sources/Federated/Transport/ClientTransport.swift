@@ -1,0 +1,16 @@
+/// Carries a round's task envelopes to clients and their reply envelopes back, as bytes. The
+/// coordinator never knows how: in process across cores (`InProcessTransport`), or over the
+/// network in separate processes.
+public protocol ClientTransport: AnyObject {
+    /// Delivers every task and returns the replies that arrived, each with the client the
+    /// transport vouches sent it. A client that failed sends nothing. `clientDone(done, total)`
+    /// reports progress on the calling thread.
+    func exchange(_ tasks: [ClientMessage], clientDone: ((Int, Int) -> Void)?) -> [ClientMessage]
+}
+
+/// Envelope bytes to or from one client.
+public struct ClientMessage: Sendable {
+    public var client: Int
+    public var bytes: [UInt8]
+    public init(client: Int, bytes: [UInt8]) { (self.client, self.bytes) = (client, bytes) }
+}

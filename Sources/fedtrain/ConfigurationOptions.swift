@@ -1,0 +1,117 @@
+import ArgumentParser
+import Engine
+import Federated
+
+// Flags for the configuration sections, shared by the commands. Each flag sets the config key of
+// the same name (dashes for underscores, see `SimulationConfiguration`); nil leaves the value
+// from the config file or the default, which the help text shows.
+
+extension ModelKind: ExpressibleByArgument {}
+
+/// `--model`, `--data`.
+struct DataOptions: ParsableArguments {
+    @Option(help: "Model: \(ModelKind.allCases.map(\.rawValue).joined(separator: ", ")) (default: lenet5).") var model: ModelKind?
+    @Option(help: "Data directory (default: Fashion-MNIST from dataset-fashion-mnist for lenet5; a cifar-10-batches-bin directory for lenet5-rgb).")
+    var data: String?
+
+    func apply(to section: inout DataSection) {
+        if let model { section.model = model }
+        if let data { section.data = data }
+    }
+}
+
+private let federationDefaults = FederationSection()
+private let trainingDefaults = LocalTrainingSection()
+
+/// Clients, rounds, sampling, partition, strategy, faults, evaluation, seed.
+struct FederationOptions: ParsableArguments {
+    @Option(parsing: .unconditional, help: "Number of clients (default: \(federationDefaults.clients)).") var clients: Int?
+    @Option(parsing: .unconditional, help: "Number of rounds (default: \(federationDefaults.rounds)).") var rounds: Int?
+    @Option(parsing: .unconditional, help: "Fraction of clients sampled per round (default: \(federationDefaults.fraction)).") var fraction: Double?
+    @Option(name: .customLong("min-clients"), parsing: .unconditional, help: "Minimum clients sampled per round (default: \(federationDefaults.minClients)).")
+    var minClients: Int?
+    @Option(help: "Partition: iid, dirichlet:ALPHA, labels:K, shards:S, quantity:BETA (default: \(federationDefaults.partition)).") var partition: String?
+    @Option(name: .customLong("min-partition-size"), parsing: .unconditional,
+            help: "Smallest client the Dirichlet and quantity partitions accept (default: \(federationDefaults.minPartitionSize)).")
+    var minPartitionSize: Int?
+    @Option(help: "Strategy: \(StrategyFactory.strategyHelp) (default: \(federationDefaults.strategy)).") var strategy: String?
+    @Option(name: .customLong("server-optimizer"),
+            help: "Server optimizer replacing the strategy's plain step (fedavg, fedprox, scaffold, fednova): \(StrategyFactory.optimizerHelp).")
+    var serverOptimizer: String?
+    @Option(parsing: .unconditional, help: "Probability that a sampled client drops out of a round (default: \(federationDefaults.dropout)).") var dropout: Double?
+    @Option(help: "Clients that fail in chosen rounds: ROUND:CLIENT[,ROUND:CLIENT...] (clients numbered from 0).") var drop: String?
+    @Option(name: .customLong("min-survivors"), parsing: .unconditional,
+            help: "Rounds with fewer accepted replies keep the model (default: \(federationDefaults.minSurvivors)).")
+    var minSurvivors: Int?
+    @Option(name: .customLong("max-samples"), parsing: .unconditional,
+            help: "Largest sample count a reply may claim; larger claims are rejected (default: \(federationDefaults.maxSamples)).")
+    var maxSamples: Int?
+    @Option(name: .customLong("eval-every"), parsing: .unconditional,
+            help: "Evaluate the global model every N rounds and after the last (default: \(federationDefaults.evalEvery)).")
+    var evalEvery: Int?
+    @Flag(name: .customLong("client-evaluation"), help: "Every client also evaluates the global model on its own data (mean, worst decile).")
+    var clientEvaluation = false
+    @Option(parsing: .unconditional, help: "Seed of every random choice (default: \(federationDefaults.seed)).") var seed: UInt64?
+
+    func apply(to section: inout FederationSection) {
+        if let clients { section.clients = clients }
+        if let rounds { section.rounds = rounds }
+        if let fraction { section.fraction = fraction }
+        if let minClients { section.minClients = minClients }
+        if let partition { section.partition = partition }
+        if let minPartitionSize { section.minPartitionSize = minPartitionSize }
+        if let strategy { section.strategy = strategy }
+        if let serverOptimizer { section.serverOptimizer = serverOptimizer }
+        if let dropout { section.dropout = dropout }
+        if let drop { section.drop = drop }
+        if let minSurvivors { section.minSurvivors = minSurvivors }
+        if let maxSamples { section.maxSamples = maxSamples }
+        if let evalEvery { section.evalEvery = evalEvery }
+        if clientEvaluation { section.clientEvaluation = true }
+        if let seed { section.seed = seed }
+    }
+}
+
+/// Local SGD.
+struct LocalTrainingOptions: ParsableArguments {
+    @Option(name: .customLong("local-epochs"), parsing: .unconditional, help: "Local epochs per round (default: \(trainingDefaults.localEpochs)).")
+    var localEpochs: Int?
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Local minibatch size (default: \(trainingDefaults.batchSize)).")
+    var batchSize: Int?
+    @Option(parsing: .unconditional, help: "Local learning rate (default: \(trainingDefaults.lr)).") var lr: Float?
+    @Option(parsing: .unconditional, help: "Local SGD momentum (default: \(trainingDefaults.momentum)).") var momentum: Float?
+    @Option(name: .customLong("weight-decay"), parsing: .unconditional, help: "Local weight decay (default: \(trainingDefaults.weightDecay)).")
+    var weightDecay: Float?
+
+    func apply(to section: inout LocalTrainingSection) {
+        if let localEpochs { section.localEpochs = localEpochs }
+        if let batchSize { section.batchSize = batchSize }
+        if let lr { section.lr = lr }
+        if let momentum { section.momentum = momentum }
+        if let weightDecay { section.weightDecay = weightDecay }
+    }
+}
+
+/// Update compression.
+struct CompressionOptions: ParsableArguments {
+    @Option(help: "Uplink codec: \(CodecRegistry.help) (default: fp32).") var codec: String?
+    @Option(name: .customLong("down-codec"), help: "Downlink codec for the change of the global model, same specs (default: fp32).") var downCodec: String?
+    @Flag(name: .customLong("error-feedback"), help: "Clients keep what the uplink codec dropped and add it to their next update.")
+    var errorFeedback = false
+
+    func apply(to section: inout CompressionSection) {
+        if let codec { section.codec = codec }
+        if let downCodec { section.downCodec = downCodec }
+        if errorFeedback { section.errorFeedback = true }
+    }
+}
+
+/// `--threads`.
+struct RunOptions: ParsableArguments {
+    @Option(parsing: .unconditional, help: "Worker threads (default: all cores, \(Parallelism.availableCores) here); results do not depend on it.")
+    var threads: Int?
+
+    func apply(to section: inout RunSection) {
+        if let threads { section.threads = threads }
+    }
+}
