@@ -225,6 +225,85 @@ func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
         }
     }
 
+    /// Resuming with another configuration is refused, naming the key, and writes nothing: the
+    /// run can still be resumed with its own configuration afterwards.
+    @Test func resumeWithAnEditedConfigurationIsRefused() throws {
+        let data = dataDirectory(), run = data + "/run"
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        _ = try SimulationJob(configuration: configuration(data: data, rounds: 2), outputDirectory: run, saveModel: nil).run()
+        let config = try String(contentsOfFile: "\(run)/config.yaml", encoding: .utf8)
+        let checkpoint = try Data(contentsOf: URL(fileURLWithPath: "\(run)/checkpoint/checkpoint.json"))
+        var edited = configuration(data: data, rounds: 3)
+        edited.federation.strategy = "fedyogi"
+        edited.federation.clients = 5
+        do {
+            _ = try SimulationJob(configuration: edited, outputDirectory: run, saveModel: nil).run(resume: true)
+            Issue.record("an edited configuration was resumed")
+        } catch {
+            #expect(error.description.contains("clients: 4 in the run, 5 now") && error.description.contains("strategy: scaffold in the run, fedyogi now"),
+                    "\(error)")
+        }
+        do {
+            _ = try SimulationJob(configuration: configuration(data: data, rounds: 1), outputDirectory: run, saveModel: nil).run(resume: true)
+            Issue.record("fewer rounds than finished were accepted")
+        } catch {
+            #expect(error.description.contains("it has finished 2"), "\(error)")
+        }
+        #expect(try String(contentsOfFile: "\(run)/config.yaml", encoding: .utf8) == config)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: "\(run)/checkpoint/checkpoint.json")) == checkpoint)
+        var moreThreads = configuration(data: data, rounds: 3)
+        moreThreads.run.threads = 1
+        #expect(try SimulationJob(configuration: moreThreads, outputDirectory: run, saveModel: nil).run(resume: true).rounds == 3)
+    }
+
+    /// An output directory holding a run is refused without --overwrite; one in use by another
+    /// run is refused; the input config is never overwritten.
+    @Test func outputDirectoryIsGuarded() throws {
+        let data = dataDirectory(), run = data + "/run"
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        _ = try SimulationJob(configuration: configuration(data: data, rounds: 1), outputDirectory: run, saveModel: nil).run()
+        #expect(throws: JobError.self) { try SimulationJob(configuration: configuration(data: data, rounds: 1), outputDirectory: run, saveModel: nil).run() }
+        var job = SimulationJob(configuration: configuration(data: data, rounds: 1), outputDirectory: run, saveModel: nil)
+        job.overwrite = true
+        let held = try OutputDirectory(run, inputConfig: nil)
+        try held.lock()
+        do {
+            _ = try job.run()
+            Issue.record("a locked directory was written")
+        } catch { #expect(error.description.contains("in use by another fedtrain run"), "\(error)") }
+        do {
+            _ = try job.run(resume: true)
+            Issue.record("a locked directory was resumed")
+        } catch { #expect(error.description.contains("in use by another fedtrain run"), "\(error)") }
+        withExtendedLifetime(held) {}
+        job.inputConfig = "\(run)/config.yaml"
+        do {
+            _ = try job.run()
+            Issue.record("the input config was overwritten")
+        } catch { #expect(error.description.contains("would overwrite the input config"), "\(error)") }
+        FileManager.default.createFile(atPath: data + "/file", contents: Data())
+        do {
+            _ = try SimulationJob(configuration: configuration(data: data, rounds: 1), outputDirectory: data + "/file", saveModel: nil).run()
+            Issue.record("a file was used as the output directory")
+        } catch { #expect(error.description.contains("is a file, not a directory"), "\(error)") }
+    }
+
+    /// Per-client state is written when it changes: with SCAFFOLD, a round writes the files of
+    /// the clients that took part, not all clients'.
+    @Test func checkpointBytesFollowTheClientsThatTookPart() throws {
+        let data = dataDirectory(), run = data + "/run"
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        var c = configuration(data: data, rounds: 2)
+        (c.federation.clients, c.federation.fraction, c.federation.dropout) = (8, 0.25, 0)
+        let job = SimulationJob(configuration: c, outputDirectory: run, saveModel: nil)
+        _ = try job.run()
+        let files = try FileManager.default.contentsOfDirectory(atPath: "\(run)/checkpoint")
+        let clientFiles = files.filter { $0.hasPrefix("client-") }
+        // Two rounds of 2 sampled clients each: at most 4 clients hold state, each in one file.
+        #expect(clientFiles.count >= 2 && clientFiles.count <= 4, "\(files)")
+        #expect(clientFiles.filter { $0.hasSuffix("-r2.safetensors") }.count == 2, "round 2 rewrote only its own clients: \(files)")
+    }
+
     @Test func configErrorsNameTheKey() {
         func error(_ text: String) -> String? {
             do {

@@ -99,9 +99,54 @@ func temporaryPath(_ name: String) -> String {
         #expect(result.status == 0)
         for option in ["--config", "--clients", "--rounds", "--fraction", "--min-clients", "--partition", "--strategy", "--local-epochs",
                        "--batch-size", "--lr", "--momentum", "--weight-decay", "--dropout", "--eval-every", "--seed", "--threads",
-                       "--out", "--resume", "--save", "--codec", "--down-codec", "--error-feedback"] {
+                       "--out", "--resume", "--save", "--codec", "--down-codec", "--error-feedback", "--server-optimizer", "--drop",
+                       "--min-survivors", "--max-samples", "--overwrite", "--client-evaluation", "--model", "--data", "--min-partition-size"] {
             #expect(result.output.contains(option), "help lacks \(option)")
         }
+        #expect(result.output.contains("(default: 10)") && result.output.contains("(default: dirichlet:0.5)"), "help shows defaults")
+    }
+
+    /// Every user error is one line `fedtrain: error: ...` on stderr and status 1: bad flags
+    /// (ArgumentParser's own errors included), bad values, bad files, corrupt checkpoints.
+    @Test(arguments: [
+        (["simulate", "--rounds", "-1"], "fedtrain: error: rounds must be at least 1 (got -1)"),
+        (["simulate", "--lr", "-1"], "fedtrain: error: lr must be a positive number (got -1.0)"),
+        (["simulate", "--clients"], "fedtrain: error: Missing value for '--clients <clients>'"),
+        (["simulate", "--bogus"], "fedtrain: error: Unknown option '--bogus'"),
+        (["simulate", "--clients", "many"], "fedtrain: error: The value 'many' is invalid for '--clients <clients>'"),
+        (["simulate", "--config", "/nonexistent/job.yaml"], "fedtrain: error: /nonexistent/job.yaml"),
+        (["simulate", "--data", "/nonexistent/dir"], "fedtrain: error: /nonexistent/dir/"),
+        (["simulate", "--out", "/etc/hostname"], "fedtrain: error: /etc/hostname is a file, not a directory"),
+        (["simulate", "--server-optimizer", "adam", "--strategy", "fedyogi"], "fedtrain: error: server_optimizer adam: strategy fedyogi"),
+        (["simulate", "--drop", "1:99"], "fedtrain: error: drop: 1:99"),
+        (["train", "--epochs", "-2"], "fedtrain: error: --epochs must be at least 1 (got -2)"),
+        (["fly"], "fedtrain: error: Unexpected argument 'fly'"),
+    ])
+    func userErrorsAreOneLine(arguments: [String], message: String) throws {
+        let result = try fedtrain(arguments)
+        #expect(result.status == 1)
+        #expect(result.error.hasPrefix(message), "stderr: \(result.error)")
+        #expect(result.error.split(separator: "\n").count == 1, "stderr: \(result.error)")
+        #expect(!result.output.contains("round 1"))
+    }
+
+    @Test func corruptCheckpointIsOneLine() throws {
+        let directory = temporaryPath("run")
+        try FileManager.default.createDirectory(atPath: "\(directory)/checkpoint", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "clients: 4\n".write(toFile: "\(directory)/config.yaml", atomically: true, encoding: .utf8)
+        try "{\"round\": 3".write(toFile: "\(directory)/checkpoint/checkpoint.json", atomically: true, encoding: .utf8)
+        let result = try fedtrain(["simulate", "--resume", directory])
+        #expect(result.status == 1)
+        #expect(result.error.hasPrefix("fedtrain: error: cannot resume from \(directory)/checkpoint: checkpoint.json is not a fedtrain checkpoint"),
+                "\(result.error)")
+        #expect(result.error.split(separator: "\n").count == 1)
+    }
+
+    @Test func versionAndHelpExitZero() throws {
+        let version = try fedtrain(["--version"])
+        #expect(version.status == 0 && version.output.hasPrefix("fedtrain "))
+        #expect(try fedtrain(["--help"]).status == 0)
     }
 
     @Test(arguments: [

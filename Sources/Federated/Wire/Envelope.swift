@@ -21,7 +21,7 @@ import Engine
 ///     28      8     train loss (f64; NaN when none)
 ///     36      4     FedProx mu the client must apply (f32, task)
 ///     40      1     payload count n
-///     41      ...   m metrics: name length (1), UTF-8 name, value (f64)
+///     41      ...   m metrics: name length (1), UTF-8 name, value (f64); names ascending
 ///     ...     ...   n payloads: role (1), length (4), bytes (an `UpdateMessage`)
 ///     end-4   4     CRC-32 (zlib) of every byte before it
 ///
@@ -134,12 +134,14 @@ public struct Envelope: Sendable, Equatable {
         trainLoss = Double(bitPattern: try reader.read(UInt64.self))
         proximalMu = Float(bitPattern: try reader.read(UInt32.self))
         let payloadCount = Int(try reader.read(UInt8.self))
+        var previous = ""
         for _ in 0..<metricCount {
             let length = Int(try reader.read(UInt8.self))
             guard length > 0 else { throw .badField("empty metric name") }
             let utf8 = try reader.readBytes(count: length) { Array($0) }
             guard let name = String(validating: utf8, as: UTF8.self) else { throw .badField("metric name is not UTF-8") }
-            guard metrics[name] == nil else { throw .badField("metric \(name) appears twice") }
+            guard name > previous else { throw .badField("metric \(name) out of order or repeated") }
+            previous = name
             metrics[name] = Double(bitPattern: try reader.read(UInt64.self))
         }
         for _ in 0..<payloadCount {

@@ -1,0 +1,54 @@
+@testable import Federated
+import Testing
+
+@Suite struct ConfigurationTests {
+    /// `config.yaml` reads back exactly: every key, a seed of 2⁶⁴−1, floats by their shortest
+    /// form, paths with tabs, quotes, backslashes, colons and non-ASCII letters.
+    @Test(arguments: ["/data/plain", "/tmp/a\tb\"c'd\\e: f #g/é/ü/日本", " leading and trailing ", "yes", "123", ""])
+    func yamlRoundTrip(path: String) throws {
+        var configuration = SimulationConfiguration()
+        configuration.data.data = path
+        configuration.federation.seed = UInt64.max
+        configuration.federation.strategy = "fedprox:0.01"
+        configuration.federation.serverOptimizer = "adam:0.03:0.001"
+        configuration.federation.drop = "2:1,3:0"
+        configuration.federation.fraction = 0.1
+        configuration.training.lr = 0.1
+        configuration.training.momentum = 0.9
+        configuration.compression.codec = "topk:0.01+qsgd:4"
+        configuration.compression.errorFeedback = true
+        configuration.run.threads = 3
+        let text = ConfigurationFile.encode(configuration)
+        #expect(try ConfigurationFile.decode(text, source: "config.yaml") == configuration, "\(text)")
+        #expect(text.contains("lr: 0.1\n") || text.contains("lr: 1e-1\n"), "\(text)")
+        #expect(try ConfigurationFile.decode(ConfigurationFile.encode(SimulationConfiguration()), source: "x") == SimulationConfiguration())
+    }
+
+    /// Every key has one definition: the file keys are the sections' coding keys, once each.
+    @Test func keysAreUnique() {
+        #expect(Set(SimulationConfiguration.keys).count == SimulationConfiguration.keys.count)
+        #expect(SimulationConfiguration.keys.contains("min_survivors") && SimulationConfiguration.keys.contains("server_optimizer"))
+    }
+
+    @Test func differingKeysNameWhatChanged() {
+        let a = SimulationConfiguration()
+        var b = a
+        b.federation.strategy = "fedyogi"
+        b.federation.rounds = 40
+        b.run.threads = a.run.threads + 1
+        #expect(a.differingKeys(from: b) == ["rounds", "strategy", "threads"])
+        #expect(a.value(of: "strategy") == "fedavg" && b.value(of: "strategy") == "fedyogi")
+    }
+
+    @Test func scheduledDrops() throws {
+        var federation = FederationSection()
+        federation.drop = "3:1,1:0"
+        #expect(try federation.scheduledDrops() == [ScheduledDrop(round: 3, client: 1), ScheduledDrop(round: 1, client: 0)])
+        let plan = FaultPlan(scheduled: try federation.scheduledDrops(), seed: 0)
+        #expect(plan.drops(round: 3, client: 1) && !plan.drops(round: 3, client: 0) && !plan.drops(round: 1, client: 1))
+        for bad in ["3", "a:b", "0:1", "1:10", "1:-1", "1:1,"] {
+            federation.drop = bad
+            #expect(throws: ConfigurationError.self, "\(bad)") { try federation.scheduledDrops() }
+        }
+    }
+}
