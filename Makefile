@@ -30,24 +30,33 @@ train: build
 	$(FEDTRAIN) train --epochs 10 --batch-size 64 --lr 0.02 --momentum 0.9 --summary results/train/summary.json \
 		--save results/train/model.safetensors
 
-## experiment: one experiment, NAME=x runs experiments/x.yaml into results/x/ (resuming if it was interrupted);
-## SEED=k overrides the config's seed and writes results/x-seed-k/
+## experiment: one experiment, NAME=x runs experiments/x.yaml into results/x/, resuming it if it was interrupted;
+## SEED=k overrides the config's seed and writes results/x-seed-k/. A run whose experiments/x.yaml was edited since it
+## started is not resumed (fedtrain names the keys that differ); FRESH=1 starts it over.
 EXPERIMENT_OUT = results/$(NAME)$(if $(SEED),-seed-$(SEED))
 experiment: build
-	@test -n "$(NAME)" || { echo "usage: make experiment NAME=<name of experiments/NAME.yaml> [SEED=k]"; exit 2; }
-	@if [ -f $(EXPERIMENT_OUT)/checkpoint/checkpoint.json ]; then \
-		$(FEDTRAIN) simulate --resume $(EXPERIMENT_OUT); \
+	@test -n "$(NAME)" || { echo "make experiment: NAME is not set (usage: make experiment NAME=<name of experiments/NAME.yaml> [SEED=k] [FRESH=1])"; exit 2; }
+	@test -f experiments/$(NAME).yaml || { echo "make experiment: experiments/$(NAME).yaml does not exist"; exit 2; }
+	@if [ -z "$(FRESH)" ] && [ -f $(EXPERIMENT_OUT)/checkpoint/checkpoint.json ]; then \
+		$(FEDTRAIN) simulate --resume $(EXPERIMENT_OUT) --config experiments/$(NAME).yaml $(if $(SEED),--seed $(SEED)) \
+		|| { echo "make experiment: to start $(EXPERIMENT_OUT) over from experiments/$(NAME).yaml: make experiment NAME=$(NAME)$(if $(SEED), SEED=$(SEED)) FRESH=1"; exit 1; }; \
 	else \
-		$(FEDTRAIN) simulate --config experiments/$(NAME).yaml $(if $(SEED),--seed $(SEED)) --out $(EXPERIMENT_OUT); \
+		$(FEDTRAIN) simulate --config experiments/$(NAME).yaml $(if $(SEED),--seed $(SEED)) --out $(EXPERIMENT_OUT) $(if $(FRESH),--overwrite); \
 	fi
 
-## plot: PNG charts (accuracy vs round, accuracy vs cumulative MB uploaded) for NAME="x y ..."
-plot: $(PYTHON)
-	@$(PYTHON) -c "import matplotlib" 2>/dev/null || $(VENV)/bin/pip install -q matplotlib
+## plot: PNG charts (accuracy vs round, accuracy vs cumulative MB uploaded) for NAME="x y ..." (results/x/metrics.jsonl
+## ...); installs matplotlib into .venv on first use
+plot:
+	@test -n "$(NAME)" || { echo 'make plot: NAME is not set (usage: make plot NAME="x y ..." to plot results/x results/y ...)'; exit 2; }
+	@for n in $(NAME); do \
+		[ -d "results/$$n" ] || { echo "make plot: results/$$n does not exist (make experiment NAME=$$n writes it)"; exit 2; }; \
+		[ -f "results/$$n/metrics.jsonl" ] || { echo "make plot: results/$$n/metrics.jsonl does not exist (make experiment NAME=$$n writes it)"; exit 2; }; \
+	done
+	$(call require_files,plot,scripts/plot.py scripts/script_support.py)
+	@[ -x $(PYTHON) ] || python3 -m venv $(VENV)
+	@$(PYTHON) -c "import matplotlib" 2>/dev/null || $(VENV)/bin/pip install -q matplotlib \
+		|| { echo "make plot: could not install matplotlib with pip (is PyPI reachable?)"; exit 1; }
 	$(PYTHON) scripts/plot.py $(foreach n,$(NAME),results/$(n))
-
-$(PYTHON):
-	python3 -m venv $(VENV)
 
 NIID_STRATEGIES := fedavg fedprox-0.01 scaffold fednova fedavgm-0.9 fedadam
 NIID_PARTITIONS := iid dirichlet-0.5 labels-2 labels-3
@@ -101,16 +110,23 @@ test: deps
 bench: deps
 	cd Benchmarks && swift package --allow-writing-to-package-directory benchmark
 
-## compare: this engine beside PyTorch on LeNet-5, same batch sizes and threads, in one run
+## compare: this engine beside PyTorch on LeNet-5, same batch sizes and threads, in one run;
+## downloads PyTorch (~5 GB) into .venv on first use
 compare: build
+	$(call require_files,compare,scripts/compare.py $(TORCH_SCRIPTS))
+	$(call require_files,compare,$(FASHION_MNIST_FILES),make deps installs dataset-fashion-mnist)
 	@if [ ! -x $(PYTHON) ] || ! $(PYTHON) -c "import torch" 2>/dev/null; then \
 		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q torch numpy \
 		|| { echo "make compare: skipped: could not install PyTorch with pip (is PyPI reachable?)"; exit 0; }; \
 	fi; \
 	$(PYTHON) scripts/compare.py --fedtrain $(FEDTRAIN)
 
-## compare-fedavg: one FedAvg round (10 IID clients x 6000, E=1, B=32) beside ../shared/peers' PyTorch loop and Flower
+## compare-fedavg: one FedAvg round (10 IID clients x 6000, E=1, B=32) beside a PyTorch loop (scripts/fedavg_torch.py)
+## and Flower (scripts/flower_sim.py); downloads PyTorch (~5 GB) and Flower with Ray into .venv on first use
 compare-fedavg: build
+	$(call require_files,compare-fedavg,scripts/fedavg_compare.py scripts/fedavg_torch.py scripts/flower_sim.py \
+		scripts/flower_client.py $(TORCH_SCRIPTS) experiments/fedavg-iid-round.yaml)
+	$(call require_files,compare-fedavg,$(FASHION_MNIST_FILES),make deps installs dataset-fashion-mnist)
 	@if [ ! -x $(PYTHON) ] || ! $(PYTHON) -c "import torch" 2>/dev/null; then \
 		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q torch numpy \
 		|| { echo "make compare-fedavg: skipped: could not install PyTorch with pip (is PyPI reachable?)"; exit 0; }; \
@@ -120,19 +136,24 @@ compare-fedavg: build
 	$(PYTHON) scripts/fedavg_compare.py --fedtrain $(FEDTRAIN)
 
 ## accuracy-seeds: centralized LeNet-5 final accuracy over SEEDS, fedtrain beside PyTorch (same recipe as make train),
-## from each engine's own start and from a shared one
+## from each engine's own start and from a shared one; downloads PyTorch (~5 GB) into .venv on first use
 SEEDS := 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19
 accuracy-seeds: build
+	$(call require_files,accuracy-seeds,scripts/accuracy_seeds.py scripts/fedtrain_order.py $(TORCH_SCRIPTS))
+	$(call require_files,accuracy-seeds,$(FASHION_MNIST_FILES),make deps installs dataset-fashion-mnist)
 	@set -o pipefail; if [ ! -x $(PYTHON) ] || ! $(PYTHON) -c "import torch, safetensors" 2>/dev/null; then \
 		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q torch numpy safetensors \
 		|| { echo "make accuracy-seeds: skipped: could not install PyTorch with pip (is PyPI reachable?)"; exit 0; }; \
 	fi; \
 	$(PYTHON) scripts/accuracy_seeds.py --fedtrain $(FEDTRAIN) --seeds $(SEEDS) | tee results/accuracy-seeds.md
 
-## check-checkpoint: FILE (default results/train/model.safetensors, from make train) loaded into PyTorch's LeNet5
+## check-checkpoint: CHECKPOINT=file (default results/train/model.safetensors, from make train) loaded into PyTorch's
+## LeNet5 (scripts/torch_lenet5.py); downloads PyTorch (~5 GB) into .venv on first use
 CHECKPOINT := results/train/model.safetensors
 check-checkpoint:
 	@test -f $(CHECKPOINT) || { echo "make check-checkpoint: $(CHECKPOINT) does not exist (make train writes it)"; exit 2; }
+	$(call require_files,check-checkpoint,scripts/check_checkpoint.py $(TORCH_SCRIPTS))
+	$(call require_files,check-checkpoint,$(FASHION_MNIST_FILES),make deps installs dataset-fashion-mnist)
 	@if [ ! -x $(PYTHON) ] || ! $(PYTHON) -c "import torch, safetensors" 2>/dev/null; then \
 		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q torch numpy safetensors \
 		|| { echo "make check-checkpoint: skipped: could not install PyTorch with pip (is PyPI reachable?)"; exit 0; }; \

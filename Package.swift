@@ -1,6 +1,6 @@
 // swift-tools-version: 6.1
 // fedtrain: a federated-learning training engine on OpenBLAS. Layers (dependencies point down):
-// fedtrain (CLI) -> Federated -> Datasets -> Engine -> CBLAS. See DESIGN.md in the shared folder.
+// fedtrain (CLI) -> Federated -> Datasets -> Engine -> CBLAS. See docs/architecture.md.
 import Foundation
 import PackageDescription
 

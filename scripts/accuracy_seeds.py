@@ -13,22 +13,29 @@ far the final accuracies of the four runs lie apart, that is, how much of a sing
 is rounding.
 
 Usage: python scripts/accuracy_seeds.py --fedtrain .build/release/fedtrain [--seeds 0 1 2 ...]
+(needs torch and safetensors)
 """
-import argparse
 import json
 import os
 import statistics
 import subprocess
 import tempfile
 
-import torch
-import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from fedtrain_order import epoch_orders
-from torch_lenet5 import LeNet5, load_fashion_mnist
+from script_support import (ArgumentParser, fail, non_negative_int, positive_int, require_executable,
+                            require_fashion_mnist, require_modules)
 
 TRAJECTORY_STEPS = 50
 ACCURACY_BAR = 89.5  # issue 2's acceptance bar for one run
+
+
+def import_torch():
+    """PyTorch and what is built on it, imported once the arguments and files are checked."""
+    global torch, F, load_file, save_file, LeNet5, load_fashion_mnist
+    import torch
+    import torch.nn.functional as F
+    from safetensors.torch import load_file, save_file
+    from torch_lenet5 import LeNet5, load_fashion_mnist
 
 
 def torch_model(seed):
@@ -79,9 +86,14 @@ def fedtrain_train(seed, args, *options):
     """Runs `fedtrain train` with the recipe, `seed` and extra `options`; returns the summary."""
     with tempfile.TemporaryDirectory() as tmp:
         summary = os.path.join(tmp, "summary.json")
-        subprocess.run([args.fedtrain, "train", "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-                        "--lr", str(args.lr), "--momentum", str(args.momentum), "--threads", str(args.threads),
-                        "--seed", str(seed), "--summary", summary, *options], check=True, stdout=subprocess.DEVNULL)
+        command = [args.fedtrain, "train", "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+                   "--lr", str(args.lr), "--momentum", str(args.momentum), "--threads", str(args.threads),
+                   "--seed", str(seed), "--summary", summary, *options]
+        try:
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        except subprocess.CalledProcessError as error:
+            fail(f"{args.fedtrain} train --seed {seed} {' '.join(options)} exited with status {error.returncode}",
+                 status=1)
         with open(summary) as f:
             return json.load(f)
 
@@ -148,17 +160,21 @@ def same_starts(data, args, tmp):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--fedtrain", required=True)
-    p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--fedtrain", required=True, help="the fedtrain executable, e.g. .build/release/fedtrain")
+    p.add_argument("--seeds", type=non_negative_int, nargs="+", default=list(range(10)))
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=float, default=0.02)
     p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--threads", type=positive_int, default=os.cpu_count())
     args = p.parse_args()
     if len(args.seeds) < 2:
         p.error("--seeds needs at least two seeds")
+    require_executable(args.fedtrain)
+    require_fashion_mnist()
+    require_modules("torch", "safetensors", hint="make accuracy-seeds installs them into .venv")
+    import_torch()
     data = (load_fashion_mnist("train", normalize=True), load_fashion_mnist("t10k", normalize=True))
 
     print(f"# Centralized LeNet-5, Fashion-MNIST: final test accuracy (%) over {len(args.seeds)} seeds\n")

@@ -1,16 +1,23 @@
 """PNG per partition of make compression-sweep: test accuracy vs cumulative MB uploaded (log scale),
 one curve per codec. Usage: python scripts/compression_plot.py results/compression  (needs matplotlib)
+Prints the path of every PNG it writes.
 """
-import json
 import os
-import sys
 
-import matplotlib
+from script_support import ArgumentParser, fail, read_json, read_json_lines, require_directory, require_modules
+
+p = ArgumentParser(description=__doc__.split("\n\n")[0])
+p.add_argument("root", metavar="DIR", help="the sweep's results, e.g. results/compression")
+root = require_directory(p.parse_args().root, "make compression-sweep writes it")
+if not any(os.path.isdir(os.path.join(root, partition)) for partition in os.listdir(root)):
+    fail(f"{root} holds no partition folders (make compression-sweep writes them)")
+require_modules("matplotlib", hint="make plot installs it into .venv")
+
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-root = sys.argv[1]
 for partition in sorted(os.listdir(root)):
     directory = os.path.join(root, partition)
     if not os.path.isdir(directory):
@@ -23,8 +30,7 @@ for partition in sorted(os.listdir(root)):
         if not os.path.exists(metrics):
             continue
         total, xs, ys = 0, [], []
-        for line in open(metrics):
-            row = json.loads(line)
+        for row in read_json_lines(metrics, keys=("bytes_up",)):
             total += row["bytes_up"]
             if row.get("test_accuracy") is not None:
                 xs.append(total / 1e6)
@@ -33,7 +39,7 @@ for partition in sorted(os.listdir(root)):
                   linestyle=styles[index // 7 % 3], linewidth=2.4 if name == "fp32" else 1.3, label=name)
     dense = os.path.join(directory, "fp32", "summary.json")
     if os.path.exists(dense):
-        bar = 100 * json.load(open(dense))["final_accuracy"] - 0.5
+        bar = 100 * read_json(dense, keys=("final_accuracy",))["final_accuracy"] - 0.5
         axis.axhline(bar, color="grey", linewidth=0.8, linestyle="--", label=f"bar: dense final - 0.5 ({bar:.2f}%)")
     axis.set(xscale="log", xlabel="cumulative MB uploaded (log)", ylabel="test accuracy (%)",
              title=f"accuracy vs upload, {partition}")
@@ -42,5 +48,8 @@ for partition in sorted(os.listdir(root)):
     axis.legend(fontsize=7, ncol=2, loc="lower right")
     fig.tight_layout()
     target = os.path.join(root, f"{partition}.png")
-    fig.savefig(target, dpi=120)
+    try:
+        fig.savefig(target, dpi=120)
+    except OSError as error:
+        fail(f"cannot write {target}: {error.strerror or error}")
     print(f"wrote {target}")

@@ -5,19 +5,23 @@ Per partition, every run of experiments/compression-sweep.txt beside the dense b
 final and best accuracy, MB up and down (real message bytes), ratios vs dense, and the round,
 upload and download at which a run first reaches the dense run's final accuracy minus 0.5 points.
 """
-import json
 import os
-import sys
 
-root = sys.argv[1]
-sweep = [line.split(None, 1) for line in open("experiments/compression-sweep.txt") if line.strip() and not line.startswith("#")]
+from script_support import REPOSITORY, ArgumentParser, read_json, read_json_lines, require_directory, require_file
+
+p = ArgumentParser(description=__doc__.split("\n\n")[0])
+p.add_argument("root", metavar="DIR", help="the sweep's results, e.g. results/compression")
+root = require_directory(p.parse_args().root, "make compression-sweep writes it")
+SWEEP = require_file(os.path.join(os.path.relpath(REPOSITORY), "experiments", "compression-sweep.txt"))
+sweep = [line.split(None, 1) for line in open(SWEEP) if line.strip() and not line.startswith("#")]
 names = [entry[0] for entry in sweep]
 flags = {entry[0]: (entry[1].strip() if len(entry) > 1 else "(dense fp32)") for entry in sweep}
 
 
 def load(run):
-    summary = json.load(open(os.path.join(run, "summary.json")))
-    rows = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
+    summary = read_json(os.path.join(run, "summary.json"), keys=(
+        "final_accuracy", "best_accuracy", "bytes_up", "bytes_down", "compression_up", "compression_down"))
+    rows = read_json_lines(os.path.join(run, "metrics.jsonl"), keys=("round", "bytes_up", "bytes_down"))
     return summary, rows
 
 

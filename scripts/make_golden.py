@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python scripts/make_golden.py   (needs torch and safetensors; CI never runs it)
 
-For each model (LeNet-5 grayscale as in shared/peers/common.py, and the RGB variant), from fixed
+For each model (LeNet-5 grayscale as in scripts/torch_lenet5.py, and the RGB variant), from fixed
 seeded weights and one fixed batch, it stores:
   <model>.param.<name>     the initial weights (PyTorch state_dict names)
   <model>.input, .labels   the batch (labels as float)
@@ -15,10 +15,18 @@ torch_lenet5.safetensors (safetensors.torch.save_file of the state_dict).
 """
 import os
 
-import torch
-import torch.nn.functional as F
-from torch_lenet5 import LeNet5
-from safetensors.torch import save_file
+from script_support import ArgumentParser, require_directory, require_modules
+
+FIXTURES = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "Tests", "EngineTests", "Fixtures"))
+
+
+def import_torch():
+    """PyTorch and what is built on it, imported once the arguments and folders are checked."""
+    global torch, F, LeNet5, save_file
+    import torch
+    import torch.nn.functional as F
+    from torch_lenet5 import LeNet5
+    from safetensors.torch import save_file
 
 
 def record(prefix, model, x, y, out):
@@ -47,12 +55,16 @@ def record(prefix, model, x, y, out):
 
 
 def main():
+    ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # no arguments; --help
+    require_directory(FIXTURES)
+    require_modules("torch", "safetensors", hint="pip install torch safetensors, e.g. into .venv")
+    import_torch()
     torch.manual_seed(0)
     torch.set_num_threads(1)
     out = {}
     gray = LeNet5(1, 2)
     record("lenet5", gray, torch.randn(6, 1, 28, 28), torch.tensor([0, 3, 9, 3, 5, 7]), out)
-    fixtures = os.path.join(os.path.dirname(__file__), "..", "Tests", "EngineTests", "Fixtures")
+    fixtures = FIXTURES
     save_file({k[len("lenet5.param."):]: v.contiguous() for k, v in out.items() if k.startswith("lenet5.param.")},
               os.path.join(fixtures, "torch_lenet5.safetensors"))
     rgb = LeNet5(3, 0)

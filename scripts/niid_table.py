@@ -7,14 +7,19 @@ Cells repeated with other seeds (results/niid-<row>-<partition>-seed-<k>/) get a
 each seed's best accuracy, their mean and sample standard deviation.
 """
 import glob
-import json
 import os
 import re
 import statistics
-import sys
 
-root = sys.argv[1]
-experiments = sys.argv[2] if len(sys.argv) > 2 else "experiments"
+from script_support import REPOSITORY, ArgumentParser, read_json, require_directory
+
+p = ArgumentParser(description=__doc__.split("\n\n")[0])
+p.add_argument("root", metavar="RESULTS", help="the folder of the results/niid-* runs, e.g. results")
+p.add_argument("experiments", nargs="?", default=os.path.relpath(os.path.join(REPOSITORY, "experiments")),
+               help="the folder of the niid-*.yaml configs (default: %(default)s)")
+arguments = p.parse_args()
+root = require_directory(arguments.root)
+experiments = require_directory(arguments.experiments)
 partitions = [("iid", "iid"), ("dirichlet-0.5", "Dir(0.5)"), ("labels-2", "#C=2"), ("labels-3", "#C=3")]
 strategies = [("fedavg", "FedAvg"), ("fedprox-0.01", "FedProx (mu 0.01)"), ("scaffold", "SCAFFOLD"),
               ("fednova", "FedNova"), ("fedavgm-0.9", "FedAvgM (0.9)"), ("fedadam", "FedAdam"),
@@ -29,8 +34,7 @@ def best_accuracy(directory):
     path = os.path.join(directory, "summary.json")
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        return 100 * json.load(f)["best_accuracy"]
+    return 100 * read_json(path, keys=("best_accuracy",))["best_accuracy"]
 
 
 print("# NIID-Bench, Fashion-MNIST: best test accuracy (%)\n")

@@ -1,14 +1,14 @@
-"""The PyTorch LeNet-5 the scripts compare against: shared/peers/common.py's LeNet5, with the input
-channels and conv1 padding as parameters (1 and 2 for 28x28 images, 3 and 0 for 32x32 RGB), and
-the Fashion-MNIST loader they share."""
+"""The PyTorch side the scripts compare against, the one definition of it in this repository: the
+LeNet-5 of the PyTorch reference scripts (fedavg_torch.py, flower_sim.py), with the input channels
+and conv1 padding as parameters (1 and 2 for 28x28 images, 3 and 0 for 32x32 RGB), the
+Fashion-MNIST loader, one epoch of plain SGD and test accuracy."""
 import gzip
 import struct
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+from script_support import FASHION_MNIST
 
 
 def load_idx(path):
@@ -45,3 +45,26 @@ class LeNet5(nn.Module):
         x = F.relu(self.fc1(x))
         x = F.relu(self.fc2(x))
         return self.fc3(x)
+
+
+def train_epoch(model, x, y, batch, lr, gen):
+    """One epoch of plain SGD over (x, y) in a random order. Last partial batch is kept."""
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    model.train()
+    perm = torch.randperm(len(x), generator=gen)
+    for i in range(0, len(x), batch):
+        idx = perm[i:i + batch]
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        loss.backward()
+        opt.step()
+    return loss.item()
+
+
+@torch.no_grad()
+def accuracy(model, x, y, batch=1000):
+    """Fraction of (x, y) that `model` classifies correctly."""
+    model.eval()
+    correct = sum((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum().item()
+                  for i in range(0, len(x), batch))
+    return correct / len(x)

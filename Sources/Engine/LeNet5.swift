@@ -1,4 +1,4 @@
-/// LeNet-5 as in `shared/peers/common.py`: conv 5×5 → ReLU → maxpool 2 → conv 6→16 5×5 → ReLU
+/// LeNet-5 as in `scripts/torch_lenet5.py`: conv 5×5 → ReLU → maxpool 2 → conv 6→16 5×5 → ReLU
 /// → maxpool 2 → fc 400-120-84-10, with the PyTorch module names `conv1, conv2, fc1, fc2, fc3`.
 ///
 /// The stack pools before the ReLU: `relu(maxpool(x)) = maxpool(relu(x))` exactly (ReLU is

@@ -7,7 +7,7 @@ import Foundation
 /// OpenBLAS always runs single-threaded.** LeNet-sized GEMMs are far too small for OpenBLAS's own
 /// threading: on the 2-core reference machine a batched B=64 step only went from 2.76 to 2.42 ms
 /// of GEMM time with 2 BLAS threads, while per-image GEMMs on one thread reach ~100 GFLOP/s
-/// (`shared/peers/RESULTS.md`). Splitting a batch into chunks that each run a full forward and
+/// (see docs/performance.md). Splitting a batch into chunks that each run a full forward and
 /// backward on one core keeps every GEMM at the per-image shape that runs near peak, and both
 /// cores busy. Never both at once: nested BLAS threads would oversubscribe the cores.
 public enum Parallelism {

@@ -150,7 +150,8 @@ public final class Trainer {
         inputs.updateAfterReduce = update
         Parallelism.runPrebuilt(workers: workers(total: count), job: chunkJob!)
         Parallelism.runPrebuilt(workers: threads, job: reduceJob!)
-        inputs.source = nil
+        // The pointers were valid only for this call (DESIGN: never store a pointer).
+        (inputs.parameters, inputs.images, inputs.labels, inputs.source) = (nil, nil, nil, nil)
         var loss = 0.0
         for chunk in 0..<min(chunks, count) { loss += chunkLoss[chunk] }
         return loss
