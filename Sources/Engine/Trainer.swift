@@ -45,6 +45,14 @@ public final class Trainer {
     private var chunkJob: ((Int) -> Void)?
     private var reduceJob: ((Int) -> Void)?
 
+    /// Bytes a trainer allocates for `batchCapacity` and `chunks` (workspaces and gradients; the
+    /// momentum buffer comes on top), so a job can refuse a batch that would not fit in memory.
+    public static func byteCount(network: Sequential, batchCapacity: Int, chunks: Int) -> Int {
+        let chunks = min(chunks, batchCapacity), chunkCapacity = (batchCapacity + chunks - 1) / chunks
+        return chunks * Workspace.byteCount(network: network, capacity: chunkCapacity)
+            + (chunks + 1) * network.parameterCount * MemoryLayout<Float>.stride
+    }
+
     public init(network: Sequential, optimizer: SGDConfiguration, batchCapacity: Int, chunks: Int = 1, threads: Int = 1) {
         precondition(batchCapacity >= 1 && chunks >= 1 && threads >= 1)
         self.network = network

@@ -16,6 +16,19 @@ public final class Workspace {
         precondition(capacity > 0)
         self.network = network
         self.capacity = capacity
+        let plan = Self.plan(network: network, capacity: capacity)
+        (activationOffsets, gradientOffsets, scratchOffset) = (plan.activations, plan.gradients, plan.scratch)
+        storage = .allocate(capacity: plan.total)
+        storage.initialize(repeating: 0)
+    }
+
+    /// Bytes a workspace for `capacity` samples allocates.
+    public static func byteCount(network: Sequential, capacity: Int) -> Int {
+        plan(network: network, capacity: capacity).total * MemoryLayout<Float>.stride
+    }
+
+    /// Offsets (in floats) of the activations, the two gradient buffers and the scratch, and the total.
+    private static func plan(network: Sequential, capacity: Int) -> (activations: [Int], gradients: (Int, Int), scratch: Int, total: Int) {
         var offset = 0
         var activations: [Int] = []
         for layer in network.layers {
@@ -23,13 +36,11 @@ public final class Workspace {
             offset += capacity * layer.outputCount
         }
         let widest = capacity * network.layers.map { max($0.inputCount, $0.outputCount) }.max()!
-        gradientOffsets = (offset, offset + widest)
+        let gradients = (offset, offset + widest)
         offset += 2 * widest
-        scratchOffset = offset
+        let scratch = offset
         offset += network.layers.map { $0.scratchCount(batch: capacity) }.max()!
-        activationOffsets = activations
-        storage = .allocate(capacity: offset)
-        storage.initialize(repeating: 0)
+        return (activations, gradients, scratch, offset)
     }
 
     deinit { storage.deallocate() }

@@ -1,5 +1,6 @@
 import Datasets
 import Engine
+import Foundation
 
 /// A setting a user got wrong: a flag, a config file key, a spec. The message names the key.
 public struct ConfigurationError: Error, CustomStringConvertible, Sendable, Equatable {
@@ -30,5 +31,16 @@ public enum JobError: Error, CustomStringConvertible, Sendable {
         case .data(let error): return error.description
         case .output(let message): return message
         }
+    }
+}
+
+extension ConfigurationError {
+    /// Refuses a job whose training buffers (`bytes`, for `what`) would not fit in the memory
+    /// available now, instead of letting the allocation kill the process.
+    static func checkMemory(_ bytes: Int, for what: String) throws(ConfigurationError) {
+        guard let available = SystemMemory.availableBytes, bytes > available else { return }
+        func gigabytes(_ value: Int) -> String { String(format: "%.1f GB", Double(value) / 1e9) }
+        throw ConfigurationError("\(what) needs \(gigabytes(bytes)) of training buffers, more than the \(gigabytes(available)) "
+            + "available: lower batch_size or threads")
     }
 }

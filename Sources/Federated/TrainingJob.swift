@@ -91,7 +91,12 @@ public struct TrainingJob: Sendable {
             parameters = network.initialParameters(using: &generator)
         }
         var shuffleGenerator = SeededGenerator.derived(seed: seed, 1)
-        let training = SupervisedTraining(network: network, optimizer: optimizer, batchSize: batchSize, chunks: chunks, threads: threads)
+        // A batch never holds more than the training set: size the buffers by that.
+        let batch = min(batchSize, max(1, data.train.count))
+        do {
+            try ConfigurationError.checkMemory(Trainer.byteCount(network: network, batchCapacity: batch, chunks: chunks), for: "batch size \(batchSize)")
+        } catch { throw .configuration(error) }
+        let training = SupervisedTraining(network: network, optimizer: optimizer, batchSize: batch, chunks: chunks, threads: threads)
         let indices = Array(0..<data.train.count)
         var steps = 0, trainingSeconds = 0.0, trainLoss = Double.nan, samples = 0
         var test = (loss: Double.nan, accuracy: Double.nan)

@@ -1,3 +1,4 @@
+import Engine
 @testable import Federated
 import Testing
 
@@ -50,5 +51,25 @@ import Testing
             federation.drop = bad
             #expect(throws: ConfigurationError.self, "\(bad)") { try federation.scheduledDrops() }
         }
+    }
+}
+
+@Suite struct MemoryCheckTests {
+    /// Training buffers beyond the available memory are a configuration error, not a crash.
+    @Test func buffersBeyondAvailableMemoryAreRefused() throws {
+        let available = try #require(SystemMemory.availableBytes)
+        #expect(available > 1 << 20)
+        #expect(throws: ConfigurationError.self) { try ConfigurationError.checkMemory(available + (1 << 30), for: "batch_size 100000") }
+        try ConfigurationError.checkMemory(1 << 20, for: "batch_size 32")
+    }
+
+    /// The estimate is what a trainer allocates: one workspace per chunk plus the gradients.
+    @Test func trainerByteCountFollowsBatchAndChunks() {
+        let network = LeNet5.grayscale
+        let one = Trainer.byteCount(network: network, batchCapacity: 64, chunks: 1)
+        #expect(one == Workspace.byteCount(network: network, capacity: 64) + 2 * network.parameterCount * 4)
+        #expect(Trainer.byteCount(network: network, batchCapacity: 64, chunks: 2)
+            == 2 * Workspace.byteCount(network: network, capacity: 32) + 3 * network.parameterCount * 4)
+        #expect(Workspace.byteCount(network: network, capacity: 12_000) > 100 * Workspace.byteCount(network: network, capacity: 100))
     }
 }

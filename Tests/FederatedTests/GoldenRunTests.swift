@@ -59,21 +59,13 @@ import TestSupport
         ],
     ]
 
-    static func finalModel(_ edit: (inout SimulationConfiguration) -> Void) throws -> [Float] {
-        var configuration = SimulationConfiguration()
-        configuration.federation.clients = 6
-        configuration.federation.rounds = 3
-        configuration.federation.fraction = 0.5
-        configuration.federation.partition = "dirichlet:1"
-        configuration.federation.minPartitionSize = 5
-        configuration.training.batchSize = 16
-        configuration.training.momentum = 0.5
-        configuration.run.threads = 2
-        configuration.federation.seed = 11
-        edit(&configuration)
-        let run = try Simulation(configuration: configuration, train: syntheticImages(count: 240, seed: 5),
-                                 test: syntheticImages(count: 50, seed: 6))
-        for _ in 0..<configuration.federation.rounds { run.runRound() }
+    static func finalModel(_ edit: @escaping (inout SimulationConfiguration) -> Void) throws -> [Float] {
+        let run = try smallSimulation {
+            $0.run.threads = 2
+            $0.federation.seed = 11
+            edit(&$0)
+        }
+        for _ in 0..<run.configuration.federation.rounds { run.runRound() }
         return run.global
     }
 

@@ -18,6 +18,21 @@ func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
                          mean: [FashionMNIST.mean], std: [FashionMNIST.std])
 }
 
+/// A short simulation on synthetic data: 6 clients (3 per round), Dirichlet 1, B=16, momentum
+/// 0.5, 3 rounds, then `edit`.
+func smallSimulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> Simulation {
+    var configuration = SimulationConfiguration()
+    configuration.federation.clients = 6
+    configuration.federation.rounds = 3
+    configuration.federation.fraction = 0.5
+    configuration.federation.partition = "dirichlet:1"
+    configuration.federation.minPartitionSize = 5
+    configuration.training.batchSize = 16
+    configuration.training.momentum = 0.5
+    edit(&configuration)
+    return try Simulation(configuration: configuration, train: syntheticImages(count: 240, seed: 5), test: syntheticImages(count: 50, seed: 6))
+}
+
 @Suite struct SimulationTests {
     /// FedAvg of one full-batch gradient step per client, weighted by sample counts, equals one
     /// centralized gradient step on the union of their data.
@@ -81,16 +96,7 @@ func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
     }
 
     func simulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> Simulation {
-        var configuration = SimulationConfiguration()
-        configuration.federation.clients = 6
-        configuration.federation.rounds = 3
-        configuration.federation.fraction = 0.5
-        configuration.federation.partition = "dirichlet:1"
-        configuration.federation.minPartitionSize = 5
-        configuration.training.batchSize = 16
-        configuration.training.momentum = 0.5
-        edit(&configuration)
-        return try Simulation(configuration: configuration, train: syntheticImages(count: 240, seed: 5), test: syntheticImages(count: 50, seed: 6))
+        try smallSimulation(edit)
     }
 
     @Test(arguments: ["fedavg", "fedprox:0.01", "scaffold", "fednova", "fedadam"])

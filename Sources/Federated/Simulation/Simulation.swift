@@ -50,6 +50,9 @@ public final class Simulation {
         let runtime = ClientRuntime(layout: layout, training: local, uplinkCodec: uplink, errorFeedback: compression.errorFeedback,
                                     keepsModelCopy: !downlink.isDense, seed: seed)
         let workers = min(configuration.run.threads, max(federation.sampledPerRound, federation.clientEvaluation ? federation.clients : 1))
+        let batch = InProcessTransport.batchCapacity(batchSize: local.batchSize, partitions: partitions)
+        try ConfigurationError.checkMemory(workers * Trainer.byteCount(network: network, batchCapacity: batch, chunks: 1),
+                                           for: "batch_size \(local.batchSize) on \(workers) worker threads")
         transport = InProcessTransport(runtime: runtime, network: network, data: train, partitions: partitions,
                                        faults: FaultPlan(dropout: federation.dropout, scheduled: try federation.scheduledDrops(), seed: seed),
                                        workers: workers)

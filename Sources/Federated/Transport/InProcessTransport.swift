@@ -44,12 +44,17 @@ public final class InProcessTransport: ClientTransport {
     public init(runtime: ClientRuntime, network: Sequential, data: LabeledImages, partitions: [[Int]], faults: FaultPlan, workers: Int) {
         precondition(workers >= 1)
         (self.runtime, self.data, self.partitions, self.faults) = (runtime, data, partitions, faults)
-        let largest = max(1, partitions.map(\.count).max() ?? 1)
-        let batch = min(runtime.training.batchSize, largest)
+        let batch = Self.batchCapacity(batchSize: runtime.training.batchSize, partitions: partitions)
         let optimizer = runtime.training.optimizer
         self.workers = (0..<workers).map { _ in
             SupervisedTraining(network: network, optimizer: optimizer, batchSize: batch, chunks: 1, threads: 1)
         }
+    }
+
+    /// The largest batch that can occur: the batch size, or the largest client if smaller
+    /// (a batch never holds more samples than its client has).
+    public static func batchCapacity(batchSize: Int, partitions: [[Int]]) -> Int {
+        min(batchSize, max(1, partitions.map(\.count).max() ?? 1))
     }
 
     public func exchange(_ tasks: [ClientMessage], clientDone: ((Int, Int) -> Void)?) -> [ClientMessage] {
