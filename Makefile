@@ -22,7 +22,7 @@ build: deps
 
 ## run: the main job: federated LeNet-5 on Fashion-MNIST (10 clients, Dirichlet 0.5, FedAvg, 20 rounds)
 run: build
-	$(FEDTRAIN) simulate --config experiments/default.yaml --out results/default
+	$(FEDTRAIN) simulate --config experiments/default.yaml --out results/default --overwrite
 
 ## train: centralized LeNet-5 on Fashion-MNIST (10 epochs, B=64, lr 0.02, momentum 0.9)
 train: build
