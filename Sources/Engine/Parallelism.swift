@@ -1,5 +1,6 @@
 import CBLAS
 import Foundation
+import Synchronization
 
 /// Where fedtrain's threads go. This is the one place that decides it.
 ///
@@ -39,6 +40,22 @@ public enum Parallelism {
             return
         }
         pool.run(workers: workers, body)
+    }
+
+    /// Runs `body(index, worker)` for every `index` in `0..<count` on up to `workers` threads,
+    /// each worker taking the next index until none is left (items of uneven cost balance).
+    /// Same contract as `run`: bodies for different indices touch disjoint memory. The calling
+    /// thread is worker 0.
+    public static func forEach(count: Int, workers: Int, _ body: (_ index: Int, _ worker: Int) -> Void) {
+        guard count > 0 else { return }
+        let next = Atomic<Int>(0)
+        run(workers: max(1, min(workers, count))) { worker in
+            while true {
+                let index = next.add(1, ordering: .relaxed).oldValue
+                if index >= count { break }
+                body(index, worker)
+            }
+        }
     }
 
     /// `run` for a job built once and reused: handing it to the workers allocates nothing

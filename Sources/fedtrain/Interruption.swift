@@ -13,7 +13,7 @@ enum Interruption {
     static func install(directory: String?) {
         beforeCheckpoint = strdup(directory == nil
             ? "\nfedtrain: interrupted; nothing to resume (the run has no --out directory)\n"
-            : "\nfedtrain: interrupted before the first round finished; nothing to resume\n")
+            : "\nfedtrain: interrupted before the first round finished; nothing to resume (the same command starts over)\n")
         afterCheckpoint = strdup("\nfedtrain: interrupted; continue with: fedtrain simulate --resume \(directory ?? "")\n")
         signal(SIGINT) { _ in
             let message = Interruption.checkpointed.load(ordering: .relaxed) ? Interruption.afterCheckpoint : Interruption.beforeCheckpoint

@@ -17,9 +17,9 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "SGD momentum (PyTorch semantics).") var momentum: Float = 0.9
     @Option(name: .customLong("weight-decay"), parsing: .unconditional, help: "L2 weight decay added to the gradient.") var weightDecay: Float = 0
     @Flag(help: "Nesterov momentum.") var nesterov = false
-    @Option(help: "Seed of every random choice (initialization, shuffling).") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Seed of every random choice (initialization, shuffling).") var seed: UInt64 = 0
     @Option(parsing: .unconditional, help: "Worker threads (default: all cores).") var threads = Parallelism.availableCores
-    @Option(help: "Gradient chunks per step (run in parallel; set it to the core count on machines with more than 2); results are bit-identical across --threads for a fixed value.") var chunks = Parallelism.defaultChunks
+    @Option(parsing: .unconditional, help: "Gradient chunks per step (run in parallel; set it to the core count on machines with more than 2); results are bit-identical across --threads for a fixed value.") var chunks = Parallelism.defaultChunks
     @Option(name: .customLong("init"), help: "Start from this safetensors checkpoint instead of a random initialization.") var initPath: String?
     @Option(help: "Save the trained parameters to this safetensors file (PyTorch state_dict names).") var save: String?
     @Option(name: .customLong("max-steps"), parsing: .unconditional, help: "Stop after this many SGD steps.") var maxSteps: Int?

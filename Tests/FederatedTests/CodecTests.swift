@@ -256,7 +256,9 @@ func referenceTopK(_ values: [Float], k: Int) -> [UInt32] {
         func send(round: Int) throws -> Int {
             let full = UpdateMessage.encodeDense(global, kind: .model, round: round, layout: shapes)
             var task = Envelope(kind: .train, client: 3, round: round, modelVersion: round - 1)
-            task.payloads[.model] = downlink.message(for: 3, global: global, round: round, fullModel: full)
+            var mirror = downlink.mirrors(for: [3]).first
+            task.payloads[.model] = downlink.message(for: 3, mirror: &mirror, global: global, round: round, fullModel: full)
+            downlink.store([mirror!], for: [3])
             let received = try runtime.receive(task.bytes, client: 3, state: &state)
             #expect(received.model == state.copy && state.copy == downlink.mirrors[3]?.copy)
             return task.payloads[.model]!.count
@@ -332,7 +334,7 @@ func referenceTopK(_ values: [Float], k: Int) -> [UInt32] {
             ("flipped bit", flipped, shapes, .badChecksum),
             ("bad kind", patched(valid, at: 6, [9]), shapes, .badField("kind")),
             ("other model", valid, layout([[10, 10]]), .wrongLayout),
-            ("wrong count", patched(valid, at: 16, [99, 0, 0, 0]), shapes, .badField("element count 99, expected 100")),
+            ("wrong count", patched(valid, at: 16, [99, 0, 0, 0]), shapes, .wrongElementCount(99, expected: 100)),
             ("unknown codec", patched(valid, at: 28, [200]), shapes, .unsupportedCodec(200)),
             ("qsgd bits 9", patched(qsgd, at: 29, [9]), shapes, .badField("qsgd parameters")),
             ("topk fraction 2", patched(topk, at: 29, [0, 0, 0, 0x40]), shapes, .badField("topk fraction 2.0")),

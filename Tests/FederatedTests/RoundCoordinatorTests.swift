@@ -23,7 +23,7 @@ struct RecordingStrategy: Strategy {
     let shapes = layout([[4]])
 
     func coordinator(strategy: any Strategy, clients: Int = 4, minSurvivors: Int = 1, global: [Float] = [0, 0, 0, 0]) -> RoundCoordinator {
-        RoundCoordinator(settings: .init(clients: clients, sampledPerRound: clients, minSurvivors: minSurvivors, maxSamples: 100, seed: 3,
+        RoundCoordinator(settings: .init(clients: clients, sampledPerRound: clients, minSurvivors: minSurvivors, maxSamples: 100, localEpochs: 1, batchSize: 10, seed: 3,
                                          layout: shapes, uplinkCodec: "fp32"),
                          global: global, strategy: strategy, downlink: Downlink(codec: DenseCodec(), layout: shapes, seed: 3))
     }
@@ -35,11 +35,12 @@ struct RecordingStrategy: Strategy {
     }
 
     /// A reply as a client would send it; every field can be made wrong.
-    func reply(_ client: Int, delta: [Float], samples: Int = 10, round: Int = 1, version: Int = 0, codec: any UpdateCodec = DenseCodec(),
-               layout: ParameterLayout? = nil, kind: Envelope.Kind = .update, messageRound: Int? = nil) -> [UInt8] {
+    func reply(_ client: Int, delta: [Float], samples: Int = 10, steps: Int = 1, loss: Double = 0.5, round: Int = 1, version: Int = 0,
+               codec: any UpdateCodec = DenseCodec(), layout: ParameterLayout? = nil, kind: Envelope.Kind = .update, messageRound: Int? = nil) -> [UInt8] {
         var envelope = Envelope(kind: kind, client: client, round: round, modelVersion: version)
         envelope.samples = samples
-        envelope.trainLoss = 0.5
+        envelope.steps = steps
+        envelope.trainLoss = loss
         var state: [Float] = [], generator = SeededGenerator(seed: 1)
         let messageLayout = layout ?? shapes
         envelope.payloads[.update] = delta.withUnsafeBufferPointer {
@@ -90,10 +91,17 @@ struct RecordingStrategy: Strategy {
             #expect(server.accept(bytes, from: client) == .rejected(reason), "\(reason)")
         }
         // Bytes claiming another sender, or from a client that was not sampled.
+        #expect(server.accept(reply(4, delta: [1, 1, 1, 1], samples: 10, steps: 2, round: 2, version: 1), from: 4) == .rejected(.stepCount))
         #expect(server.accept(reply(2, delta: [1, 1, 1, 1], round: 2, version: 1), from: 1) == .rejected(.unexpected))
         #expect(server.accept(reply(9, delta: [1, 1, 1, 1], round: 2, version: 1), from: 9) == .rejected(.unexpected))
         let second = server.finish()
-        #expect(second.rejections == [.nonFinite: 2, .sampleCount: 2, .unexpected: 2] && second.failures == 1)
+        #expect(second.rejections == [.nonFinite: 2, .sampleCount: 2, .stepCount: 1, .unexpected: 2] && second.failures == 0)
+
+        // A loss that is not finite, or so large that weighting would overflow the round's mean.
+        _ = server.begin(available: [0, 1, 2, 3, 4])
+        #expect(server.accept(reply(0, delta: [1, 1, 1, 1], loss: .nan, round: 3, version: 2), from: 0) == .rejected(.nonFinite))
+        #expect(server.accept(reply(1, delta: [1, 1, 1, 1], loss: 1e308, round: 3, version: 2), from: 1) == .rejected(.nonFinite))
+        #expect(server.accept(reply(2, delta: [1, 1, 1, 1], samples: 25, steps: 3, round: 3, version: 2), from: 2) == .accepted)
     }
 
     /// Results reach the strategy in sampled order whatever the arrival order, with the clients
@@ -141,7 +149,7 @@ struct RecordingStrategy: Strategy {
         let partitions = [Array(0..<40), Array(40..<80), Array(80..<120)]
         var generator = SeededGenerator(seed: 5)
         let global = network.initialParameters(using: &generator)
-        var server = RoundCoordinator(settings: .init(clients: 3, sampledPerRound: 3, minSurvivors: 1, maxSamples: 100, seed: 5,
+        var server = RoundCoordinator(settings: .init(clients: 3, sampledPerRound: 3, minSurvivors: 1, maxSamples: 100, localEpochs: 1, batchSize: 20, seed: 5,
                                                       layout: network.layout, uplinkCodec: "fp32"),
                                       global: global, strategy: try fedavgFor(network), downlink: Downlink(codec: DenseCodec(), layout: network.layout, seed: 5))
         let runtime = ClientRuntime(layout: network.layout, training: LocalTrainingConfiguration(epochs: 1, batchSize: 20, optimizer: SGDConfiguration(learningRate: 0.05)),

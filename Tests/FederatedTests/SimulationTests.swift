@@ -155,6 +155,23 @@ func smallSimulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> 
         #expect(run.metrics.count == 6 && run.metrics.last!.testAccuracy != nil)
     }
 
+    /// `--client-evaluation` is an evaluation task per client: every client reports, the mean and
+    /// worst decile come from the replies, and evaluating creates no client state.
+    @Test func clientEvaluationRunsOnEveryClient() throws {
+        let run = try simulation {
+            $0.federation.clientEvaluation = true; $0.compression.codec = "powersgd:1"; $0.federation.fraction = 0.5; $0.federation.rounds = 1
+        }
+        let metrics = run.runRound()
+        let mean = try #require(metrics.clientAccuracyMean), worst = try #require(metrics.clientAccuracyWorstDecile)
+        #expect(worst <= mean && mean > 0 && mean <= 1)
+        let reference = run.partitions.map { indices in
+            SupervisedTraining(network: run.network, optimizer: SGDConfiguration(learningRate: 0.1), batchSize: 500, chunks: 1, threads: 1)
+                .evaluate(parameters: run.global, data: run.train, indices: indices).accuracy
+        }
+        #expect(abs(mean - reference.reduce(0, +) / Double(reference.count)) < 1e-12)
+        #expect(Set(run.transport.states.keys) == Set(run.sampledClients(round: 1)), "only the clients that trained keep state")
+    }
+
     @Test func sampledClientsFollowFractionAndMinimum() throws {
         let run = try simulation { $0.federation.clients = 10; $0.federation.fraction = 0.1; $0.federation.minClients = 3 }
         let sampled = run.sampledClients(round: 1)
@@ -308,6 +325,40 @@ func smallSimulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> 
         // Two rounds of 2 sampled clients each: at most 4 clients hold state, each in one file.
         #expect(clientFiles.count >= 2 && clientFiles.count <= 4, "\(files)")
         #expect(clientFiles.filter { $0.hasSuffix("-r2.safetensors") }.count == 2, "round 2 rewrote only its own clients: \(files)")
+    }
+
+    /// A checkpoint.json edited by hand (client ids not as written, a negative id, a path
+    /// instead of a file name) is a one-line checkpoint error, never a crash.
+    @Test(arguments: [("\"1\":", "\"01\":"), ("\"1\":", "\"-1\":"), ("\"model\":\"model-2", "\"model\":\"../model-2")])
+    func editedCheckpointIsRefused(from: String, to: String) throws {
+        let data = dataDirectory(), run = data + "/run"
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        var c = configuration(data: data, rounds: 2, compressed: true)
+        c.federation.dropout = 0
+        _ = try SimulationJob(configuration: c, outputDirectory: run, saveModel: nil).run()
+        let path = "\(run)/checkpoint/checkpoint.json"
+        let json = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(json.contains(from), "\(json.prefix(300))")
+        try json.replacingOccurrences(of: from, with: to).write(toFile: path, atomically: true, encoding: .utf8)
+        c.federation.rounds = 3
+        #expect(throws: JobError.self) { try SimulationJob(configuration: c, outputDirectory: run, saveModel: nil).run(resume: true) }
+    }
+
+    /// A run that fails before its first round (here: missing data) leaves nothing in the way of
+    /// the corrected command.
+    @Test func failedStartLeavesTheDirectoryReusable() throws {
+        let data = dataDirectory(), run = data + "/run"
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        var bad = configuration(data: data + "/missing", rounds: 1)
+        bad.data.data = data + "/missing"
+        #expect(throws: JobError.self) { try SimulationJob(configuration: bad, outputDirectory: run, saveModel: nil).run() }
+        #expect(try SimulationJob(configuration: configuration(data: data, rounds: 1), outputDirectory: run, saveModel: nil).run().rounds == 1)
+        // A config.yaml fedtrain did not write is never replaced without --overwrite.
+        let other = data + "/other"
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+        try "clients: 4 # mine\n".write(toFile: other + "/config.yaml", atomically: true, encoding: .utf8)
+        #expect(throws: JobError.self) { try SimulationJob(configuration: configuration(data: data, rounds: 1), outputDirectory: other, saveModel: nil).run() }
+        #expect(try String(contentsOfFile: other + "/config.yaml", encoding: .utf8) == "clients: 4 # mine\n")
     }
 
     @Test func configErrorsNameTheKey() {

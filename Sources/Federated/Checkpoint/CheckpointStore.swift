@@ -26,8 +26,6 @@ public struct CheckpointStore: Sendable {
     public let layout: ParameterLayout
     private var clientFiles: [Int: String] = [:]
     private var mirrorFiles: [Int: String] = [:]
-    /// Bytes the last `save` wrote (all files, `checkpoint.json` included).
-    public private(set) var lastSaveBytes = 0
 
     public init(directory: String, layout: ParameterLayout) {
         (self.directory, self.layout) = (directory, layout)
@@ -46,14 +44,11 @@ public struct CheckpointStore: Sendable {
     }
 
     public var recordPath: String { "\(directory)/checkpoint.json" }
-    public var exists: Bool { FileManager.default.fileExists(atPath: recordPath) }
 
     public mutating func save(_ snapshot: CheckpointSnapshot) throws(CheckpointError) {
         let round = snapshot.round
-        var written = 0
         func write(_ bytes: [UInt8], _ name: String) throws(CheckpointError) {
             do { try AtomicFile.write(bytes, to: "\(directory)/\(name)") } catch { throw CheckpointError("cannot write checkpoint: \(error.description)") }
-            written += bytes.count
         }
         let modelName = "model-\(round).safetensors"
         try write(Safetensors.encode(snapshot.global, layout: layout), modelName)
@@ -81,7 +76,6 @@ public struct CheckpointStore: Sendable {
         let json: Data
         do { json = try encoder.encode(record) } catch { throw CheckpointError("cannot encode checkpoint: \(error)") }
         try write(Array(json), "checkpoint.json")
-        lastSaveBytes = written
         removeUnreferenced(keeping: Set([modelName, serverName].compactMap { $0 } + clientFiles.values + mirrorFiles.values))
     }
 
@@ -112,27 +106,36 @@ public struct CheckpointStore: Sendable {
                                                                              clients: [Int: ClientState], mirrors: [Int: DownlinkMirror]) {
         guard record.round == record.metrics.count else { throw CheckpointError("cannot resume from \(directory): checkpoint round \(record.round) has \(record.metrics.count) rounds of metrics") }
         let global: [Float]
+        guard !record.model.contains("/") else { throw CheckpointError("checkpoint: \(record.model) is not a file name") }
         do { global = try Safetensors.load("\(directory)/\(record.model)", layout: layout) } catch { throw CheckpointError(error.description) }
         let strategyState = try record.server.map { name throws(CheckpointError) in try vectors(name) } ?? [:]
         var clients: [Int: ClientState] = [:], mirrors: [Int: DownlinkMirror] = [:]
+        var clientFiles: [Int: String] = [:], mirrorFiles: [Int: String] = [:]
         for (key, name) in record.clients {
-            guard let client = Int(key), let state = ClientState(vectors: try vectors(name)) else {
-                throw CheckpointError("checkpoint: \(name) is not a client state")
+            guard let client = Self.client(key), let state = ClientState(vectors: try vectors(name)) else {
+                throw CheckpointError("checkpoint: \(key): \(name) is not a client state")
             }
-            clients[client] = state
+            (clients[client], clientFiles[client]) = (state, name)
         }
         for (key, name) in record.mirrors {
-            guard let client = Int(key), let mirror = DownlinkMirror(vectors: try vectors(name)) else {
-                throw CheckpointError("checkpoint: \(name) is not a downlink state")
+            guard let client = Self.client(key), let mirror = DownlinkMirror(vectors: try vectors(name)) else {
+                throw CheckpointError("checkpoint: \(key): \(name) is not a downlink state")
             }
-            mirrors[client] = mirror
+            (mirrors[client], mirrorFiles[client]) = (mirror, name)
         }
-        clientFiles = Dictionary(uniqueKeysWithValues: clients.keys.map { ($0, record.clients[String($0)]!) })
-        mirrorFiles = Dictionary(uniqueKeysWithValues: mirrors.keys.map { ($0, record.mirrors[String($0)]!) })
+        (self.clientFiles, self.mirrorFiles) = (clientFiles, mirrorFiles)
         return (global, strategyState, clients, mirrors)
     }
 
+    /// A client id as `save` writes it (canonical decimal, non-negative), nil otherwise.
+    private static func client(_ key: String) -> Int? {
+        guard let client = Int(key), client >= 0, String(client) == key else { return nil }
+        return client
+    }
+
+    /// The file's vectors; the name must be a plain file name in the checkpoint directory.
     private func vectors(_ name: String) throws(CheckpointError) -> [String: [Float]] {
+        guard !name.contains("/"), name != "..", name != "." else { throw CheckpointError("checkpoint: \(name) is not a file name") }
         do {
             return try Safetensors.tensors(try AtomicFile.read("\(directory)/\(name)"), path: name).mapValues(\.values)
         } catch let error as SafetensorsError {

@@ -6,8 +6,9 @@ import Yams
 /// a YAML encoder, so every value (a seed of 2⁶⁴−1, a path with tabs, quotes or non-ASCII
 /// letters) reads back exactly.
 public enum ConfigurationFile {
-    /// Parses `text` (from `source`, named in errors): unknown keys, wrong types and
-    /// out-of-range values are errors naming the key. Keys absent from `text` keep `base`'s values.
+    /// Parses `text` (from `source`, named in errors): unknown keys, keys without a value and
+    /// wrong types are errors naming the key (ranges are `SimulationConfiguration.validate`'s).
+    /// Keys absent from `text` keep their defaults.
     public static func decode(_ text: String, source: String) throws(ConfigurationError) -> SimulationConfiguration {
         let node: Node?
         do { node = try Yams.compose(yaml: text) } catch { throw ConfigurationError("\(source): not valid YAML: \(error)") }
@@ -18,7 +19,10 @@ public enum ConfigurationFile {
             guard let name = key.string, known.contains(name) else {
                 throw ConfigurationError("\(source): unknown config key \(key.string ?? "\(key)"); known keys: \(SimulationConfiguration.keys.joined(separator: ", "))")
             }
-            guard mapping[key]?.scalar != nil else { throw ConfigurationError("\(source): config key \(name): expected a single value") }
+            guard let scalar = mapping[key]?.scalar else { throw ConfigurationError("\(source): config key \(name): expected a single value") }
+            if scalar.style == .plain, ["", "~", "null", "Null", "NULL"].contains(scalar.string) {
+                throw ConfigurationError("\(source): config key \(name) has no value")
+            }
         }
         do {
             return try YAMLDecoder().decode(SimulationConfiguration.self, from: node)

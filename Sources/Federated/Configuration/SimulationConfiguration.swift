@@ -50,9 +50,6 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         try run.validate()
         _ = try StrategyFactory(federation: federation, training: training).make(parameterCount: 1)
     }
-
-    /// Clients sampled per round: `⌊fraction · clients⌋`, at least `min_clients` (Flower's rule).
-    public var sampledPerRound: Int { federation.sampledPerRound }
 }
 
 /// Model and data set.
@@ -94,7 +91,7 @@ public struct FederationSection: Sendable, Equatable, Codable {
     public var partition = "dirichlet:0.5"
     public var minPartitionSize = 10
     public var strategy = "fedavg"
-    /// Replaces the strategy's server optimizer (`ServerOptimizerSpec`); nil keeps it.
+    /// Replaces the strategy's server optimizer (`StrategyFactory.optimizerHelp`); nil keeps it.
     public var serverOptimizer: String?
     /// Probability that a sampled client drops out of a round (simulated failure).
     public var dropout = 0.0

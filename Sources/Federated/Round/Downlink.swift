@@ -45,29 +45,38 @@ public struct Downlink: Sendable {
 
     public var compresses: Bool { !codec.isDense }
 
-    /// The model payload for `client` in `round`; `fullModel` is `global` as a dense model
-    /// message of this round (built once per round and shared).
-    mutating func message(for client: Int, global: [Float], round: Int, fullModel: [UInt8]) -> [UInt8] {
-        guard compresses else { return fullModel }
-        var mirror = mirrors[client] ?? initialMirror(client: client)
-        defer {
+    /// The mirrors of `clients` (a fresh one for a client without), to pass to `message` and
+    /// hand back through `store`; empty when the downlink is not compressed.
+    func mirrors(for clients: [Int]) -> [DownlinkMirror] {
+        compresses ? clients.map { mirrors[$0] ?? initialMirror(client: $0) } : []
+    }
+
+    mutating func store(_ updated: [DownlinkMirror], for clients: [Int]) {
+        for (client, mirror) in zip(clients, updated) {
             mirrors[client] = mirror
             changed.insert(client)
         }
-        if let copy = mirror.copy {
+    }
+
+    /// The model payload for `client` in `round`, updating its `mirror` (none without
+    /// compression); `fullModel` is `global` as a dense model message of this round (built once
+    /// and shared). Reads only its arguments: calls for different clients may run in parallel.
+    func message(for client: Int, mirror: inout DownlinkMirror?, global: [Float], round: Int, fullModel: [UInt8]) -> [UInt8] {
+        guard mirror != nil else { return fullModel }
+        if let copy = mirror!.copy {
             let change = zip(global, copy).map { $0 - $1 }
             var generator = SeededGenerator.derived(seed: seed, RandomStream.downlink.rawValue, UInt64(round), UInt64(client))
             let message = change.withUnsafeBufferPointer {
-                UpdateMessage.encode($0, kind: .modelChange, round: round, layout: layout, codec: codec, state: &mirror.codecState,
+                UpdateMessage.encode($0, kind: .modelChange, round: round, layout: layout, codec: codec, state: &mirror!.codecState,
                                      generator: &generator)
             }
             if let decoded = try? UpdateMessage.decode(message, layout: layout) {
-                mirror.copy = zip(copy, decoded.values).map { $0 + $1 }
+                mirror!.copy = zip(copy, decoded.values).map { $0 + $1 }
                 return message
             }
         }
         // First contact, or a change the codec could not carry (non-finite): the full model.
-        mirror.copy = global
+        mirror!.copy = global
         return fullModel
     }
 
@@ -80,10 +89,10 @@ public struct Downlink: Sendable {
 
     mutating func markSaved() { changed = [] }
 
-    /// Restores mirrors from a checkpoint, checking their lengths.
-    mutating func restore(_ restored: [Int: DownlinkMirror]) throws(CheckpointError) {
+    /// Restores mirrors from a checkpoint, checking their clients and lengths.
+    mutating func restore(_ restored: [Int: DownlinkMirror], clients: Int) throws(CheckpointError) {
         for (client, mirror) in restored {
-            guard (mirror.copy?.count ?? layout.count) == layout.count,
+            guard (0..<clients).contains(client), (mirror.copy?.count ?? layout.count) == layout.count,
                   mirror.codecState.count == initialMirror(client: client).codecState.count else {
                 throw CheckpointError("checkpoint: downlink state of client \(client) does not fit the model and codec")
             }

@@ -12,10 +12,13 @@ public enum RejectionReason: String, Error, Sendable, Hashable, CaseIterable, Co
     case wrongCodec = "wrong_codec"
     /// For another model (parameter-layout fingerprint or element count differ).
     case wrongLayout = "wrong_layout"
-    /// NaN or infinite values, or a client that reported its training diverged.
+    /// NaN or infinite values (or a loss beyond `largestLoss`), or a client that reported its
+    /// training diverged.
     case nonFinite = "non_finite"
     /// A sample count of zero or above the configured cap.
     case sampleCount = "sample_count"
+    /// More local steps than the client's samples allow (FedNova weighs updates by steps).
+    case stepCount = "step_count"
     /// A payload the round needs is missing (SCAFFOLD's control change).
     case missingPayload = "missing_payload"
 }
@@ -28,7 +31,13 @@ struct ReplyCheck: Sendable {
     var layout: ParameterLayout
     var codecSpec: String
     var maxSamples: Int
+    var localEpochs: Int
+    var batchSize: Int
     var needsControlChange: Bool
+
+    /// Larger losses are refused with the non-finite ones: weighted by sample counts they would
+    /// overflow the round's mean.
+    static let largestLoss = 1e30
 
     func check(_ bytes: [UInt8], from client: Int) -> Result<(ClientUpdate, Envelope), RejectionReason> {
         let envelope: Envelope
@@ -39,6 +48,10 @@ struct ReplyCheck: Sendable {
         guard envelope.round == round else { return .failure(.wrongRound) }
         guard envelope.modelVersion == modelVersion else { return .failure(.staleModel) }
         guard envelope.samples >= 1, envelope.samples <= maxSamples else { return .failure(.sampleCount) }
+        guard envelope.steps >= 1, envelope.steps <= localEpochs * ((envelope.samples + batchSize - 1) / batchSize) else {
+            return .failure(.stepCount)
+        }
+        guard envelope.trainLoss.isFinite, abs(envelope.trainLoss) <= Self.largestLoss else { return .failure(.nonFinite) }
         guard let updateBytes = envelope.payloads[.update] else { return .failure(.missingPayload) }
         let update: UpdateMessage
         switch decode(updateBytes, kind: .update) {
@@ -54,7 +67,6 @@ struct ReplyCheck: Sendable {
             case .failure(let reason): return .failure(reason)
             }
         }
-        guard envelope.trainLoss.isFinite || envelope.trainLoss.isNaN else { return .failure(.nonFinite) }
         let result = ClientUpdate(client: client, samples: envelope.samples, steps: envelope.steps, delta: update.values,
                                   controlDelta: controlDelta, trainLoss: envelope.trainLoss)
         return .success((result, envelope))
@@ -65,12 +77,11 @@ struct ReplyCheck: Sendable {
             let message = try UpdateMessage.decode(bytes, layout: layout)
             guard message.kind == kind, message.round == round else { return .failure(message.kind == kind ? .wrongRound : .malformed) }
             return .success(message)
-        } catch .wrongLayout {
+        } catch .wrongLayout, .wrongElementCount {
             return .failure(.wrongLayout)
         } catch .nonFinite {
             return .failure(.nonFinite)
         } catch {
-            if case .badField(let field) = error, field.hasPrefix("element count") { return .failure(.wrongLayout) }
             return .failure(.malformed)
         }
     }

@@ -12,14 +12,19 @@ public struct RoundCoordinator: Sendable {
         public var sampledPerRound: Int
         public var minSurvivors: Int
         public var maxSamples: Int
+        /// Local epochs and batch size: an honest client takes `epochs · ⌈samples / batch⌉` steps,
+        /// the most a reply may claim (FedNova weighs by steps).
+        public var localEpochs: Int
+        public var batchSize: Int
         public var seed: UInt64
         public var layout: ParameterLayout
         /// The spec of the uplink codec every update must use.
         public var uplinkCodec: String
 
-        public init(clients: Int, sampledPerRound: Int, minSurvivors: Int, maxSamples: Int, seed: UInt64, layout: ParameterLayout,
-                    uplinkCodec: String) {
+        public init(clients: Int, sampledPerRound: Int, minSurvivors: Int, maxSamples: Int, localEpochs: Int, batchSize: Int, seed: UInt64,
+                    layout: ParameterLayout, uplinkCodec: String) {
             (self.clients, self.sampledPerRound, self.minSurvivors, self.maxSamples) = (clients, sampledPerRound, minSurvivors, maxSamples)
+            (self.localEpochs, self.batchSize) = (localEpochs, batchSize)
             (self.seed, self.layout, self.uplinkCodec) = (seed, layout, uplinkCodec)
         }
     }
@@ -52,7 +57,8 @@ public struct RoundCoordinator: Sendable {
     public private(set) var global: [Float]
     public private(set) var strategy: any Strategy
     public private(set) var downlink: Downlink
-    /// Rounds finished so far; also the version of `global` that the next round's tasks carry.
+    /// Rounds finished so far (committed or not): the model version the next round's tasks carry
+    /// and replies must name.
     public private(set) var completedRounds = 0
     private var open: OpenRound?
 
@@ -71,8 +77,6 @@ public struct RoundCoordinator: Sendable {
         (self.settings, self.global, self.strategy, self.downlink) = (settings, global, strategy, downlink)
     }
 
-    public var roundIsOpen: Bool { open != nil }
-
     /// Clients sampled in `round` from `available` (sorted ids), in sampled order: a partial
     /// Fisher-Yates shuffle from (seed, sampling, round).
     public func sample(round: Int, available: [Int]) -> [Int] {
@@ -86,30 +90,54 @@ public struct RoundCoordinator: Sendable {
         return Array(clients[..<count])
     }
 
+    /// Runs `body(index)` for every index in `0..<count`, possibly concurrently (bodies touch
+    /// disjoint state). The coordinator starts no threads: the caller decides.
+    public typealias ParallelFor = @Sendable (_ count: Int, _ body: (Int) -> Void) -> Void
+
+    /// One index after the other.
+    public static let serially: ParallelFor = { count, body in for index in 0..<count { body(index) } }
+
     /// Opens the next round over the `available` clients: samples them and returns each sampled
-    /// client's task, in sampled order.
-    public mutating func begin(available: [Int]) -> [ClientMessage] {
+    /// client's task, in sampled order. The tasks (downlink encoding included) are built through
+    /// `parallelFor`; the result does not depend on how.
+    public mutating func begin(available: [Int], parallelFor: ParallelFor = serially) -> [ClientMessage] {
         precondition(open == nil, "a round is already open")
-        let round = completedRounds + 1, layout = settings.layout
+        let round = completedRounds + 1, layout = settings.layout, version = completedRounds
         let sampled = sample(round: round, available: available)
         let instructions = strategy.configure(round: round)
         let fullModel = UpdateMessage.encodeDense(global, kind: .model, round: round, layout: layout)
         let control = instructions.serverControl.map { UpdateMessage.encodeDense($0, kind: .control, round: round, layout: layout) }
-        var state = OpenRound(round: round, sampled: sampled,
-                              check: ReplyCheck(round: round, modelVersion: completedRounds, layout: layout, codecSpec: settings.uplinkCodec,
-                                                maxSamples: settings.maxSamples, needsControlChange: instructions.serverControl != nil))
-        let tasks = sampled.map { client in
-            var task = Envelope(kind: .train, client: client, round: round, modelVersion: completedRounds)
-            task.proximalMu = instructions.proximalMu
-            task.payloads[.model] = downlink.message(for: client, global: global, round: round, fullModel: fullModel)
-            task.payloads[.serverControl] = control
-            let bytes = task.bytes
-            state.bytesDown += bytes.count
-            state.denseBytesDown += task.denseLength(encodedLength: bytes.count, parameterCount: layout.count)
-            return ClientMessage(client: client, bytes: bytes)
+        let mirrors = downlink.mirrors(for: sampled)
+        var slots = sampled.indices.map { TaskSlot(mirror: mirrors.isEmpty ? nil : mirrors[$0]) }
+        let downlink = self.downlink, global = self.global
+        slots.withUnsafeMutableBufferPointer { slots in
+            parallelFor(sampled.count) { index in
+                var task = Envelope(kind: .train, client: sampled[index], round: round, modelVersion: version)
+                task.proximalMu = instructions.proximalMu
+                task.payloads[.model] = downlink.message(for: sampled[index], mirror: &slots[index].mirror, global: global, round: round,
+                                                         fullModel: fullModel)
+                task.payloads[.serverControl] = control
+                slots[index].bytes = task.bytes
+                slots[index].denseLength = task.denseLength(encodedLength: slots[index].bytes.count, parameterCount: layout.count)
+            }
         }
+        if self.downlink.compresses { self.downlink.store(slots.map { $0.mirror! }, for: sampled) }
+        var state = OpenRound(round: round, sampled: sampled,
+                              check: ReplyCheck(round: round, modelVersion: version, layout: layout, codecSpec: settings.uplinkCodec,
+                                                maxSamples: settings.maxSamples, localEpochs: settings.localEpochs, batchSize: settings.batchSize,
+                                                needsControlChange: instructions.serverControl != nil))
+        state.bytesDown = slots.reduce(0) { $0 + $1.bytes.count }
+        state.denseBytesDown = slots.reduce(0) { $0 + $1.denseLength }
         open = state
-        return tasks
+        return zip(sampled, slots).map { ClientMessage(client: $0, bytes: $1.bytes) }
+    }
+
+    /// One task being built: the client's downlink mirror (nil without compression) going in,
+    /// the envelope bytes coming out.
+    private struct TaskSlot {
+        var mirror: DownlinkMirror?
+        var bytes: [UInt8] = []
+        var denseLength = 0
     }
 
     /// Checks a reply from `client` (the sender the transport vouches for) and keeps its update
@@ -120,6 +148,7 @@ public struct RoundCoordinator: Sendable {
         state.bytesUp += bytes.count
         let isExpected = state.sampled.contains(client) && state.accepted[client] == nil && state.rejected[client] == nil
         guard isExpected else {
+            state.denseBytesUp += bytes.count
             state.rejectedUnattributed[.unexpected, default: 0] += 1
             return .rejected(.unexpected)
         }
@@ -194,7 +223,7 @@ public struct RoundCoordinator: Sendable {
         guard global.count == settings.layout.count else { throw CheckpointError("checkpoint: model has \(global.count) parameters, expected \(settings.layout.count)") }
         var restored = strategy
         try restored.restore(strategyState)
-        try downlink.restore(mirrors)
+        try downlink.restore(mirrors, clients: settings.clients)
         strategy = restored
         self.global = global
         completedRounds = round

@@ -57,7 +57,6 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         trainLoss = try c.decodeIfPresent(Double.self, forKey: .trainLoss)
         clients = try c.decode(Int.self, forKey: .clients)
         failures = try c.decode(Int.self, forKey: .failures)
-        // Checkpoints from before compression lack the last three: nothing was rejected or compressed.
         bytesUp = try c.decode(Int.self, forKey: .bytesUp)
         bytesDown = try c.decode(Int.self, forKey: .bytesDown)
         rejected = try c.decodeIfPresent(Int.self, forKey: .rejected) ?? 0
@@ -71,12 +70,13 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         clientAccuracyWorstDecile = try c.decodeIfPresent(Double.self, forKey: .clientAccuracyWorstDecile)
     }
 
+    /// Non-finite accuracies and losses (a diverged model) are left out: JSON has no NaN.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(round, forKey: .round)
-        try c.encodeIfPresent(testAccuracy, forKey: .testAccuracy)
-        try c.encodeIfPresent(testLoss, forKey: .testLoss)
-        try c.encodeIfPresent(trainLoss, forKey: .trainLoss)
+        try c.encodeIfPresent(testAccuracy.flatMap(\.finiteValue), forKey: .testAccuracy)
+        try c.encodeIfPresent(testLoss.flatMap(\.finiteValue), forKey: .testLoss)
+        try c.encodeIfPresent(trainLoss.flatMap(\.finiteValue), forKey: .trainLoss)
         try c.encode(clients, forKey: .clients)
         try c.encode(failures, forKey: .failures)
         try c.encode(rejected, forKey: .rejected)
@@ -90,7 +90,12 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         try c.encode(compressionDown, forKey: .compressionDown)
         try c.encode(seconds, forKey: .seconds)
         try c.encode(imagesPerSecond, forKey: .imagesPerSecond)
-        try c.encodeIfPresent(clientAccuracyMean, forKey: .clientAccuracyMean)
-        try c.encodeIfPresent(clientAccuracyWorstDecile, forKey: .clientAccuracyWorstDecile)
+        try c.encodeIfPresent(clientAccuracyMean.flatMap(\.finiteValue), forKey: .clientAccuracyMean)
+        try c.encodeIfPresent(clientAccuracyWorstDecile.flatMap(\.finiteValue), forKey: .clientAccuracyWorstDecile)
     }
+}
+
+extension Double {
+    /// The value when finite, nil otherwise (JSON has no NaN or infinity).
+    var finiteValue: Double? { isFinite ? self : nil }
 }

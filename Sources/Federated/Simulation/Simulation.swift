@@ -9,8 +9,9 @@ import Engine
 /// client, purpose), each client trains single-threaded, and updates are aggregated in sampled
 /// order; so a run is bit-identical for any `threads` (on one OpenBLAS kernel set), and a round
 /// depends only on the state a checkpoint stores.
-/// Memory: one trainer per worker thread and one update per sampled client; per-client state
-/// only for clients that keep some (codec state, residuals, model copies, control variates).
+/// Memory: one trainer per worker thread; per sampled client its task and reply envelopes, its
+/// decoded model and update; per-client state only for clients that keep some (codec state,
+/// residuals, model copies and their server-side mirrors, control variates).
 public final class Simulation {
     public let configuration: SimulationConfiguration
     public let network: Sequential
@@ -21,6 +22,8 @@ public final class Simulation {
     public let transport: InProcessTransport
     public private(set) var metrics: [RoundMetrics] = []
     private let evaluator: SupervisedTraining
+    /// Builds the coordinator's tasks (downlink encoding) across the cores.
+    private let tasksInParallel: RoundCoordinator.ParallelFor
 
     public init(configuration: SimulationConfiguration, train: LabeledImages, test: LabeledImages) throws(ConfigurationError) {
         try configuration.validate()
@@ -41,7 +44,8 @@ public final class Simulation {
         let uplink = try CodecRegistry.codec(parsing: compression.codec), downlink = try CodecRegistry.codec(parsing: compression.downCodec)
         coordinator = RoundCoordinator(
             settings: .init(clients: federation.clients, sampledPerRound: federation.sampledPerRound, minSurvivors: federation.minSurvivors,
-                            maxSamples: federation.maxSamples, seed: seed, layout: layout, uplinkCodec: uplink.spec),
+                            maxSamples: federation.maxSamples, localEpochs: configuration.training.localEpochs,
+                            batchSize: configuration.training.batchSize, seed: seed, layout: layout, uplinkCodec: uplink.spec),
             global: network.initialParameters(using: &initGenerator),
             strategy: try StrategyFactory(federation: federation, training: configuration.training).make(parameterCount: layout.count),
             downlink: Downlink(codec: downlink, layout: layout, seed: seed))
@@ -56,6 +60,8 @@ public final class Simulation {
         transport = InProcessTransport(runtime: runtime, network: network, data: train, partitions: partitions,
                                        faults: FaultPlan(dropout: federation.dropout, scheduled: try federation.scheduledDrops(), seed: seed),
                                        workers: workers)
+        let threads = configuration.run.threads
+        tasksInParallel = { count, body in Parallelism.forEach(count: count, workers: threads) { index, _ in body(index) } }
         // Evaluation splits batches into a fixed number of chunks, so its sums do not depend on threads.
         evaluator = SupervisedTraining(network: network, optimizer: local.optimizer, batchSize: 500, chunks: 8, threads: configuration.run.threads)
     }
@@ -74,7 +80,7 @@ public final class Simulation {
     @discardableResult
     public func runRound(clientDone: ((Int, Int) -> Void)? = nil) -> RoundMetrics {
         let clock = ContinuousClock(), start = clock.now
-        let tasks = coordinator.begin(available: allClients)
+        let tasks = coordinator.begin(available: allClients, parallelFor: tasksInParallel)
         let replies = transport.exchange(tasks, clientDone: clientDone)
         let trainingSeconds = (clock.now - start).seconds
         for reply in replies { _ = coordinator.accept(reply.bytes, from: reply.client) }
@@ -96,10 +102,17 @@ public final class Simulation {
     }
 
     /// Every client evaluates the global model on its own data (an evaluation task each): the
-    /// mean accuracy and the mean of the worst decile.
+    /// mean accuracy and the mean of the worst decile. Tasks go out in groups, so a large
+    /// federation never holds a model-sized envelope for every client at once.
     private func evaluateOnClients(_ result: inout RoundMetrics) {
-        let replies = transport.exchange(coordinator.evaluationTasks(clients: allClients), clientDone: nil)
-        let accuracies = replies.compactMap { coordinator.evaluationAccuracy($0.bytes, from: $0.client) }.sorted()
+        var accuracies: [Double] = []
+        let group = 8 * configuration.run.threads
+        for start in stride(from: 0, to: allClients.count, by: group) {
+            let clients = Array(allClients[start..<min(allClients.count, start + group)])
+            let replies = transport.exchange(coordinator.evaluationTasks(clients: clients), clientDone: nil)
+            accuracies += replies.compactMap { coordinator.evaluationAccuracy($0.bytes, from: $0.client) }
+        }
+        accuracies.sort()
         guard !accuracies.isEmpty else { return }
         result.clientAccuracyMean = accuracies.reduce(0, +) / Double(accuracies.count)
         let decile = max(1, accuracies.count / 10)

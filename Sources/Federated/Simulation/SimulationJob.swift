@@ -83,7 +83,7 @@ public struct SimulationJob: Sendable {
             do { record = try store.record() } catch { throw .checkpoint(error) }
             try Self.checkResumable(record!, configuration: configuration, directory: output.path)
         } else if let output {
-            try output.prepareNewRun(overwrite: overwrite)
+            try output.checkNewRun(overwrite: overwrite)
         }
         let data: (train: LabeledImages, test: LabeledImages)
         do { data = try configuration.data.model.loadData(directory: configuration.data.directory!) } catch { throw .data(error) }
@@ -97,7 +97,11 @@ public struct SimulationJob: Sendable {
             } catch { throw .checkpoint(error) }
             store = loader
         }
-        if let output { try output.write(Array(("# OpenBLAS kernels: \(BLAS.kernelSet)\n" + ConfigurationFile.encode(configuration)).utf8), "config.yaml") }
+        if let output {
+            if record == nil { try output.prepareNewRun(overwrite: overwrite) }
+            try output.write(Array((OutputDirectory.configHeader + " (OpenBLAS kernels: \(BLAS.kernelSet))\n"
+                + ConfigurationFile.encode(configuration)).utf8), "config.yaml")
+        }
         events?(.started(simulation))
         let clock = ContinuousClock()
         while simulation.completedRounds < configuration.federation.rounds {
@@ -206,25 +210,40 @@ final class OutputDirectory: @unchecked Sendable {
 
     var checkpoints: String { "\(path)/checkpoint" }
 
-    /// Files a run writes; a directory holding any of them holds a run.
-    static let runFiles = ["config.yaml", "metrics.jsonl", "metrics.csv", "summary.json", "model.safetensors", "checkpoint"]
+    /// Files of a run that got at least one round done; a directory holding any of them holds a run.
+    static let runFiles = ["metrics.jsonl", "metrics.csv", "summary.json", "model.safetensors", "checkpoint/checkpoint.json"]
+    /// First line of the `config.yaml` a run writes: a config.yaml without it is the user's.
+    static let configHeader = "# fedtrain simulate run configuration"
 
-    /// Creates the directory, takes the lock, and clears a previous run's files (only with
-    /// `overwrite`; otherwise a previous run is an error).
-    func prepareNewRun(overwrite: Bool) throws(JobError) {
-        if let inputConfig, Self.samePath(inputConfig, "\(path)/config.yaml") {
+    /// Checks, writing nothing, that a new run may go here: not over the input config, not over
+    /// another run (unless `overwrite`), not over a `config.yaml` fedtrain did not write.
+    func checkNewRun(overwrite: Bool) throws(JobError) {
+        let config = "\(path)/config.yaml"
+        if let inputConfig, Self.samePath(inputConfig, config) {
             throw .output("--out \(path) would overwrite the input config \(inputConfig); choose another output directory")
         }
+        guard !overwrite else { return }
         let existing = Self.runFiles.filter { FileManager.default.fileExists(atPath: "\(path)/\($0)") }
-        if !existing.isEmpty && !overwrite {
+        if !existing.isEmpty {
             throw .output("\(path) holds another run (\(existing.joined(separator: ", "))); continue it with --resume \(path), "
                 + "or replace it with --overwrite")
         }
+        if FileManager.default.fileExists(atPath: config),
+           !(String(data: FileManager.default.contents(atPath: config) ?? Data(), encoding: .utf8) ?? "").hasPrefix(Self.configHeader) {
+            throw .output("\(config) was not written by fedtrain; choose another output directory or pass --overwrite")
+        }
+    }
+
+    /// Creates the directory, takes the lock, and clears what an earlier run left (checked by
+    /// `checkNewRun`).
+    func prepareNewRun(overwrite: Bool) throws(JobError) {
         do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
             throw .output("cannot create \(path): \(error.localizedDescription)")
         }
         try lock()
-        for file in existing { try? FileManager.default.removeItem(atPath: "\(path)/\(file)") }
+        for file in ["config.yaml", "metrics.jsonl", "metrics.csv", "summary.json", "model.safetensors", "checkpoint"] {
+            try? FileManager.default.removeItem(atPath: "\(path)/\(file)")
+        }
         do { try FileManager.default.createDirectory(atPath: checkpoints, withIntermediateDirectories: true) } catch {
             throw .output("cannot create \(checkpoints): \(error.localizedDescription)")
         }

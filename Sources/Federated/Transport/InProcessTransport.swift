@@ -61,7 +61,10 @@ public final class InProcessTransport: ClientTransport {
         guard !tasks.isEmpty else { return [] }
         // Raw per-slot buffers: workers fill disjoint slots (see `Parallelism.run`'s contract).
         let slots = UnsafeMutableBufferPointer<Slot>.allocate(capacity: tasks.count)
-        _ = slots.initialize(from: tasks.map { Slot(state: states[$0.client] ?? runtime.initialState(client: $0.client)) })
+        _ = slots.initialize(from: tasks.map { task in
+            let state = states[task.client] ?? runtime.initialState(client: task.client)
+            return Slot(before: state, state: state)
+        })
         defer {
             slots.deinitialize()
             slots.deallocate()
@@ -71,7 +74,7 @@ public final class InProcessTransport: ClientTransport {
         var arrived: [ClientMessage] = []
         for (index, task) in tasks.enumerated() {
             let slot = slots[index]
-            if slot.state != ClientState(), states[task.client] != slot.state {
+            if slot.state != slot.before {
                 states[task.client] = slot.state
                 changed.insert(task.client)
             }
@@ -82,6 +85,7 @@ public final class InProcessTransport: ClientTransport {
 
     /// A task's client state going in and reply coming out.
     private struct Slot {
+        let before: ClientState
         var state: ClientState
         var reply: [UInt8]?
     }
@@ -89,15 +93,11 @@ public final class InProcessTransport: ClientTransport {
     /// Runs every task on the workers, each worker taking the next slot until none is left.
     private static func serveAll(_ tasks: [ClientMessage], slots: UnsafeMutableBufferPointer<Slot>, runtime: ClientRuntime, faults: FaultPlan,
                                  data: LabeledImages, partitions: [[Int]], workers: [SupervisedTraining], clientDone: ((Int, Int) -> Void)?) {
-        let next = Atomic<Int>(0), done = Atomic<Int>(0)
-        Parallelism.run(workers: min(workers.count, tasks.count)) { worker in
-            while true {
-                let slot = next.add(1, ordering: .relaxed).oldValue
-                if slot >= tasks.count { break }
-                serve(tasks[slot], runtime: runtime, faults: faults, data: data, partitions: partitions, slot: &slots[slot], worker: workers[worker])
-                let finished = done.add(1, ordering: .relaxed).newValue
-                if worker == 0 { clientDone?(finished, tasks.count) }
-            }
+        let done = Atomic<Int>(0)
+        Parallelism.forEach(count: tasks.count, workers: workers.count) { slot, worker in
+            serve(tasks[slot], runtime: runtime, faults: faults, data: data, partitions: partitions, slot: &slots[slot], worker: workers[worker])
+            let finished = done.add(1, ordering: .relaxed).newValue
+            if worker == 0 { clientDone?(finished, tasks.count) }
         }
     }
 

@@ -87,7 +87,7 @@ public struct UpdateMessage: Sendable {
         guard try header.read(UInt64.self) == layout.fingerprint else { throw .wrongLayout }
         let count = Int(try header.read(UInt32.self)), round = Int(try header.read(UInt32.self))
         let payloadLength = Int(try header.read(UInt32.self))
-        guard count == layout.count else { throw .badField("element count \(count), expected \(layout.count)") }
+        guard count == layout.count else { throw .wrongElementCount(count, expected: layout.count) }
         let payloadStart = headerSize + descriptorLength
         guard payloadStart + payloadLength + checksumSize == bytes.count else {
             throw .badField("lengths (descriptor \(descriptorLength), payload \(payloadLength)) do not add up to \(bytes.count) bytes")
@@ -116,6 +116,7 @@ public enum MessageError: Error, Equatable, CustomStringConvertible, Sendable {
     case unsupportedCodec(UInt16)
     case badChecksum
     case wrongLayout
+    case wrongElementCount(Int, expected: Int)
     case badField(String)
     case nonFinite
 
@@ -127,6 +128,7 @@ public enum MessageError: Error, Equatable, CustomStringConvertible, Sendable {
         case .unsupportedCodec(let codec): return "unsupported codec \(codec)"
         case .badChecksum: return "message checksum mismatch"
         case .wrongLayout: return "message is for another model (parameter layout differs)"
+        case .wrongElementCount(let count, let expected): return "message holds \(count) values, the model \(expected)"
         case .badField(let field): return "invalid message field: \(field)"
         case .nonFinite: return "message holds NaN or infinite values"
         }
