@@ -7,10 +7,7 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Centralized training of one model on all the training data.")
 
-    @Option(help: "Data directory (default: /usr/share/datasets/fashion-mnist for lenet5; a cifar-10-batches-bin directory for lenet5-rgb).")
-    var data: String?
-    @Option(help: "Model: \(ModelKind.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var model: ModelKind = .lenet5
+    @OptionGroup(title: "Model and data") var dataOptions: DataOptions
     @Option(parsing: .unconditional, help: "Passes over the training data.") var epochs = 10
     @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Minibatch size.") var batchSize = 64
     @Option(parsing: .unconditional, help: "Learning rate.") var lr: Float = 0.02
@@ -37,8 +34,8 @@ struct Train: ParsableCommand {
 
     var job: TrainingJob {
         var job = TrainingJob()
-        job.model = model
-        job.dataDirectory = data
+        job.model = dataOptions.model ?? job.model
+        job.dataDirectory = dataOptions.data
         job.epochs = epochs
         job.batchSize = batchSize
         job.optimizer = SGDConfiguration(learningRate: lr, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov && momentum > 0)
@@ -55,7 +52,7 @@ struct Train: ParsableCommand {
 
     func run() throws {
         var line = ProgressLine()
-        print("fedtrain train: \(model.rawValue), \(epochs) epochs, B=\(batchSize), lr \(lr), momentum \(momentum), weight decay \(weightDecay), \(threads) threads, seed \(seed), OpenBLAS \(BLAS.kernelSet) kernels")
+        print("fedtrain train: \(job.model.rawValue), \(epochs) epochs, B=\(batchSize), lr \(lr), momentum \(momentum), weight decay \(weightDecay), \(threads) threads, seed \(seed), OpenBLAS \(BLAS.kernelSet) kernels")
         let result: TrainingJob.Summary
         do {
             result = try job.run(progress: { p in
