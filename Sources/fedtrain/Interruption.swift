@@ -15,6 +15,11 @@ enum Interruption {
             ? "\nfedtrain: interrupted; nothing to resume (the run has no --out directory)\n"
             : "\nfedtrain: interrupted before the first round finished; nothing to resume (the same command starts over)\n")
         afterCheckpoint = strdup("\nfedtrain: interrupted; continue with: fedtrain simulate --resume \(directory ?? "")\n")
+        // A parent (a test runner, a supervisor) may have left SIGINT blocked: unblock it.
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        sigaddset(&mask, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &mask, nil)
         signal(SIGINT) { _ in
             let message = Interruption.checkpointed.load(ordering: .relaxed) ? Interruption.afterCheckpoint : Interruption.beforeCheckpoint
             if let message { _ = write(STDERR_FILENO, message, strlen(message)) }

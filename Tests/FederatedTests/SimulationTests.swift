@@ -172,6 +172,25 @@ func smallSimulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> 
         #expect(Set(run.transport.states.keys) == Set(run.sampledClients(round: 1)), "only the clients that trained keep state")
     }
 
+    /// `--drop ROUND:CLIENT` fails exactly the chosen clients in the chosen rounds, reproducibly.
+    @Test func scheduledDropsFailTheChosenClients() throws {
+        let probe = try simulation { _ in }
+        let first = probe.sampledClients(round: 1), second = probe.sampledClients(round: 2)
+        let drop = "1:\(first[0]),1:\(first[2]),2:\(second[1])"
+        var finals: [[Float]] = []
+        for threads in [1, 2] {
+            let run = try simulation { $0.federation.drop = drop; $0.run.threads = threads; $0.federation.rounds = 2 }
+            let metrics = [run.runRound(), run.runRound()]
+            #expect(metrics.map(\.failures) == [2, 1] && metrics.map(\.clients) == [1, 2])
+            finals.append(run.global)
+        }
+        #expect(finals[0] == finals[1])
+        // A drop of a client that was not sampled changes nothing.
+        let unsampled = (0..<6).first { !first.contains($0) }!
+        let quiet = try simulation { $0.federation.drop = "1:\(unsampled)"; $0.federation.rounds = 1 }
+        #expect(quiet.runRound().failures == 0)
+    }
+
     @Test func sampledClientsFollowFractionAndMinimum() throws {
         let run = try simulation { $0.federation.clients = 10; $0.federation.fraction = 0.1; $0.federation.minClients = 3 }
         let sampled = run.sampledClients(round: 1)

@@ -143,6 +143,31 @@ func temporaryPath(_ name: String) -> String {
         #expect(result.error.split(separator: "\n").count == 1)
     }
 
+    /// Ctrl-C during a run says how to continue it, and the run continues from there.
+    @Test func interruptSaysHowToResume() throws {
+        let directory = temporaryPath("interrupted")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("fedtrain")
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = ["simulate", "--clients", "2", "--rounds", "20", "--partition", "iid", "--threads", "1", "--out", directory]
+        let error = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = error
+        try process.run()
+        let deadline = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: "\(directory)/metrics.jsonl") && Date() < deadline && process.isRunning {
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        process.interrupt()
+        let message = String(decoding: error.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 130)
+        #expect(message.contains("fedtrain: interrupted; continue with: fedtrain simulate --resume \(directory)"), "\(message)")
+        let resumed = try fedtrain(["simulate", "--resume", directory, "--rounds", "2", "--threads", "1"])
+        #expect(resumed.status == 0 && resumed.output.contains("resumed after round"), "\(resumed.error)")
+    }
+
     @Test func versionAndHelpExitZero() throws {
         let version = try fedtrain(["--version"])
         #expect(version.status == 0 && version.output.hasPrefix("fedtrain "))

@@ -68,12 +68,6 @@ public struct DataSection: Sendable, Equatable, Codable {
         data = try c.decodeIfPresent(String.self, forKey: .data) ?? d.data
     }
 
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(model, forKey: .model)
-        try c.encodeIfPresent(data, forKey: .data)
-    }
-
     public var directory: String? { data ?? model.defaultDataDirectory }
 
     func validate() throws(ConfigurationError) {
@@ -131,25 +125,6 @@ public struct FederationSection: Sendable, Equatable, Codable {
         evalEvery = try c.decodeIfPresent(Int.self, forKey: .evalEvery) ?? d.evalEvery
         clientEvaluation = try c.decodeIfPresent(Bool.self, forKey: .clientEvaluation) ?? d.clientEvaluation
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(clients, forKey: .clients)
-        try c.encode(rounds, forKey: .rounds)
-        try c.encode(fraction, forKey: .fraction)
-        try c.encode(minClients, forKey: .minClients)
-        try c.encode(partition, forKey: .partition)
-        try c.encode(minPartitionSize, forKey: .minPartitionSize)
-        try c.encode(strategy, forKey: .strategy)
-        try c.encodeIfPresent(serverOptimizer, forKey: .serverOptimizer)
-        try c.encode(dropout, forKey: .dropout)
-        try c.encodeIfPresent(drop, forKey: .drop)
-        try c.encode(minSurvivors, forKey: .minSurvivors)
-        try c.encode(maxSamples, forKey: .maxSamples)
-        try c.encode(evalEvery, forKey: .evalEvery)
-        try c.encode(clientEvaluation, forKey: .clientEvaluation)
-        try c.encode(seed, forKey: .seed)
     }
 
     /// Clients sampled per round: `⌊fraction · clients⌋`, at least `minClients` (Flower's rule).
