@@ -127,6 +127,25 @@ public struct FederationSection: Sendable, Equatable, Codable {
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
     }
 
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(clients, forKey: .clients)
+        try c.encode(rounds, forKey: .rounds)
+        try c.encodeDecimal(fraction, forKey: .fraction)
+        try c.encode(minClients, forKey: .minClients)
+        try c.encode(partition, forKey: .partition)
+        try c.encode(minPartitionSize, forKey: .minPartitionSize)
+        try c.encode(strategy, forKey: .strategy)
+        try c.encodeIfPresent(serverOptimizer, forKey: .serverOptimizer)
+        try c.encodeDecimal(dropout, forKey: .dropout)
+        try c.encodeIfPresent(drop, forKey: .drop)
+        try c.encode(minSurvivors, forKey: .minSurvivors)
+        try c.encode(maxSamples, forKey: .maxSamples)
+        try c.encode(evalEvery, forKey: .evalEvery)
+        try c.encode(clientEvaluation, forKey: .clientEvaluation)
+        try c.encode(seed, forKey: .seed)
+    }
+
     /// Clients sampled per round: `⌊fraction · clients⌋`, at least `minClients` (Flower's rule).
     public var sampledPerRound: Int { min(clients, max(minClients, Int(fraction * Double(clients)))) }
 
@@ -196,10 +215,9 @@ public struct LocalTrainingSection: Sendable, Equatable, Codable {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(localEpochs, forKey: .localEpochs)
         try c.encode(batchSize, forKey: .batchSize)
-        // Floats are written by their shortest decimal form (0.05, not 0.0500000007), which reads back exactly.
-        for (value, key) in [(lr, CodingKeys.lr), (momentum, .momentum), (weightDecay, .weightDecay)] {
-            try c.encode(Double("\(value)")!, forKey: key)
-        }
+        try c.encodeDecimal(lr, forKey: .lr)
+        try c.encodeDecimal(momentum, forKey: .momentum)
+        try c.encodeDecimal(weightDecay, forKey: .weightDecay)
     }
 
     public var optimizer: SGDConfiguration { SGDConfiguration(learningRate: lr, momentum: momentum, weightDecay: weightDecay) }
@@ -277,4 +295,13 @@ extension SimulationConfiguration {
 
     /// A key's value as text ("none" when unset).
     public func value(of key: String) -> String { keyValues[key] ?? "none" }
+}
+
+extension KeyedEncodingContainer {
+    /// Writes a float by its shortest decimal form (`0.05`, not `0.0500000007` or `5e-2`), which
+    /// reads back as the same float.
+    mutating func encodeDecimal<T: BinaryFloatingPoint & LosslessStringConvertible>(_ value: T, forKey key: Key) throws {
+        guard value.isFinite, let decimal = Decimal(string: value.description) else { preconditionFailure("non-finite setting \(value)") }
+        try encode(decimal, forKey: key)
+    }
 }
