@@ -51,9 +51,11 @@ func codecBenchmarks() {
             let codec = try! CodecRegistry.codec(parsing: spec)
             for errorFeedback in [false, true] {
                 Benchmark("client send \(spec) \(label) error feedback \(errorFeedback ? "on" : "off")", configuration: configuration) { benchmark in
-                    var channel = ClientChannel()
+                    let runtime = ClientRuntime(layout: layout, training: LocalTrainingConfiguration(epochs: 1, batchSize: 1, optimizer: SGDConfiguration(learningRate: 0.1)),
+                                                uplinkCodec: codec, errorFeedback: errorFeedback, keepsModelCopy: false, seed: 1)
+                    var state = runtime.initialState(client: 0)
                     record(benchmark, count: layout.count) {
-                        blackHole(channel.send(values, round: 1, layout: layout, codec: codec, errorFeedback: errorFeedback, generator: &generator))
+                        blackHole(runtime.encode(values, round: 1, client: 0, state: &state))
                     }
                 }
             }

@@ -116,7 +116,7 @@ public struct ClientRuntime: Sendable {
 
     /// The one encode path: delta plus residual (error feedback), the stages, the codec; keeps
     /// the new residual and codec state. Nil, with `state` untouched, for a non-finite update.
-    func encode(_ delta: [Float], round: Int, client: Int, state: inout ClientState) -> [UInt8]? {
+    public func encode(_ delta: [Float], round: Int, client: Int, state: inout ClientState) -> [UInt8]? {
         var corrected = delta
         if errorFeedback, let residual = state.residual {
             for i in corrected.indices { corrected[i] += residual[i] }

@@ -6,6 +6,10 @@ public struct LocalTrainingConfiguration: Sendable, Codable, Equatable {
     public var epochs: Int
     public var batchSize: Int
     public var optimizer: SGDConfiguration
+
+    public init(epochs: Int, batchSize: Int, optimizer: SGDConfiguration) {
+        (self.epochs, self.batchSize, self.optimizer) = (epochs, batchSize, optimizer)
+    }
 }
 
 /// Runs one client's local training: from the global model, `epochs` of SGD over the client's
