@@ -10,7 +10,9 @@ import TestSupport
 ///
 /// Bit-identity holds within one platform: OpenBLAS's kernel set and fedtrain's register
 /// blocking (`VectorKernels.wideRegisters`) change summation orders, so each platform has its
-/// own hashes (`platform`), recorded with `OPENBLAS_CORETYPE` set to each kernel set.
+/// own hashes (`platform`), recorded from the pre-refactor code with `OPENBLAS_CORETYPE` set to
+/// each kernel set, on the AVX-512 build ("wide") and on the AVX2 build ("narrow", what hosts
+/// without AVX-512 compile: `hostHasAVX512 = false` in Package.swift).
 @Suite struct GoldenRunTests {
     static var platform: String { "\(BLAS.kernelSet)/\(VectorKernels.wideRegisters ? "wide" : "narrow")" }
 
@@ -56,6 +58,54 @@ import TestSupport
             "6d62b9240451e1cd7e753de2e61d8b18ba0d45b8ff8321925f2abf078ba92163",
             "993e4c62de257e1cf7acf83ef5b3ba3dc2fed2fdd8acd996277c9e7ba58866da",
             "35c6412be06046b9ae743512e5254594fc4139ae868c8d5e519c6f32d208a890",
+        ],
+        "Zen/wide": [
+            "fdc26f494fc2ce2d5df1540abf3c54d0f745ee289d971db86099eaeab6314adf",
+            "c616c0df077e02d279623e1eda087e9da47212912be5a552870e837bd532d963",
+            "79d69ac85aa1623bbf8282f4142c81b68da64eba8e7535003fd84659bf2db9d2",
+            "84600151fb34d83317e222ada8fce3f8e66f3d4c0cf65693af08ff58602417f2",
+            "7c6d6c9c49061c230cb0269cfde8443fd760b25821906784dcc4ffbc3706ac6a",
+            "05abef8587c5d0727ea2eab958d23c553033542af25f27e2a78edd1be5d459e9",
+        ],
+        "Prescott/narrow": [
+            "15141bbb22267a7e1513af84ed591cd5f68984cb8175e16dd8d8e72f49f037ea",
+            "47c98f409d8c81932a544f68d3fa9f2e0b2878bb77b03892281dd09c477a3591",
+            "1d96f16f3fd7dc94db3cfc7c4ff85bb413c5c04f584d156bb56ae509b4362914",
+            "4ed692eb865e2f8f575000493be40eb39659b9f57dd11517f1aff14c2099391d",
+            "ddb5410e46a915e5200c13a77262cdb3b21b16c47f9fcbdae272a2c1ba9d7984",
+            "f2ed73fb595b2c4d949dda9e43f1bea1495752d3a606825216d38ef9caa1607d",
+        ],
+        "Haswell/narrow": [
+            "68a954b3d98e27fe06d1fce2f3cdda42eefc122e654a50885cf2c188f66bec04",
+            "c4123ced0c801a7936c33b4ba2bd28701f201fd989b0eb1fc87f6b85fb594980",
+            "8b7f3505abe0548e4394a70d993fbab21417811069f726716cf3616a21cd3b44",
+            "577b4793a5a2434f27c56d25bd81f4f37c9b34a46b18c7d3927e488c1e2809d9",
+            "ba7911def1df6ba0ade2ce9d4412e470ce88a8cec3bf351939ffbd64d0919246",
+            "9b18bd782aa59fa1daa80578b08ece297a44ec4c4bc1028bba3a0de8256896e8",
+        ],
+        "SkylakeX/narrow": [
+            "69557e9da86ca0df5fd9b31f75fd3e6436d4a0d45300264fd346679bfd73f2c0",
+            "57d79e405b52fc748316e852ce296ebe749279495803bba1bc5f3ac4fb77ad4f",
+            "78cf2aaa6afcdcd356ff4f23767cbd48ad8609290090394eae619824a8f60e90",
+            "11f02a8da955b76c1cfbc808dd2828e2b246c8b03499f75502193d8eb8182512",
+            "d93e71d78d72b59e8f9e50a503d8ddd26324a2a6cdabd197139f5586ec27d3b8",
+            "7ff87d6c86efbc2e23b735244c610a59b4b498b8f2e4b8a8fca3629bb156bc35",
+        ],
+        "Cooperlake/narrow": [
+            "2f794abdca0f16329d76890637613fc78f69ed502264ca7e57380590f74bcb2d",
+            "3b0804ab3d0c55599d562c541d2fd14434ef01cc0669a2c6a4b0061c2bcd4d6e",
+            "ba848089c64a1505559ef11b5fd39c8652555ba02aaa40f0b05c3676f4c190d9",
+            "c74a1ce024309f51c882fe75228949a998a42eb90886a1ed69fb02e4b4f38287",
+            "375ff2c215abe67fb88d164b07148d08ac1d7bb992f98a15ea99187beb729531",
+            "b7ea3fff4fd4250f22d2b7fd8d36c0ce432945417e9e76dfcf566930e1ce67be",
+        ],
+        "Zen/narrow": [
+            "68a954b3d98e27fe06d1fce2f3cdda42eefc122e654a50885cf2c188f66bec04",
+            "c4123ced0c801a7936c33b4ba2bd28701f201fd989b0eb1fc87f6b85fb594980",
+            "8b7f3505abe0548e4394a70d993fbab21417811069f726716cf3616a21cd3b44",
+            "577b4793a5a2434f27c56d25bd81f4f37c9b34a46b18c7d3927e488c1e2809d9",
+            "ba7911def1df6ba0ade2ce9d4412e470ce88a8cec3bf351939ffbd64d0919246",
+            "9b18bd782aa59fa1daa80578b08ece297a44ec4c4bc1028bba3a0de8256896e8",
         ],
     ]
 
