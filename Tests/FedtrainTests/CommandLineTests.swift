@@ -199,3 +199,39 @@ func temporaryPath(_ name: String) -> String {
         #expect(result.status != 0 && result.error.contains("unknown config key codecs"))
     }
 }
+
+@Suite struct PrivacyCommandTests {
+    func json(_ arguments: [String]) throws -> [String: Any] {
+        let result = try fedtrain(["privacy"] + arguments + ["--json"])
+        #expect(result.status == 0, "\(result.error)")
+        return try #require(try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
+    }
+
+    /// `privacy epsilon` prints Opacus's ε for the case dp-accounting overstates (best order 1.3).
+    @Test func epsilonMatchesOpacus() throws {
+        let object = try json(["epsilon", "--noise-multiplier", "0.5", "--sampling-rate", "0.1", "--steps", "1000", "--delta", "1e-5"])
+        let epsilon = try #require(object["epsilon"] as? Double)
+        #expect(abs(epsilon - 136.0536968281832) <= 1e-9 * epsilon)
+        #expect(object["order"] as? Double == 1.3 && object["noise_multiplier"] as? Double == 0.5)
+    }
+
+    /// `privacy calibrate` returns a noise multiplier whose ε meets the target, and `epsilon` agrees.
+    @Test func calibrateRoundTrip() throws {
+        let calibrated = try json(["calibrate", "--epsilon", "8", "--sampling-rate", "0.1", "--steps", "100", "--delta", "1e-5"])
+        let z = try #require(calibrated["noise_multiplier"] as? Double)
+        let check = try json(["epsilon", "--noise-multiplier", "\(z)", "--sampling-rate", "0.1", "--steps", "100", "--delta", "1e-5"])
+        let epsilon = try #require(check["epsilon"] as? Double)
+        #expect(epsilon <= 8 && epsilon > 7.99)
+    }
+
+    @Test(arguments: [
+        (["epsilon", "--noise-multiplier", "-1", "--sampling-rate", "0.1", "--steps", "10", "--delta", "1e-5"], "--noise-multiplier must be >= 0"),
+        (["epsilon", "--noise-multiplier", "1", "--sampling-rate", "0", "--steps", "10", "--delta", "1e-5"], "--sampling-rate must be in (0, 1]"),
+        (["calibrate", "--epsilon", "1", "--sampling-rate", "0.1", "--steps", "100", "--delta", "2"], "--delta must be in (0, 1)"),
+        (["calibrate", "--epsilon", "1e-9", "--sampling-rate", "1", "--steps", "1000000", "--delta", "1e-5"], "no noise multiplier up to 10000"),
+    ])
+    func badInputIsOneLine(arguments: [String], message: String) throws {
+        let result = try fedtrain(["privacy"] + arguments)
+        #expect(result.status == 1 && result.error.hasPrefix("fedtrain: error: \(message)"), "\(result.error)")
+    }
+}

@@ -1,0 +1,72 @@
+import ArgumentParser
+import Federated
+import Foundation
+
+struct Privacy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Privacy accounting: ε of the Poisson-subsampled Gaussian mechanism (RDP, exact at fractional orders), or the noise for a target ε.",
+        subcommands: [Epsilon.self, Calibrate.self])
+
+    /// The mechanism's schedule, shared by both subcommands.
+    struct Schedule: ParsableArguments {
+        @Option(name: .customLong("sampling-rate"), parsing: .unconditional, help: "Probability q that a client (or example) takes part in a step, in (0, 1].")
+        var samplingRate: Double
+        @Option(parsing: .unconditional, help: "Number of steps T (rounds, or DP-SGD steps).") var steps: Int
+        @Option(parsing: .unconditional, help: "δ of the (ε, δ) guarantee, in (0, 1).") var delta: Double
+        @Flag(help: "Print one JSON object.") var json = false
+
+        func validate() throws {
+            guard samplingRate > 0, samplingRate <= 1 else { throw ValidationError("--sampling-rate must be in (0, 1] (got \(samplingRate))") }
+            guard steps >= 1 else { throw ValidationError("--steps must be at least 1 (got \(steps))") }
+            guard delta > 0, delta < 1 else { throw ValidationError("--delta must be in (0, 1) (got \(delta))") }
+        }
+
+        func report(epsilon: Double, order: Double, noiseMultiplier: Double) {
+            if json {
+                let object: [String: Any] = ["epsilon": epsilon.isFinite ? epsilon : "inf", "order": order.isFinite ? order : NSNull(),
+                                             "noise_multiplier": noiseMultiplier, "sampling_rate": samplingRate, "steps": steps, "delta": delta]
+                let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+            } else {
+                print("epsilon \(epsilon) at delta \(delta) (best RDP order \(order)): noise multiplier \(noiseMultiplier), "
+                    + "sampling rate \(samplingRate), \(plural(steps, "step"))")
+            }
+        }
+    }
+
+    struct Epsilon: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "ε after T steps at sampling rate q and noise multiplier z.")
+        @Option(name: .customLong("noise-multiplier"), parsing: .unconditional, help: "Noise standard deviation over the sensitivity, z >= 0.")
+        var noiseMultiplier: Double
+        @OptionGroup var schedule: Schedule
+
+        func validate() throws {
+            guard noiseMultiplier >= 0, noiseMultiplier.isFinite else { throw ValidationError("--noise-multiplier must be >= 0 (got \(noiseMultiplier))") }
+        }
+
+        func run() {
+            let (epsilon, order) = RDPAccountant.epsilon(samplingRate: schedule.samplingRate, noiseMultiplier: noiseMultiplier,
+                                                         steps: schedule.steps, delta: schedule.delta)
+            schedule.report(epsilon: epsilon, order: order, noiseMultiplier: noiseMultiplier)
+        }
+    }
+
+    struct Calibrate: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The smallest noise multiplier whose T steps at rate q stay within ε.")
+        @Option(parsing: .unconditional, help: "Target ε > 0.") var epsilon: Double
+        @OptionGroup var schedule: Schedule
+
+        func validate() throws {
+            guard epsilon > 0, epsilon.isFinite else { throw ValidationError("--epsilon must be a positive number (got \(epsilon))") }
+        }
+
+        func run() {
+            guard let z = RDPAccountant.calibrate(targetEpsilon: epsilon, samplingRate: schedule.samplingRate, steps: schedule.steps,
+                                                  delta: schedule.delta) else {
+                fail("no noise multiplier up to 10000 reaches epsilon \(epsilon) in \(plural(schedule.steps, "step")) at sampling rate \(schedule.samplingRate)")
+            }
+            let achieved = RDPAccountant.epsilon(samplingRate: schedule.samplingRate, noiseMultiplier: z, steps: schedule.steps, delta: schedule.delta)
+            schedule.report(epsilon: achieved.epsilon, order: achieved.order, noiseMultiplier: z)
+        }
+    }
+}
