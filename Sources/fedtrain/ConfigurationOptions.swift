@@ -115,3 +115,13 @@ struct RunOptions: ParsableArguments {
         if let threads { section.threads = threads }
     }
 }
+
+/// Privacy of uploads.
+struct PrivacyOptions: ParsableArguments {
+    @Option(parsing: .unconditional, help: "Clients clip their update (with its error-feedback residual) to this L2 norm (default: no clip).")
+    var clip: Double?
+
+    func apply(to section: inout PrivacySection) {
+        if let clip { section.clip = clip }
+    }
+}

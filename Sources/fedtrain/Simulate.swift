@@ -13,6 +13,7 @@ struct Simulate: ParsableCommand {
     @OptionGroup(title: "Federation") var federation: FederationOptions
     @OptionGroup(title: "Local training") var training: LocalTrainingOptions
     @OptionGroup(title: "Compression") var compression: CompressionOptions
+    @OptionGroup(title: "Privacy") var privacy: PrivacyOptions
     @OptionGroup(title: "Run") var runOptions: RunOptions
     @Option(help: "Output directory: config.yaml, metrics.jsonl/csv, summary.json, model.safetensors, checkpoint/.") var out: String?
     @Flag(help: "Replace the run already in the --out directory.") var overwrite = false
@@ -28,6 +29,7 @@ struct Simulate: ParsableCommand {
         federation.apply(to: &configuration.federation)
         training.apply(to: &configuration.training)
         compression.apply(to: &configuration.compression)
+        privacy.apply(to: &configuration.privacy)
         runOptions.apply(to: &configuration.run)
         try configuration.validate()
         return configuration

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 @testable import Federated
 import Testing
@@ -83,5 +84,62 @@ import Testing
             #expect(RDPAccountant.epsilon(samplingRate: q, noiseMultiplier: z * (1 - 1e-5), steps: steps, delta: 1e-5).epsilon > target)
         }
         #expect(RDPAccountant.calibrate(targetEpsilon: 1e-9, samplingRate: 1, steps: 1_000_000, delta: 1e-5) == nil)
+    }
+}
+
+@Suite struct ClippingTests {
+    /// 10⁴ random vectors with norms from 1e-30·C to 1e6·C: the clipped norm, recomputed in
+    /// Double, never exceeds C; the direction is kept; vectors within C are unchanged.
+    @Test func clippedNormNeverExceedsTheBound() {
+        var generator = SeededGenerator(seed: 13)
+        var clipped = 0, unchanged = 0
+        for trial in 0..<10_000 {
+            let bound = pow(10, Double(generator.next(upperBound: UInt64(9))) - 4)  // 1e-4 ... 1e4
+            let count = 1 + Int(generator.next(upperBound: UInt64(300)))
+            var values = (0..<count).map { _ in Float(generator.nextGaussian()) }
+            // Half the trials within the bound (1e-30·C ... C), half above it (C ... 1e6·C).
+            let target = bound * pow(10, trial % 2 == 0 ? -30 * generator.nextUnitDouble() : 6 * generator.nextUnitDouble())
+            let scale = Float(target / L2Clip.norm(values))
+            guard scale.isNormal else { continue }
+            values = values.map { $0 * scale }
+            guard values.allSatisfy({ $0.isFinite }), L2Clip.norm(values) > 0 else { continue }
+            let before = values
+            let original = L2Clip.clip(&values, to: bound)
+            let after = L2Clip.norm(values)
+            #expect(after <= bound, "trial \(trial): norm \(after) above \(bound)")
+            if original <= bound {
+                #expect(values == before)
+                unchanged += 1
+            } else {
+                clipped += 1
+                #expect(after >= bound * (1 - 1e-5), "trial \(trial): clipped too far, \(after) for \(bound)")
+                let cosine = zip(values, before).reduce(0.0) { $0 + Double($1.0) * Double($1.1) } / (after * original)
+                #expect(cosine > 1 - 1e-6)
+            }
+        }
+        #expect(clipped > 4000 && unchanged > 4000, "\(clipped) clipped, \(unchanged) within the bound")
+    }
+
+    @Test func zeroUpdatePassesThrough() {
+        var zero = [Float](repeating: 0, count: 10)
+        #expect(L2Clip.clip(&zero, to: 1) == 0 && zero == [Float](repeating: 0, count: 10))
+    }
+
+    /// Clipping runs as a client stage on the error-feedback-corrected update; a NaN update is
+    /// refused before the stages, leaving the client's state alone.
+    @Test func clippingStageInTheClientPipeline() throws {
+        let shapes = layout([[50]])
+        let runtime = ClientRuntime(layout: shapes, training: LocalTrainingConfiguration(epochs: 1, batchSize: 1, optimizer: SGDConfiguration(learningRate: 0.1)),
+                                    uplinkCodec: try CodecRegistry.codec(parsing: "topk:0.2"), errorFeedback: true, keepsModelCopy: false,
+                                    stages: [L2Clip(bound: 0.5)], seed: 3)
+        var state = runtime.initialState(client: 0)
+        for round in 1...5 {
+            let message = try #require(runtime.encode(gaussian(50, seed: UInt64(round)), round: round, client: 0, state: &state))
+            #expect(L2Clip.norm(try UpdateMessage.decode(message, layout: shapes).values) <= 0.5)
+        }
+        let before = state
+        var nan = gaussian(50, seed: 9)
+        nan[3] = .nan
+        #expect(runtime.encode(nan, round: 6, client: 0, state: &state) == nil && state == before)
     }
 }

@@ -191,6 +191,26 @@ func smallSimulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> 
         #expect(quiet.runRound().failures == 0)
     }
 
+    /// `--clip C`: FedAvg's step is a weighted mean of clipped updates, so the model moves by at
+    /// most C (convexity of the norm), while without the clip it moves further; bit-identical
+    /// across thread counts.
+    @Test func clippedUpdatesBoundTheStep() throws {
+        var finals: [[Float]] = []
+        for threads in [1, 2] {
+            let run = try simulation { $0.privacy.clip = 0.01; $0.run.threads = threads; $0.training.momentum = 0 }
+            let start = run.global
+            #expect(run.runRound().committed)
+            let step = L2Clip.norm(zip(run.global, start).map { $0 - $1 })
+            #expect(step <= 0.01 * (1 + 1e-5) && step > 0.002, "step \(step)")
+            finals.append(run.global)
+        }
+        #expect(finals[0] == finals[1])
+        let free = try simulation { $0.training.momentum = 0 }
+        let start = free.global
+        free.runRound()
+        #expect(L2Clip.norm(zip(free.global, start).map { $0 - $1 }) > 0.02)
+    }
+
     @Test func sampledClientsFollowFractionAndMinimum() throws {
         let run = try simulation { $0.federation.clients = 10; $0.federation.fraction = 0.1; $0.federation.minClients = 3 }
         let sampled = run.sampledClients(round: 1)

@@ -13,6 +13,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
     public var federation = FederationSection()
     public var training = LocalTrainingSection()
     public var compression = CompressionSection()
+    public var privacy = PrivacySection()
     public var run = RunSection()
 
     public init() {}
@@ -22,6 +23,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         federation = try FederationSection(from: decoder)
         training = try LocalTrainingSection(from: decoder)
         compression = try CompressionSection(from: decoder)
+        privacy = try PrivacySection(from: decoder)
         run = try RunSection(from: decoder)
     }
 
@@ -30,13 +32,15 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         try federation.encode(to: encoder)
         try training.encode(to: encoder)
         try compression.encode(to: encoder)
+        try privacy.encode(to: encoder)
         try run.encode(to: encoder)
     }
 
     /// Every key a config file may hold, in file order.
     public static let keys: [String] = DataSection.CodingKeys.allCases.map(\.rawValue)
         + FederationSection.CodingKeys.allCases.map(\.rawValue) + LocalTrainingSection.CodingKeys.allCases.map(\.rawValue)
-        + CompressionSection.CodingKeys.allCases.map(\.rawValue) + RunSection.CodingKeys.allCases.map(\.rawValue)
+        + CompressionSection.CodingKeys.allCases.map(\.rawValue) + PrivacySection.CodingKeys.allCases.map(\.rawValue)
+        + RunSection.CodingKeys.allCases.map(\.rawValue)
 
     /// Keys whose value does not change results: they may differ when a run is resumed.
     public static let resultNeutralKeys: Set<String> = [RunSection.CodingKeys.threads.rawValue]
@@ -47,6 +51,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         try federation.validate()
         try training.validate()
         try compression.validate()
+        try privacy.validate()
         try run.validate()
         _ = try StrategyFactory(federation: federation, training: training).make(parameterCount: 1)
     }
@@ -255,6 +260,33 @@ public struct CompressionSection: Sendable, Equatable, Codable {
         for (spec, key) in [(codec, CodingKeys.codec), (downCodec, .downCodec)] {
             do { _ = try CodecRegistry.codec(parsing: spec) } catch { throw ConfigurationError("\(key.rawValue): \(error.message)") }
         }
+    }
+}
+
+/// Privacy of what clients upload (differential privacy comes in later stages).
+public struct PrivacySection: Sendable, Equatable, Codable {
+    /// Clients clip their update (error-feedback residual included) to this L2 norm; nil: no clip.
+    public var clip: Double?
+
+    public init() {}
+
+    public enum CodingKeys: String, CodingKey, CaseIterable { case clip }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        clip = try c.decodeIfPresent(Double.self, forKey: .clip)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        if let clip { try c.encodeDecimal(clip, forKey: .clip) }
+    }
+
+    /// The client stages these settings ask for, in order.
+    public var clientStages: [any UpdateStage] { clip.map { [L2Clip(bound: $0)] } ?? [] }
+
+    func validate() throws(ConfigurationError) {
+        if let clip, !(clip > 0 && clip.isFinite) { throw ConfigurationError("clip must be a positive number (got \(clip))") }
     }
 }
 

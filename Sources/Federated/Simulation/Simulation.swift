@@ -52,7 +52,7 @@ public final class Simulation {
         let local = LocalTrainingConfiguration(epochs: configuration.training.localEpochs, batchSize: configuration.training.batchSize,
                                                optimizer: configuration.training.optimizer)
         let runtime = ClientRuntime(layout: layout, training: local, uplinkCodec: uplink, errorFeedback: compression.errorFeedback,
-                                    keepsModelCopy: !downlink.isDense, seed: seed)
+                                    keepsModelCopy: !downlink.isDense, stages: configuration.privacy.clientStages, seed: seed)
         let workers = min(configuration.run.threads, max(federation.sampledPerRound, federation.clientEvaluation ? federation.clients : 1))
         let batch = InProcessTransport.batchCapacity(batchSize: local.batchSize, partitions: partitions)
         try ConfigurationError.checkMemory(workers * Trainer.byteCount(network: network, batchCapacity: batch, chunks: 1),
