@@ -30,6 +30,8 @@ struct FederationOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Fraction of clients sampled per round (default: \(federationDefaults.fraction)).") var fraction: Double?
     @Option(name: .customLong("min-clients"), parsing: .unconditional, help: "Minimum clients sampled per round (default: \(federationDefaults.minClients)).")
     var minClients: Int?
+    @Option(name: .customLong("client-sampling"), help: "fixed (⌊fraction·clients⌋ per round) or poisson (each client with probability fraction) (default: fixed).")
+    var clientSampling: String?
     @Option(help: "Partition: iid, dirichlet:ALPHA, labels:K, shards:S, quantity:BETA (default: \(federationDefaults.partition)).") var partition: String?
     @Option(name: .customLong("min-partition-size"), parsing: .unconditional,
             help: "Smallest client the Dirichlet and quantity partitions accept (default: \(federationDefaults.minPartitionSize)).")
@@ -58,6 +60,7 @@ struct FederationOptions: ParsableArguments {
         if let rounds { section.rounds = rounds }
         if let fraction { section.fraction = fraction }
         if let minClients { section.minClients = minClients }
+        if let clientSampling { section.clientSampling = clientSampling }
         if let partition { section.partition = partition }
         if let minPartitionSize { section.minPartitionSize = minPartitionSize }
         if let strategy { section.strategy = strategy }
@@ -116,12 +119,25 @@ struct RunOptions: ParsableArguments {
     }
 }
 
+private let dpHelp = "Differential privacy: off, or central (DP-FedAvg: the server clips, sums, adds Gaussian noise; needs --clip, "
+    + "--client-sampling poisson and --noise-multiplier or --target-epsilon) (default: off)."
+
 /// Privacy of uploads.
 struct PrivacyOptions: ParsableArguments {
-    @Option(parsing: .unconditional, help: "Clients clip their update (with its error-feedback residual) to this L2 norm (default: no clip).")
+    @Option(help: ArgumentHelp(dpHelp)) var dp: String?
+    @Option(parsing: .unconditional, help: "L2 clip of every update (with central DP: the sensitivity; clients clip too) (default: none).")
     var clip: Double?
+    @Option(name: .customLong("noise-multiplier"), parsing: .unconditional, help: "Central DP noise standard deviation over the clip.")
+    var noiseMultiplier: Double?
+    @Option(name: .customLong("target-epsilon"), parsing: .unconditional, help: "Central DP: ε for the whole run; the noise is calibrated for the planned rounds.")
+    var targetEpsilon: Double?
+    @Option(parsing: .unconditional, help: "δ of the (ε, δ) guarantee (default: 1e-5).") var delta: Double?
 
     func apply(to section: inout PrivacySection) {
+        if let dp { section.dp = dp }
         if let clip { section.clip = clip }
+        if let noiseMultiplier { section.noiseMultiplier = noiseMultiplier }
+        if let targetEpsilon { section.targetEpsilon = targetEpsilon }
+        if let delta { section.delta = delta }
     }
 }

@@ -143,3 +143,110 @@ import Testing
         #expect(runtime.encode(nan, round: 6, client: 0, state: &state) == nil && state == before)
     }
 }
+
+@Suite struct CentralDPTests {
+    /// The noise on the aggregate has standard deviation z·C/m: over 61,706 coordinates the
+    /// measured deviation is within 5 standard errors of it, the mean within 5 of 0; the same
+    /// (seed, round) gives the same noise, another round other noise.
+    @Test func noiseHasTheCalibratedDeviation() {
+        let noise = CentralGaussianNoise(noiseMultiplier: 1.3, clip: 0.5, expectedClients: 40, seed: 7)
+        let n = 61_706, sigma = 1.3 * 0.5 / 40
+        var aggregate = Aggregate(direction: [Float](repeating: 0, count: n))
+        noise.addNoise(to: &aggregate, round: 3)
+        let mean = aggregate.direction.reduce(0.0) { $0 + Double($1) } / Double(n)
+        let deviation = (aggregate.direction.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Double(n - 1)).squareRoot()
+        #expect(abs(deviation - sigma) <= 5 * sigma / (2.0 * Double(n)).squareRoot(), "deviation \(deviation), expected \(sigma)")
+        #expect(abs(mean) <= 5 * sigma / Double(n).squareRoot())
+        var again = Aggregate(direction: [Float](repeating: 0, count: n)), other = again
+        noise.addNoise(to: &again, round: 3)
+        noise.addNoise(to: &other, round: 4)
+        #expect(again.direction == aggregate.direction && other.direction != aggregate.direction)
+    }
+
+    /// Adding or removing one client moves the clipped sum over the expected count by at most
+    /// C/m, whatever that client sent.
+    @Test func oneClientMovesTheAggregateByAtMostClipOverExpected() {
+        let aggregator = ClippedSumOverExpected(clip: 0.5, expectedClients: 10, parameterCount: 100)
+        let others = (0..<8).map { update($0, samples: 100, gaussian(100, seed: UInt64($0), scale: 0.2)) }
+        let without = aggregator.aggregate(others).direction
+        for scale: Float in [1e-3, 1, 1e6] {
+            let with = aggregator.aggregate(others + [update(9, samples: 1, gaussian(100, seed: 99, scale: scale))]).direction
+            #expect(L2Clip.norm(zip(with, without).map { $0 - $1 }) <= 0.5 / 10 * (1 + 1e-5))
+        }
+        #expect(aggregator.aggregate([]).direction == [Float](repeating: 0, count: 100))
+    }
+
+    /// Poisson sampling: each client independently with probability q, so the count varies
+    /// around q·N (within 5 standard errors over 200 rounds).
+    @Test func poissonSamplingRate() {
+        let shapes = layout([[4]])
+        var federation = FederationSection()
+        federation.strategy = "fedavg"
+        let server = RoundCoordinator(settings: .init(clients: 1000, sampledPerRound: 100, minSurvivors: 1, maxSamples: 100, localEpochs: 1, batchSize: 1,
+                                                      seed: 5, layout: shapes, uplinkCodec: "fp32", poissonRate: 0.1),
+                                      global: [0, 0, 0, 0], strategy: try! StrategyFactory(federation: federation, training: LocalTrainingSection()).make(parameterCount: 4),
+                                      downlink: Downlink(codec: DenseCodec(), layout: shapes, seed: 5))
+        let counts = (1...200).map { server.sample(round: $0, available: Array(0..<1000)).count }
+        let mean = Double(counts.reduce(0, +)) / 200
+        #expect(abs(mean - 100) <= 5 * (1000 * 0.1 * 0.9 / 200).squareRoot(), "mean \(mean)")
+        #expect(Set(counts).count > 10)
+        #expect(server.sample(round: 7, available: Array(0..<1000)) == server.sample(round: 7, available: Array(0..<1000)))
+    }
+
+    func dpSimulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> Simulation {
+        try smallSimulation {
+            $0.privacy.dp = "central"
+            $0.privacy.clip = 0.05
+            $0.federation.clientSampling = "poisson"
+            $0.federation.fraction = 0.5
+            $0.training.momentum = 0
+            edit(&$0)
+        }
+    }
+
+    /// A central-DP run reports each round's ε from the accountant; with a target the noise is
+    /// calibrated so the planned rounds spend at most the target; runs are bit-identical across
+    /// thread counts.
+    @Test func centralDPRunSpendsWhatTheAccountantSays() throws {
+        var finals: [[Float]] = []
+        for threads in [1, 2] {
+            let run = try dpSimulation { $0.privacy.noiseMultiplier = 1.0; $0.run.threads = threads }
+            for round in 1...3 {
+                let metrics = run.runRound()
+                let expected = RDPAccountant.epsilon(samplingRate: 0.5, noiseMultiplier: 1.0, steps: round, delta: 1e-5).epsilon
+                #expect(metrics.epsilon == expected && metrics.committed)
+            }
+            finals.append(run.global)
+        }
+        #expect(finals[0] == finals[1])
+        let targeted = try dpSimulation { $0.privacy.targetEpsilon = 6 }
+        for _ in 1...3 { targeted.runRound() }
+        let spent = try #require(targeted.metrics.last?.epsilon)
+        #expect(spent <= 6 && spent > 5.99, "spent \(spent)")
+        #expect(targeted.noiseMultiplier! == RDPAccountant.calibrate(targetEpsilon: 6, samplingRate: 0.5, steps: 3, delta: 1e-5))
+    }
+
+    @Test(arguments: [
+        ("no clip", "needs clip"), ("fixed sampling", "client_sampling poisson"), ("fednova", "does not go with fednova"),
+        ("no noise", "needs noise_multiplier or target_epsilon"), ("budget", "above target_epsilon"), ("dp off", "need dp: central"),
+        ("survivors", "min_survivors must be 1"),
+    ])
+    func badSettingsAreRefused(edit: String, message: String) {
+        var c = SimulationConfiguration()
+        (c.privacy.dp, c.privacy.clip, c.privacy.noiseMultiplier) = ("central", 0.1, 1.0)
+        c.federation.clientSampling = "poisson"
+        switch edit {
+        case "no clip": c.privacy.clip = nil
+        case "fixed sampling": c.federation.clientSampling = "fixed"
+        case "fednova": c.federation.strategy = "fednova"
+        case "no noise": c.privacy.noiseMultiplier = nil
+        case "budget": c.privacy.targetEpsilon = 0.1
+        case "dp off": c.privacy.dp = "off"
+        default: c.federation.minSurvivors = 2
+        }
+        do {
+            try c.validate()
+            Issue.record("accepted: \(message)")
+        } catch { #expect(error.description.contains(message), "\(error)") }
+    }
+}

@@ -10,6 +10,7 @@ struct RecordingStrategy: Strategy {
     var seenFailures: [Int] = []
     var rounds = 0
     func configure(round: Int) -> RoundInstructions { RoundInstructions() }
+    var aggregatesEmptyRounds: Bool { false }
     mutating func aggregate(round: Int, global: [Float], results: [ClientUpdate], failures: [Int]) -> [Float]? {
         (seenResults, seenFailures) = (results.map(\.client), failures)
         rounds += 1

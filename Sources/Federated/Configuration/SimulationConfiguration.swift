@@ -51,9 +51,9 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         try federation.validate()
         try training.validate()
         try compression.validate()
-        try privacy.validate()
+        try privacy.validate(federation: federation, strategy: federation.strategy)
         try run.validate()
-        _ = try StrategyFactory(federation: federation, training: training).make(parameterCount: 1)
+        _ = try StrategyFactory(federation: federation, training: training, privacy: privacy).make(parameterCount: 1)
     }
 }
 
@@ -87,6 +87,9 @@ public struct FederationSection: Sendable, Equatable, Codable {
     /// Fraction of clients sampled per round (at least `minClients`).
     public var fraction = 1.0
     public var minClients = 2
+    /// `fixed`: ⌊fraction·clients⌋ clients (at least `minClients`) per round; `poisson`: each
+    /// client independently with probability `fraction` (what DP accounting assumes).
+    public var clientSampling = "fixed"
     public var partition = "dirichlet:0.5"
     public var minPartitionSize = 10
     public var strategy = "fedavg"
@@ -108,7 +111,8 @@ public struct FederationSection: Sendable, Equatable, Codable {
     public init() {}
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
-        case clients, rounds, fraction, minClients = "min_clients", partition, minPartitionSize = "min_partition_size", strategy
+        case clients, rounds, fraction, minClients = "min_clients", clientSampling = "client_sampling", partition
+        case minPartitionSize = "min_partition_size", strategy
         case serverOptimizer = "server_optimizer", dropout, drop, minSurvivors = "min_survivors", maxSamples = "max_samples"
         case evalEvery = "eval_every", clientEvaluation = "client_evaluation", seed
     }
@@ -119,6 +123,7 @@ public struct FederationSection: Sendable, Equatable, Codable {
         rounds = try c.decodeIfPresent(Int.self, forKey: .rounds) ?? d.rounds
         fraction = try c.decodeIfPresent(Double.self, forKey: .fraction) ?? d.fraction
         minClients = try c.decodeIfPresent(Int.self, forKey: .minClients) ?? d.minClients
+        clientSampling = try c.decodeIfPresent(String.self, forKey: .clientSampling) ?? d.clientSampling
         partition = try c.decodeIfPresent(String.self, forKey: .partition) ?? d.partition
         minPartitionSize = try c.decodeIfPresent(Int.self, forKey: .minPartitionSize) ?? d.minPartitionSize
         strategy = try c.decodeIfPresent(String.self, forKey: .strategy) ?? d.strategy
@@ -138,6 +143,7 @@ public struct FederationSection: Sendable, Equatable, Codable {
         try c.encode(rounds, forKey: .rounds)
         try c.encodeDecimal(fraction, forKey: .fraction)
         try c.encode(minClients, forKey: .minClients)
+        try c.encode(clientSampling, forKey: .clientSampling)
         try c.encode(partition, forKey: .partition)
         try c.encode(minPartitionSize, forKey: .minPartitionSize)
         try c.encode(strategy, forKey: .strategy)
@@ -150,6 +156,9 @@ public struct FederationSection: Sendable, Equatable, Codable {
         try c.encode(clientEvaluation, forKey: .clientEvaluation)
         try c.encode(seed, forKey: .seed)
     }
+
+    /// The per-client probability of Poisson sampling, nil for fixed-size sampling.
+    public var poissonRate: Double? { clientSampling == "poisson" ? fraction : nil }
 
     /// Clients sampled per round: `⌊fraction · clients⌋`, at least `minClients` (Flower's rule).
     public var sampledPerRound: Int { min(clients, max(minClients, Int(fraction * Double(clients)))) }
@@ -176,6 +185,7 @@ public struct FederationSection: Sendable, Equatable, Codable {
         try check(rounds >= 1, .rounds, "at least 1", rounds)
         try check(fraction > 0 && fraction <= 1, .fraction, "in (0, 1]", fraction)
         try check(minClients >= 1 && minClients <= clients, .minClients, "in 1...clients", minClients)
+        try check(["fixed", "poisson"].contains(clientSampling), .clientSampling, "fixed or poisson", clientSampling)
         try check(minPartitionSize >= 0, .minPartitionSize, ">= 0", minPartitionSize)
         try check(dropout >= 0 && dropout < 1, .dropout, "in [0, 1)", dropout)
         try check(minSurvivors >= 1, .minSurvivors, "at least 1", minSurvivors)
@@ -263,30 +273,94 @@ public struct CompressionSection: Sendable, Equatable, Codable {
     }
 }
 
-/// Privacy of what clients upload (differential privacy comes in later stages).
+/// Privacy of what clients upload: client-side clipping, and central differential privacy
+/// (DP-FedAvg) with its accountant.
 public struct PrivacySection: Sendable, Equatable, Codable {
-    /// Clients clip their update (error-feedback residual included) to this L2 norm; nil: no clip.
+    /// `off`, or `central`: the server clips every decoded update to `clip`, sums them, adds
+    /// Gaussian noise of `noise_multiplier · clip` and divides by the expected number of clients.
+    public var dp = "off"
+    /// Without DP: clients clip their update (error-feedback residual included) to this L2 norm.
+    /// With central DP: the server's clip (the sensitivity), which clients apply too.
     public var clip: Double?
+    /// Noise standard deviation over the clip; exclusive with `target_epsilon`.
+    public var noiseMultiplier: Double?
+    /// The ε the whole run may spend: the noise is calibrated for the planned rounds.
+    public var targetEpsilon: Double?
+    public var delta = 1e-5
 
     public init() {}
 
-    public enum CodingKeys: String, CodingKey, CaseIterable { case clip }
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case dp, clip, noiseMultiplier = "noise_multiplier", targetEpsilon = "target_epsilon", delta
+    }
 
     public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self), d = Self()
+        dp = try c.decodeIfPresent(String.self, forKey: .dp) ?? d.dp
         clip = try c.decodeIfPresent(Double.self, forKey: .clip)
+        noiseMultiplier = try c.decodeIfPresent(Double.self, forKey: .noiseMultiplier)
+        targetEpsilon = try c.decodeIfPresent(Double.self, forKey: .targetEpsilon)
+        delta = try c.decodeIfPresent(Double.self, forKey: .delta) ?? d.delta
     }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(dp, forKey: .dp)
         if let clip { try c.encodeDecimal(clip, forKey: .clip) }
+        if let noiseMultiplier { try c.encodeDecimal(noiseMultiplier, forKey: .noiseMultiplier) }
+        if let targetEpsilon { try c.encodeDecimal(targetEpsilon, forKey: .targetEpsilon) }
+        try c.encodeDecimal(delta, forKey: .delta)
     }
+
+    public var isCentral: Bool { dp == "central" }
 
     /// The client stages these settings ask for, in order.
     public var clientStages: [any UpdateStage] { clip.map { [L2Clip(bound: $0)] } ?? [] }
 
-    func validate() throws(ConfigurationError) {
+    /// The noise multiplier the run uses: the given one, or the smallest whose `rounds` rounds at
+    /// Poisson rate `rate` stay within `target_epsilon`. Nil without central DP.
+    public func resolvedNoiseMultiplier(rate: Double, rounds: Int) throws(ConfigurationError) -> Double? {
+        guard isCentral else { return nil }
+        if let noiseMultiplier {
+            if let targetEpsilon {
+                let spent = RDPAccountant.epsilon(samplingRate: rate, noiseMultiplier: noiseMultiplier, steps: rounds, delta: delta).epsilon
+                guard spent <= targetEpsilon else {
+                    throw ConfigurationError("noise_multiplier \(noiseMultiplier) spends epsilon \(spent) in \(rounds) rounds, above target_epsilon \(targetEpsilon)")
+                }
+            }
+            return noiseMultiplier
+        }
+        guard let target = targetEpsilon, let z = RDPAccountant.calibrate(targetEpsilon: target, samplingRate: rate, steps: rounds, delta: delta) else {
+            throw ConfigurationError("target_epsilon \(targetEpsilon ?? 0) cannot be met in \(rounds) rounds at sampling rate \(rate) with any noise_multiplier up to 10000")
+        }
+        return z
+    }
+
+    func validate(federation: FederationSection, strategy: String) throws(ConfigurationError) {
         if let clip, !(clip > 0 && clip.isFinite) { throw ConfigurationError("clip must be a positive number (got \(clip))") }
+        guard ["off", "central"].contains(dp) else { throw ConfigurationError("dp must be off or central (got \(dp))") }
+        guard delta > 0, delta < 1 else { throw ConfigurationError("delta must be in (0, 1) (got \(delta))") }
+        if let noiseMultiplier, !(noiseMultiplier >= 0 && noiseMultiplier.isFinite) {
+            throw ConfigurationError("noise_multiplier must be >= 0 (got \(noiseMultiplier))")
+        }
+        if let targetEpsilon, !(targetEpsilon > 0 && targetEpsilon.isFinite) {
+            throw ConfigurationError("target_epsilon must be a positive number (got \(targetEpsilon))")
+        }
+        guard isCentral else {
+            if noiseMultiplier != nil || targetEpsilon != nil { throw ConfigurationError("noise_multiplier and target_epsilon need dp: central") }
+            return
+        }
+        guard clip != nil else { throw ConfigurationError("dp central needs clip (the sensitivity), as in --clip 0.5") }
+        guard noiseMultiplier != nil || targetEpsilon != nil else { throw ConfigurationError("dp central needs noise_multiplier or target_epsilon") }
+        guard federation.clientSampling == "poisson" else {
+            throw ConfigurationError("dp central needs client_sampling poisson (the sampling its accountant assumes)")
+        }
+        guard federation.minSurvivors == 1 else { throw ConfigurationError("dp central releases every round: min_survivors must be 1") }
+        let name = strategy.split(separator: ":").first.map(String.init) ?? strategy
+        guard !["fednova", "scaffold"].contains(name) else {
+            throw ConfigurationError("dp central does not go with \(name) (its weights or control variates are not clipped)")
+        }
+        _ = try resolvedNoiseMultiplier(rate: federation.fraction, rounds: federation.rounds)
     }
 }
 

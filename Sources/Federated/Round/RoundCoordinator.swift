@@ -20,9 +20,13 @@ public struct RoundCoordinator: Sendable {
         public var layout: ParameterLayout
         /// The spec of the uplink codec every update must use.
         public var uplinkCodec: String
+        /// Poisson sampling: each available client takes part with this probability (what DP
+        /// accounting assumes); nil: `sampledPerRound` clients drawn without replacement.
+        public var poissonRate: Double?
 
         public init(clients: Int, sampledPerRound: Int, minSurvivors: Int, maxSamples: Int, localEpochs: Int, batchSize: Int, seed: UInt64,
-                    layout: ParameterLayout, uplinkCodec: String) {
+                    layout: ParameterLayout, uplinkCodec: String, poissonRate: Double? = nil) {
+            self.poissonRate = poissonRate
             (self.clients, self.sampledPerRound, self.minSurvivors, self.maxSamples) = (clients, sampledPerRound, minSurvivors, maxSamples)
             (self.localEpochs, self.batchSize) = (localEpochs, batchSize)
             (self.seed, self.layout, self.uplinkCodec) = (seed, layout, uplinkCodec)
@@ -78,9 +82,11 @@ public struct RoundCoordinator: Sendable {
     }
 
     /// Clients sampled in `round` from `available` (sorted ids), in sampled order: a partial
-    /// Fisher-Yates shuffle from (seed, sampling, round).
+    /// Fisher-Yates shuffle from (seed, sampling, round), or with `poissonRate` one draw per
+    /// available client, in id order.
     public func sample(round: Int, available: [Int]) -> [Int] {
         var generator = SeededGenerator.derived(seed: settings.seed, RandomStream.sampling.rawValue, UInt64(round))
+        if let rate = settings.poissonRate { return available.filter { _ in generator.nextUnitDouble() < rate } }
         var clients = available
         let count = min(settings.sampledPerRound, clients.count)
         for i in 0..<count {
@@ -172,7 +178,7 @@ public struct RoundCoordinator: Sendable {
         let results = state.sampled.compactMap { state.accepted[$0] }
         let failures = state.sampled.filter { state.accepted[$0] == nil }
         var committed = false
-        if results.count >= settings.minSurvivors {
+        if results.count >= settings.minSurvivors || strategy.aggregatesEmptyRounds {
             var candidate = strategy
             if let next = candidate.aggregate(round: state.round, global: global, results: results, failures: failures),
                next.allSatisfy(\.isFinite) {

@@ -25,6 +25,8 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
     public var imagesPerSecond: Double
     public var clientAccuracyMean: Double?
     public var clientAccuracyWorstDecile: Double?
+    /// Central DP: the (ε at the run's δ) spent after this round.
+    public var epsilon: Double?
     /// Bytes the same messages would take uncompressed (fp32), up and down.
     public var denseBytesUp: Int
     public var denseBytesDown: Int
@@ -38,7 +40,7 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         case testAccuracy = "test_accuracy", testLoss = "test_loss", trainLoss = "train_loss"
         case bytesUp = "bytes_up", bytesDown = "bytes_down", imagesPerSecond = "images_per_second"
         case clientAccuracyMean = "client_accuracy_mean", clientAccuracyWorstDecile = "client_accuracy_worst_decile"
-        case denseBytesUp = "dense_bytes_up", denseBytesDown = "dense_bytes_down", rejections, committed
+        case denseBytesUp = "dense_bytes_up", denseBytesDown = "dense_bytes_down", rejections, committed, epsilon
         case compressionUp = "compression_up", compressionDown = "compression_down"
     }
 
@@ -62,6 +64,7 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         rejected = try c.decodeIfPresent(Int.self, forKey: .rejected) ?? 0
         rejections = try c.decodeIfPresent([String: Int].self, forKey: .rejections) ?? [:]
         committed = try c.decodeIfPresent(Bool.self, forKey: .committed) ?? true
+        epsilon = try c.decodeIfPresent(Double.self, forKey: .epsilon)
         denseBytesUp = try c.decodeIfPresent(Int.self, forKey: .denseBytesUp) ?? bytesUp
         denseBytesDown = try c.decodeIfPresent(Int.self, forKey: .denseBytesDown) ?? bytesDown
         seconds = try c.decode(Double.self, forKey: .seconds)
@@ -82,6 +85,7 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         try c.encode(rejected, forKey: .rejected)
         if !rejections.isEmpty { try c.encode(rejections, forKey: .rejections) }
         try c.encode(committed, forKey: .committed)
+        try c.encodeIfPresent(epsilon.flatMap(\.finiteValue), forKey: .epsilon)
         try c.encode(bytesUp, forKey: .bytesUp)
         try c.encode(bytesDown, forKey: .bytesDown)
         try c.encode(denseBytesUp, forKey: .denseBytesUp)

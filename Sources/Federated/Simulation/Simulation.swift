@@ -22,6 +22,8 @@ public final class Simulation {
     public let transport: InProcessTransport
     public private(set) var metrics: [RoundMetrics] = []
     private let evaluator: SupervisedTraining
+    /// Central DP's noise multiplier (given, or calibrated for the planned rounds), for the accountant.
+    public let noiseMultiplier: Double?
     /// Builds the coordinator's tasks (downlink encoding) across the cores.
     private let tasksInParallel: RoundCoordinator.ParallelFor
 
@@ -45,9 +47,11 @@ public final class Simulation {
         coordinator = RoundCoordinator(
             settings: .init(clients: federation.clients, sampledPerRound: federation.sampledPerRound, minSurvivors: federation.minSurvivors,
                             maxSamples: federation.maxSamples, localEpochs: configuration.training.localEpochs,
-                            batchSize: configuration.training.batchSize, seed: seed, layout: layout, uplinkCodec: uplink.spec),
+                            batchSize: configuration.training.batchSize, seed: seed, layout: layout, uplinkCodec: uplink.spec,
+                            poissonRate: federation.poissonRate),
             global: network.initialParameters(using: &initGenerator),
-            strategy: try StrategyFactory(federation: federation, training: configuration.training).make(parameterCount: layout.count),
+            strategy: try StrategyFactory(federation: federation, training: configuration.training, privacy: configuration.privacy)
+                .make(parameterCount: layout.count),
             downlink: Downlink(codec: downlink, layout: layout, seed: seed))
         let local = LocalTrainingConfiguration(epochs: configuration.training.localEpochs, batchSize: configuration.training.batchSize,
                                                optimizer: configuration.training.optimizer)
@@ -60,6 +64,7 @@ public final class Simulation {
         transport = InProcessTransport(runtime: runtime, network: network, data: train, partitions: partitions,
                                        faults: FaultPlan(dropout: federation.dropout, scheduled: try federation.scheduledDrops(), seed: seed),
                                        workers: workers)
+        noiseMultiplier = try configuration.privacy.resolvedNoiseMultiplier(rate: federation.fraction, rounds: federation.rounds)
         let threads = configuration.run.threads
         tasksInParallel = { count, body in Parallelism.forEach(count: count, workers: threads) { index, _ in body(index) } }
         // Evaluation splits batches into a fixed number of chunks, so its sums do not depend on threads.
@@ -92,6 +97,10 @@ public final class Simulation {
         result.rejections = Dictionary(uniqueKeysWithValues: outcome.rejections.map { ($0.key.rawValue, $0.value) })
         result.committed = outcome.committed
         result.trainLoss = outcome.trainLoss
+        if let noiseMultiplier, let rate = configuration.federation.poissonRate {
+            result.epsilon = RDPAccountant.epsilon(samplingRate: rate, noiseMultiplier: noiseMultiplier, steps: outcome.round,
+                                                   delta: configuration.privacy.delta).epsilon
+        }
         if outcome.round % configuration.federation.evalEvery == 0 || outcome.round == configuration.federation.rounds {
             (result.testLoss, result.testAccuracy) = evaluator.evaluate(parameters: global, data: test)
             if configuration.federation.clientEvaluation { evaluateOnClients(&result) }

@@ -47,6 +47,9 @@ public struct SimulationJob: Sendable {
         public var rejected: Int
         /// OpenBLAS's kernel set: results are bit-reproducible within one.
         public var openBLASKernels: String
+        /// Central DP: the ε spent by the whole run at `delta`.
+        public var epsilon: Double?
+        public var delta: Double?
 
         enum CodingKeys: String, CodingKey {
             case rounds, strategy, partition, rejected
@@ -54,7 +57,7 @@ public struct SimulationJob: Sendable {
             case clientAccuracyMean = "client_accuracy_mean", clientAccuracyWorstDecile = "client_accuracy_worst_decile"
             case secondsPerRound = "seconds_per_round", imagesPerSecond = "images_per_second"
             case compressionUp = "compression_up", compressionDown = "compression_down", codec, downCodec = "down_codec"
-            case errorFeedback = "error_feedback", openBLASKernels = "openblas_kernels"
+            case errorFeedback = "error_feedback", openBLASKernels = "openblas_kernels", epsilon, delta
         }
     }
 
@@ -132,6 +135,11 @@ public struct SimulationJob: Sendable {
             throw .checkpoint(CheckpointError("cannot resume \(directory) with another configuration (\(details.joined(separator: "; "))); "
                 + "start a new run in another directory, or pass --overwrite with --out to replace it"))
         }
+        let privacy = configuration.privacy
+        if privacy.isCentral, privacy.noiseMultiplier == nil, configuration.federation.rounds != record.configuration.federation.rounds {
+            throw .checkpoint(CheckpointError("cannot resume \(directory) to \(configuration.federation.rounds) rounds: its noise was calibrated "
+                + "for target_epsilon \(privacy.targetEpsilon ?? 0) over \(record.configuration.federation.rounds) rounds"))
+        }
         guard configuration.federation.rounds >= record.round else {
             throw .checkpoint(CheckpointError("cannot resume \(directory) to \(configuration.federation.rounds) rounds: it has finished \(record.round); rounds may only grow"))
         }
@@ -154,7 +162,8 @@ public struct SimulationJob: Sendable {
                        errorFeedback: configuration.compression.errorFeedback,
                        secondsPerRound: metrics.isEmpty ? 0 : seconds / Double(metrics.count), imagesPerSecond: imagesPerSecond,
                        strategy: configuration.federation.strategy, partition: configuration.federation.partition,
-                       rejected: metrics.reduce(0) { $0 + $1.rejected }, openBLASKernels: BLAS.kernelSet)
+                       rejected: metrics.reduce(0) { $0 + $1.rejected }, openBLASKernels: BLAS.kernelSet,
+                       epsilon: metrics.last?.epsilon, delta: configuration.privacy.isCentral ? configuration.privacy.delta : nil)
     }
 
     private func saveParameters(_ simulation: Simulation, to path: String) throws(JobError) {

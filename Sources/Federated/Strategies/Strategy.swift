@@ -42,9 +42,12 @@ public protocol Strategy: Sendable {
     /// The instructions of `round` (1-based).
     func configure(round: Int) -> RoundInstructions
     /// The next global model from `global` and the accepted `results` of `round` (in sampled
-    /// order, at least one), given the clients that `failures` lists (sampled, no accepted
-    /// reply); nil keeps `global`. Updates the strategy's state.
+    /// order; at least one unless `aggregatesEmptyRounds`), given the clients that `failures`
+    /// lists (sampled, no accepted reply); nil keeps `global`. Updates the strategy's state.
     mutating func aggregate(round: Int, global: [Float], results: [ClientUpdate], failures: [Int]) -> [Float]?
+    /// Whether a round with no accepted update is still aggregated (central DP releases noise
+    /// every round).
+    var aggregatesEmptyRounds: Bool { get }
     /// Named state vectors, for checkpoints.
     var state: [String: [Float]] { get }
     /// Restores what `state` returned.
@@ -60,20 +63,28 @@ public struct ComposedStrategy: Strategy {
     public private(set) var optimizer: any ServerOptimizer
     public let proximalMu: Float
     public private(set) var controlVariate: ServerControlVariate?
+    /// Central DP: noise between the aggregator and the optimizer; every round is then
+    /// aggregated, an empty one too (its release is noise only).
+    public let centralNoise: CentralGaussianNoise?
 
     public init(spec: String, aggregator: any Aggregator, optimizer: any ServerOptimizer, proximalMu: Float = 0,
-                controlVariate: ServerControlVariate? = nil) {
+                controlVariate: ServerControlVariate? = nil, centralNoise: CentralGaussianNoise? = nil) {
         (self.spec, self.aggregator, self.optimizer, self.proximalMu, self.controlVariate) = (spec, aggregator, optimizer, proximalMu, controlVariate)
+        self.centralNoise = centralNoise
     }
 
     public func configure(round: Int) -> RoundInstructions {
         RoundInstructions(proximalMu: proximalMu, serverControl: controlVariate?.control)
     }
 
+    public var aggregatesEmptyRounds: Bool { centralNoise != nil }
+
     public mutating func aggregate(round: Int, global: [Float], results: [ClientUpdate], failures: [Int]) -> [Float]? {
-        precondition(!results.isEmpty)
+        precondition(!results.isEmpty || centralNoise != nil)
         controlVariate?.update(with: results)
-        return optimizer.step(global: global, aggregate: aggregator.aggregate(results))
+        var aggregate = aggregator.aggregate(results)
+        centralNoise?.addNoise(to: &aggregate, round: round)
+        return optimizer.step(global: global, aggregate: aggregate)
     }
 
     public var state: [String: [Float]] {

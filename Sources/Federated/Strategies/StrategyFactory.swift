@@ -12,12 +12,22 @@ public struct StrategyFactory: Sendable {
     public var localMomentum: Float
     /// All clients of the federation (SCAFFOLD scales its control update by |S|/N).
     public var totalClients: Int
+    /// Central DP replaces the aggregator by a clipped sum over the expected client count and
+    /// adds noise before the server optimizer.
+    public var privacy: PrivacySection
+    public var seed: UInt64
+    public var poissonRate: Double?
+    public var rounds: Int
 
-    public init(federation: FederationSection, training: LocalTrainingSection) {
+    public init(federation: FederationSection, training: LocalTrainingSection, privacy: PrivacySection = PrivacySection()) {
         strategy = federation.strategy
         serverOptimizer = federation.serverOptimizer
         localMomentum = training.momentum
         totalClients = federation.clients
+        self.privacy = privacy
+        seed = federation.seed
+        poissonRate = federation.poissonRate
+        rounds = federation.rounds
     }
 
     public func make(parameterCount: Int) throws(ConfigurationError) -> ComposedStrategy {
@@ -72,7 +82,15 @@ public struct StrategyFactory: Sendable {
             optimizer = try Self.optimizer(serverOptimizer, parameterCount: parameterCount)
             spec += " with server optimizer \(serverOptimizer)"
         }
-        return ComposedStrategy(spec: spec, aggregator: aggregator, optimizer: optimizer, proximalMu: proximalMu, controlVariate: controlVariate)
+        guard privacy.isCentral, let clip = privacy.clip, let rate = poissonRate,
+              let z = try privacy.resolvedNoiseMultiplier(rate: rate, rounds: rounds) else {
+            return ComposedStrategy(spec: spec, aggregator: aggregator, optimizer: optimizer, proximalMu: proximalMu, controlVariate: controlVariate)
+        }
+        let expected = rate * Double(totalClients)
+        return ComposedStrategy(spec: spec + " with central DP (clip \(clip), noise multiplier \(z))",
+                                aggregator: ClippedSumOverExpected(clip: clip, expectedClients: expected, parameterCount: parameterCount),
+                                optimizer: optimizer, proximalMu: proximalMu, controlVariate: controlVariate,
+                                centralNoise: CentralGaussianNoise(noiseMultiplier: z, clip: clip, expectedClients: expected, seed: seed))
     }
 
     /// Parses `--server-optimizer`.
