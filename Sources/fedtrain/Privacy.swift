@@ -5,7 +5,7 @@ import Foundation
 struct Privacy: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Privacy accounting: ε of the Poisson-subsampled Gaussian mechanism (RDP, exact at fractional orders), or the noise for a target ε.",
-        subcommands: [Epsilon.self, Calibrate.self])
+        subcommands: [Epsilon.self, Calibrate.self, Gaussian.self])
 
     /// The mechanism's schedule, shared by both subcommands.
     struct Schedule: ParsableArguments {
@@ -48,6 +48,31 @@ struct Privacy: ParsableCommand {
             let (epsilon, order) = RDPAccountant.epsilon(samplingRate: schedule.samplingRate, noiseMultiplier: noiseMultiplier,
                                                          steps: schedule.steps, delta: schedule.delta)
             schedule.report(epsilon: epsilon, order: order, noiseMultiplier: noiseMultiplier)
+        }
+    }
+
+    struct Gaussian: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The smallest Gaussian noise σ that makes one release of a query of L2 sensitivity Δ (ε, δ)-DP (analytic Gaussian mechanism).")
+        @Option(parsing: .unconditional, help: "ε > 0 of the release.") var epsilon: Double
+        @Option(parsing: .unconditional, help: "δ in (0, 1).") var delta: Double
+        @Option(parsing: .unconditional, help: "L2 sensitivity Δ of the query (a clip norm) (default: 1).") var sensitivity = 1.0
+        @Flag(help: "Print one JSON object.") var json = false
+
+        func validate() throws {
+            guard epsilon > 0, epsilon.isFinite else { throw ValidationError("--epsilon must be a positive number (got \(epsilon))") }
+            guard delta > 0, delta < 1 else { throw ValidationError("--delta must be in (0, 1) (got \(delta))") }
+            guard sensitivity > 0, sensitivity.isFinite else { throw ValidationError("--sensitivity must be a positive number (got \(sensitivity))") }
+        }
+
+        func run() {
+            let sigma = AnalyticGaussian.noise(epsilon: epsilon, delta: delta, sensitivity: sensitivity)
+            if json {
+                let object: [String: Any] = ["noise": sigma, "epsilon": epsilon, "delta": delta, "sensitivity": sensitivity]
+                print(String(decoding: try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+            } else {
+                print("noise standard deviation \(sigma) for (epsilon \(epsilon), delta \(delta)) at sensitivity \(sensitivity)")
+            }
         }
     }
 

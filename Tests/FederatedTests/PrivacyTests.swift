@@ -250,3 +250,29 @@ import Testing
         } catch { #expect(error.description.contains(message), "\(error)") }
     }
 }
+
+@Suite struct AnalyticGaussianTests {
+    /// σ for (ε, δ) at sensitivity 1 equals dp-accounting 0.6.0's
+    /// `pld.accountant.get_smallest_gaussian_noise` (its own exact characterization, found by
+    /// search), and meets the defining condition tightly.
+    @Test(arguments: [(1.0, 1e-5, 3.730631664679545), (0.5, 1e-5, 7.0318267420168326), (2.0, 1e-6, 2.230476296185258),
+                      (8.0, 1e-5, 0.6002290725849286), (0.1, 1e-3, 17.404396263551234), (4.0, 1e-5, 1.081161878198777)])
+    func noiseEqualsDpAccounting(epsilon: Double, delta: Double, reference: Double) {
+        let sigma = AnalyticGaussian.noise(epsilon: epsilon, delta: delta)
+        #expect(abs(sigma - reference) <= 1e-6 * reference, "σ \(sigma), dp-accounting \(reference)")
+        #expect(AnalyticGaussian.delta(noise: sigma, epsilon: epsilon) <= delta)
+        #expect(AnalyticGaussian.delta(noise: sigma * (1 - 1e-9), epsilon: epsilon) > delta)
+    }
+
+    /// Smaller than the classical σ = Δ√(2 ln(1.25/δ))/ε where that one holds (ε < 1), scales
+    /// with the sensitivity, and the exact δ falls as σ grows.
+    @Test func tighterThanClassicalAndLinearInSensitivity() {
+        for epsilon in [0.1, 0.5, 0.9] {
+            let classical = (2 * log(1.25 / 1e-5)).squareRoot() / epsilon
+            #expect(AnalyticGaussian.noise(epsilon: epsilon, delta: 1e-5) < classical)
+        }
+        let one = AnalyticGaussian.noise(epsilon: 1, delta: 1e-5), half = AnalyticGaussian.noise(epsilon: 1, delta: 1e-5, sensitivity: 0.5)
+        #expect(abs(half - one / 2) <= 1e-9 * one)
+        #expect(AnalyticGaussian.delta(noise: 2, epsilon: 1) > AnalyticGaussian.delta(noise: 3, epsilon: 1))
+    }
+}

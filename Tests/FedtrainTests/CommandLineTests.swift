@@ -224,7 +224,14 @@ func temporaryPath(_ name: String) -> String {
         #expect(epsilon <= 8 && epsilon > 7.99)
     }
 
+    @Test func gaussianNoise() throws {
+        let object = try json(["gaussian", "--epsilon", "1", "--delta", "1e-5", "--sensitivity", "2"])
+        let noise = try #require(object["noise"] as? Double)
+        #expect(abs(noise - 2 * 3.730631664679545) <= 1e-5 * noise)
+    }
+
     @Test(arguments: [
+        (["gaussian", "--epsilon", "0", "--delta", "1e-5"], "--epsilon must be a positive number"),
         (["epsilon", "--noise-multiplier", "-1", "--sampling-rate", "0.1", "--steps", "10", "--delta", "1e-5"], "--noise-multiplier must be >= 0"),
         (["epsilon", "--noise-multiplier", "1", "--sampling-rate", "0", "--steps", "10", "--delta", "1e-5"], "--sampling-rate must be in (0, 1]"),
         (["calibrate", "--epsilon", "1", "--sampling-rate", "0.1", "--steps", "100", "--delta", "2"], "--delta must be in (0, 1)"),
