@@ -399,6 +399,26 @@ extension SimulationConfiguration {
         return Self.keys.filter { mine[$0] != theirs[$0] }
     }
 
+    /// Refuses to continue a run made with `checkpointed` (which finished `finishedRounds`) under
+    /// this configuration when any key that changes results differs, naming the keys; only
+    /// `rounds` may grow (and not when central DP calibrated its noise for the planned rounds).
+    public func checkResumable(from checkpointed: SimulationConfiguration, finishedRounds: Int, directory: String) throws(CheckpointError) {
+        let roundsKey = FederationSection.CodingKeys.rounds.rawValue
+        let differing = checkpointed.differingKeys(from: self).filter { !Self.resultNeutralKeys.contains($0) && $0 != roundsKey }
+        if !differing.isEmpty {
+            let details = differing.map { "\($0): \(checkpointed.value(of: $0)) in the run, \(value(of: $0)) now" }
+            throw CheckpointError("cannot resume \(directory) with another configuration (\(details.joined(separator: "; "))); "
+                + "start a new run in another directory, or pass --overwrite with --out to replace it")
+        }
+        if privacy.isCentral, privacy.noiseMultiplier == nil, federation.rounds != checkpointed.federation.rounds {
+            throw CheckpointError("cannot resume \(directory) to \(federation.rounds) rounds: its noise was calibrated "
+                + "for target_epsilon \(privacy.targetEpsilon ?? 0) over \(checkpointed.federation.rounds) rounds")
+        }
+        guard federation.rounds >= finishedRounds else {
+            throw CheckpointError("cannot resume \(directory) to \(federation.rounds) rounds: it has finished \(finishedRounds); rounds may only grow")
+        }
+    }
+
     /// A key's value as text ("none" when unset).
     public func value(of key: String) -> String { keyValues[key] ?? "none" }
 }

@@ -81,7 +81,9 @@ public struct SimulationJob: Sendable {
             guard let output, let store else { throw .configuration(ConfigurationError("resuming needs the run's output directory")) }
             try output.lock()
             do { record = try store.record() } catch { throw .checkpoint(error) }
-            try Self.checkResumable(record!, configuration: configuration, directory: output.path)
+            do {
+                try configuration.checkResumable(from: record!.configuration, finishedRounds: record!.round, directory: output.path)
+            } catch { throw .checkpoint(error) }
         } else if let output {
             try output.checkNewRun(overwrite: overwrite)
         }
@@ -123,26 +125,6 @@ public struct SimulationJob: Sendable {
         }
         if let saveModel { try saveParameters(simulation, to: saveModel) }
         return summary
-    }
-
-    /// Refuses a checkpoint made with another configuration, naming the keys.
-    static func checkResumable(_ record: CheckpointStore.Record, configuration: SimulationConfiguration, directory: String) throws(JobError) {
-        let roundsKey = FederationSection.CodingKeys.rounds.rawValue
-        let differing = record.configuration.differingKeys(from: configuration)
-            .filter { !SimulationConfiguration.resultNeutralKeys.contains($0) && $0 != roundsKey }
-        if !differing.isEmpty {
-            let details = differing.map { "\($0): \(record.configuration.value(of: $0)) in the run, \(configuration.value(of: $0)) now" }
-            throw .checkpoint(CheckpointError("cannot resume \(directory) with another configuration (\(details.joined(separator: "; "))); "
-                + "start a new run in another directory, or pass --overwrite with --out to replace it"))
-        }
-        let privacy = configuration.privacy
-        if privacy.isCentral, privacy.noiseMultiplier == nil, configuration.federation.rounds != record.configuration.federation.rounds {
-            throw .checkpoint(CheckpointError("cannot resume \(directory) to \(configuration.federation.rounds) rounds: its noise was calibrated "
-                + "for target_epsilon \(privacy.targetEpsilon ?? 0) over \(record.configuration.federation.rounds) rounds"))
-        }
-        guard configuration.federation.rounds >= record.round else {
-            throw .checkpoint(CheckpointError("cannot resume \(directory) to \(configuration.federation.rounds) rounds: it has finished \(record.round); rounds may only grow"))
-        }
     }
 
     func summarize(_ metrics: [RoundMetrics]) -> Summary {
