@@ -25,6 +25,25 @@ import TestSupport
         ("dropout", { $0.federation.dropout = 0.3; $0.federation.fraction = 1; $0.federation.strategy = "fedavgm" }),
     ]
 
+    /// OpenBLAS runs its Haswell kernels on Zen: the two platforms share hashes.
+    static let haswellWide = [
+        "fdc26f494fc2ce2d5df1540abf3c54d0f745ee289d971db86099eaeab6314adf",
+        "c616c0df077e02d279623e1eda087e9da47212912be5a552870e837bd532d963",
+        "79d69ac85aa1623bbf8282f4142c81b68da64eba8e7535003fd84659bf2db9d2",
+        "84600151fb34d83317e222ada8fce3f8e66f3d4c0cf65693af08ff58602417f2",
+        "7c6d6c9c49061c230cb0269cfde8443fd760b25821906784dcc4ffbc3706ac6a",
+        "05abef8587c5d0727ea2eab958d23c553033542af25f27e2a78edd1be5d459e9",
+    ]
+
+    static let haswellNarrow = [
+        "68a954b3d98e27fe06d1fce2f3cdda42eefc122e654a50885cf2c188f66bec04",
+        "c4123ced0c801a7936c33b4ba2bd28701f201fd989b0eb1fc87f6b85fb594980",
+        "8b7f3505abe0548e4394a70d993fbab21417811069f726716cf3616a21cd3b44",
+        "577b4793a5a2434f27c56d25bd81f4f37c9b34a46b18c7d3927e488c1e2809d9",
+        "ba7911def1df6ba0ade2ce9d4412e470ce88a8cec3bf351939ffbd64d0919246",
+        "9b18bd782aa59fa1daa80578b08ece297a44ec4c4bc1028bba3a0de8256896e8",
+    ]
+
     /// SHA-256 of each case's final model (little-endian fp32), in `cases` order, per platform.
     static let hashes: [String: [String]] = [
         "Prescott/wide": [
@@ -43,14 +62,7 @@ import TestSupport
             "0072f3568ba4852f392ba18add6dd893d2ab4d56fe5a8717e1045c72d8d22aa7",
             "103a9c237368de87cd497fc55b3e6ad2657b1f2b56145afa4e941a93a914271c",
         ],
-        "Haswell/wide": [
-            "fdc26f494fc2ce2d5df1540abf3c54d0f745ee289d971db86099eaeab6314adf",
-            "c616c0df077e02d279623e1eda087e9da47212912be5a552870e837bd532d963",
-            "79d69ac85aa1623bbf8282f4142c81b68da64eba8e7535003fd84659bf2db9d2",
-            "84600151fb34d83317e222ada8fce3f8e66f3d4c0cf65693af08ff58602417f2",
-            "7c6d6c9c49061c230cb0269cfde8443fd760b25821906784dcc4ffbc3706ac6a",
-            "05abef8587c5d0727ea2eab958d23c553033542af25f27e2a78edd1be5d459e9",
-        ],
+        "Haswell/wide": haswellWide,
         "SkylakeX/wide": [
             "7abbb29bfaf12f6718a37d1544f0b6a8e0224084bc94b643c83eff4951245099",
             "406b93cc361069bf93aab64a6a1ca45ab44db2f379ca855a896a08e9a2fb8281",
@@ -59,14 +71,7 @@ import TestSupport
             "993e4c62de257e1cf7acf83ef5b3ba3dc2fed2fdd8acd996277c9e7ba58866da",
             "35c6412be06046b9ae743512e5254594fc4139ae868c8d5e519c6f32d208a890",
         ],
-        "Zen/wide": [
-            "fdc26f494fc2ce2d5df1540abf3c54d0f745ee289d971db86099eaeab6314adf",
-            "c616c0df077e02d279623e1eda087e9da47212912be5a552870e837bd532d963",
-            "79d69ac85aa1623bbf8282f4142c81b68da64eba8e7535003fd84659bf2db9d2",
-            "84600151fb34d83317e222ada8fce3f8e66f3d4c0cf65693af08ff58602417f2",
-            "7c6d6c9c49061c230cb0269cfde8443fd760b25821906784dcc4ffbc3706ac6a",
-            "05abef8587c5d0727ea2eab958d23c553033542af25f27e2a78edd1be5d459e9",
-        ],
+        "Zen/wide": haswellWide,
         "Prescott/narrow": [
             "15141bbb22267a7e1513af84ed591cd5f68984cb8175e16dd8d8e72f49f037ea",
             "47c98f409d8c81932a544f68d3fa9f2e0b2878bb77b03892281dd09c477a3591",
@@ -75,14 +80,7 @@ import TestSupport
             "ddb5410e46a915e5200c13a77262cdb3b21b16c47f9fcbdae272a2c1ba9d7984",
             "f2ed73fb595b2c4d949dda9e43f1bea1495752d3a606825216d38ef9caa1607d",
         ],
-        "Haswell/narrow": [
-            "68a954b3d98e27fe06d1fce2f3cdda42eefc122e654a50885cf2c188f66bec04",
-            "c4123ced0c801a7936c33b4ba2bd28701f201fd989b0eb1fc87f6b85fb594980",
-            "8b7f3505abe0548e4394a70d993fbab21417811069f726716cf3616a21cd3b44",
-            "577b4793a5a2434f27c56d25bd81f4f37c9b34a46b18c7d3927e488c1e2809d9",
-            "ba7911def1df6ba0ade2ce9d4412e470ce88a8cec3bf351939ffbd64d0919246",
-            "9b18bd782aa59fa1daa80578b08ece297a44ec4c4bc1028bba3a0de8256896e8",
-        ],
+        "Haswell/narrow": haswellNarrow,
         "SkylakeX/narrow": [
             "69557e9da86ca0df5fd9b31f75fd3e6436d4a0d45300264fd346679bfd73f2c0",
             "57d79e405b52fc748316e852ce296ebe749279495803bba1bc5f3ac4fb77ad4f",
@@ -99,14 +97,7 @@ import TestSupport
             "375ff2c215abe67fb88d164b07148d08ac1d7bb992f98a15ea99187beb729531",
             "b7ea3fff4fd4250f22d2b7fd8d36c0ce432945417e9e76dfcf566930e1ce67be",
         ],
-        "Zen/narrow": [
-            "68a954b3d98e27fe06d1fce2f3cdda42eefc122e654a50885cf2c188f66bec04",
-            "c4123ced0c801a7936c33b4ba2bd28701f201fd989b0eb1fc87f6b85fb594980",
-            "8b7f3505abe0548e4394a70d993fbab21417811069f726716cf3616a21cd3b44",
-            "577b4793a5a2434f27c56d25bd81f4f37c9b34a46b18c7d3927e488c1e2809d9",
-            "ba7911def1df6ba0ade2ce9d4412e470ce88a8cec3bf351939ffbd64d0919246",
-            "9b18bd782aa59fa1daa80578b08ece297a44ec4c4bc1028bba3a0de8256896e8",
-        ],
+        "Zen/narrow": haswellNarrow,
     ]
 
     static func finalModel(_ edit: @escaping (inout SimulationConfiguration) -> Void) throws -> [Float] {
