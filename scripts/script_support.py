@@ -52,22 +52,23 @@ def non_negative_int(text):
     return _int_at_least(text, 0)
 
 
-def require_file(path, hint=""):
-    """Fails unless `path` is an existing file; returns it."""
+def _require_path(path, hint, is_kind, kind):
+    """Fails unless `path` exists and `is_kind(path)`; returns it."""
     if not os.path.exists(path):
         fail(f"{path} does not exist" + (f" ({hint})" if hint else ""))
-    if not os.path.isfile(path):
-        fail(f"{path} is not a file")
+    if not is_kind(path):
+        fail(f"{path} is not a {kind}")
     return path
+
+
+def require_file(path, hint=""):
+    """Fails unless `path` is an existing file; returns it."""
+    return _require_path(path, hint, os.path.isfile, "file")
 
 
 def require_directory(path, hint=""):
     """Fails unless `path` is an existing directory; returns it."""
-    if not os.path.exists(path):
-        fail(f"{path} does not exist" + (f" ({hint})" if hint else ""))
-    if not os.path.isdir(path):
-        fail(f"{path} is not a directory")
-    return path
+    return _require_path(path, hint, os.path.isdir, "directory")
 
 
 def require_executable(path, hint="make build writes it"):

@@ -91,9 +91,11 @@ public struct Downlink: Sendable {
 
     /// Restores mirrors from a checkpoint, checking their clients and lengths.
     mutating func restore(_ restored: [Int: DownlinkMirror], clients: Int) throws(CheckpointError) {
+        // The codec's state has the same length for every client: build one to know it.
+        let codecStateCount = initialMirror(client: 0).codecState.count
         for (client, mirror) in restored {
             guard (0..<clients).contains(client), (mirror.copy?.count ?? layout.count) == layout.count,
-                  mirror.codecState.count == initialMirror(client: client).codecState.count else {
+                  mirror.codecState.count == codecStateCount else {
                 throw CheckpointError("checkpoint: downlink state of client \(client) does not fit the model and codec")
             }
         }

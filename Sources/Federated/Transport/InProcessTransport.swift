@@ -114,10 +114,11 @@ public final class InProcessTransport: ClientTransport {
 
     /// Restores client states from a checkpoint, checking their lengths.
     public func restore(_ restored: [Int: ClientState]) throws(CheckpointError) {
-        let count = runtime.layout.count
+        // The codec's state has the same length for every client: build one to know it.
+        let count = runtime.layout.count, codecStateCount = runtime.initialState(client: 0).uplinkState.count
         for (client, state) in restored {
             guard (0..<partitions.count).contains(client), (state.residual?.count ?? count) == count, (state.copy?.count ?? count) == count,
-                  (state.control?.count ?? count) == count, state.uplinkState.count == runtime.initialState(client: client).uplinkState.count else {
+                  (state.control?.count ?? count) == count, state.uplinkState.count == codecStateCount else {
                 throw CheckpointError("checkpoint: state of client \(client) does not fit the model and codecs")
             }
         }
