@@ -1,6 +1,6 @@
 // swift-tools-version: 6.1
 // fedtrain: a federated-learning training engine on OpenBLAS. Layers (dependencies point down):
-// fedtrain (CLI) -> Federated -> Datasets -> Engine -> CBLAS. See docs/architecture.md.
+// fedtrain (CLI) -> FederatedRPC (gRPC) -> Federated -> Datasets -> Engine -> CBLAS. See docs/architecture.md.
 import Foundation
 import PackageDescription
 
@@ -37,6 +37,12 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
     ],
     targets: [
         .systemLibrary(
@@ -49,9 +55,19 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["Engine", "CZlib"], swiftSettings: vectorISA),
         .target(name: "Federated", dependencies: ["Engine", "Datasets", "CZlib", .product(name: "Yams", package: "Yams")],
                 swiftSettings: vectorISA),
+        // The networked federation: gRPC, TLS and certificates. Nothing below it imports them.
+        .target(name: "FederatedRPC", dependencies: [
+            "Federated",
+            .product(name: "GRPCCore", package: "grpc-swift-2"),
+            .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "SwiftASN1", package: "swift-asn1"),
+        ]),
         .executableTarget(
             name: "fedtrain",
-            dependencies: ["Engine", "Datasets", "Federated",
+            dependencies: ["Engine", "Datasets", "Federated", "FederatedRPC",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Yams", package: "Yams")]),
         .target(name: "TestSupport", dependencies: ["Engine"], path: "Tests/TestSupport"),

@@ -141,3 +141,27 @@ struct PrivacyOptions: ParsableArguments {
         if let delta { section.delta = delta }
     }
 }
+
+private let networkDefaults = NetworkSection()
+
+/// A networked server's rounds.
+struct NetworkOptions: ParsableArguments {
+    @Option(name: .customLong("min-available"), parsing: .unconditional,
+            help: "Clients that must be connected before a round samples from them; 0 means all (default: \(networkDefaults.minAvailable)).")
+    var minAvailable: Int?
+    @Option(name: .customLong("round-deadline"), parsing: .unconditional,
+            help: "Seconds a round waits for its sampled clients (default: \(networkDefaults.roundDeadline)).")
+    var roundDeadline: Double?
+    @Option(name: .customLong("on-underflow"),
+            help: "A deadline passed with fewer than --min-survivors replies: extend:N, skip or stop (default: \(networkDefaults.onUnderflow)).")
+    var onUnderflow: String?
+    @Option(parsing: .unconditional, help: "Seconds between client heartbeats; three missed and a client is gone (default: \(networkDefaults.heartbeat)).")
+    var heartbeat: Double?
+
+    func apply(to section: inout NetworkSection) {
+        if let minAvailable { section.minAvailable = minAvailable }
+        if let roundDeadline { section.roundDeadline = roundDeadline }
+        if let onUnderflow { section.onUnderflow = onUnderflow }
+        if let heartbeat { section.heartbeat = heartbeat }
+    }
+}

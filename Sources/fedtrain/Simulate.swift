@@ -70,30 +70,40 @@ struct Simulate: ParsableCommand {
                     line.update("round \(round)/\(rounds) \(ProgressLine.bar(Double(done) / Double(total))) clients \(done)/\(total) \(format(seconds, 1)) s")
                 case .roundDone(let m):
                     if directory != nil { Interruption.checkpointWritten() }
-                    let accuracy = m.testAccuracy.map { "accuracy \(format(100 * $0, 2))%, loss \(m.testLoss.map { format($0) } ?? "-")" } ?? "not evaluated"
-                    let privacy = m.epsilon.map { "epsilon \(format($0, 3)), " } ?? ""
-                    let clientAccuracy = m.clientAccuracyMean.map { mean in
-                        "client accuracy \(format(100 * mean, 2))% (worst decile \(format(100 * m.clientAccuracyWorstDecile!, 2))%), "
-                    } ?? ""
-                    let rejected = m.rejected > 0
-                        ? "\(m.rejected) rejected (\(m.rejections.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))), " : ""
-                    let remaining = Double(rounds - m.round) * m.seconds
-                    line.finish("round \(m.round)/\(rounds): \(accuracy), \(clientAccuracy)train loss \(m.trainLoss.map { format($0) } ?? "-"), "
-                        + "clients \(m.clients)\(m.failures > 0 ? " (\(m.failures) dropped)" : "")\(m.committed ? "" : ", model kept"), "
-                        + "up \(megabytes(m.bytesUp))\(ratio(m.compressionUp)), down \(megabytes(m.bytesDown))\(ratio(m.compressionDown)), "
-                        + rejected + privacy + "\(Int(m.imagesPerSecond)) img/s, \(format(m.seconds, 2)) s, ETA \(format(remaining, 0)) s")
+                    line.finish(roundLine(m, rounds: rounds))
                 }
             }
         } catch {
             fail(error.description)
         }
-        let clientAccuracy = (summary.clientAccuracyMean.map { ", client accuracy \(format(100 * $0, 2))%" } ?? "")
-            + (summary.epsilon.map { ", (epsilon \(format($0, 3)), delta \(summary.delta!))-DP" } ?? "")
-        print("done: final accuracy \(summary.finalAccuracy.map { format(100 * $0, 2) + "%" } ?? "-"), best \(summary.bestAccuracy.map { format(100 * $0, 2) + "%" } ?? "-")"
-            + "\(clientAccuracy), \(plural(summary.rounds, "round")), \(format(summary.secondsPerRound, 2)) s/round, "
-            + "up \(megabytes(summary.bytesUp))\(ratio(summary.compressionUp)), down \(megabytes(summary.bytesDown))\(ratio(summary.compressionDown))")
+        print(doneLine(summary))
         if let directory { print("results in \(directory)") }
     }
+}
+
+/// The permanent line of a finished round.
+func roundLine(_ m: RoundMetrics, rounds: Int) -> String {
+    let accuracy = m.testAccuracy.map { "accuracy \(format(100 * $0, 2))%, loss \(m.testLoss.map { format($0) } ?? "-")" } ?? "not evaluated"
+    let privacy = m.epsilon.map { "epsilon \(format($0, 3)), " } ?? ""
+    let clientAccuracy = m.clientAccuracyMean.map { mean in
+        "client accuracy \(format(100 * mean, 2))% (worst decile \(format(100 * m.clientAccuracyWorstDecile!, 2))%), "
+    } ?? ""
+    let rejected = m.rejected > 0
+        ? "\(m.rejected) rejected (\(m.rejections.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))), " : ""
+    let remaining = Double(rounds - m.round) * m.seconds
+    return "round \(m.round)/\(rounds): \(accuracy), \(clientAccuracy)train loss \(m.trainLoss.map { format($0) } ?? "-"), "
+        + "clients \(m.clients)\(m.failures > 0 ? " (\(m.failures) dropped)" : "")\(m.committed ? "" : ", model kept"), "
+        + "up \(megabytes(m.bytesUp))\(ratio(m.compressionUp)), down \(megabytes(m.bytesDown))\(ratio(m.compressionDown)), "
+        + rejected + privacy + "\(Int(m.imagesPerSecond)) img/s, \(format(m.seconds, 2)) s, ETA \(format(remaining, 0)) s"
+}
+
+/// The last line of a run.
+func doneLine(_ summary: SimulationJob.Summary) -> String {
+    let clientAccuracy = (summary.clientAccuracyMean.map { ", client accuracy \(format(100 * $0, 2))%" } ?? "")
+        + (summary.epsilon.map { ", (epsilon \(format($0, 3)), delta \(summary.delta!))-DP" } ?? "")
+    return "done: final accuracy \(summary.finalAccuracy.map { format(100 * $0, 2) + "%" } ?? "-"), best \(summary.bestAccuracy.map { format(100 * $0, 2) + "%" } ?? "-")"
+        + "\(clientAccuracy), \(plural(summary.rounds, "round")), \(format(summary.secondsPerRound, 2)) s/round, "
+        + "up \(megabytes(summary.bytesUp))\(ratio(summary.compressionUp)), down \(megabytes(summary.bytesDown))\(ratio(summary.compressionDown))"
 }
 
 func plural(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }

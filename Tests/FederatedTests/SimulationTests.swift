@@ -169,7 +169,7 @@ func smallSimulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> 
                 .evaluate(parameters: run.global, data: run.train, indices: indices).accuracy
         }
         #expect(abs(mean - reference.reduce(0, +) / Double(reference.count)) < 1e-12)
-        #expect(Set(run.transport.states.keys) == Set(run.sampledClients(round: 1)), "only the clients that trained keep state")
+        #expect(Set(run.inProcess!.states.keys) == Set(run.sampledClients(round: 1)), "only the clients that trained keep state")
     }
 
     /// `--drop ROUND:CLIENT` fails exactly the chosen clients in the chosen rounds, reproducibly.

@@ -15,6 +15,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
     public var compression = CompressionSection()
     public var privacy = PrivacySection()
     public var run = RunSection()
+    public var network = NetworkSection()
 
     public init() {}
 
@@ -25,6 +26,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         compression = try CompressionSection(from: decoder)
         privacy = try PrivacySection(from: decoder)
         run = try RunSection(from: decoder)
+        network = try NetworkSection(from: decoder)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -34,16 +36,19 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         try compression.encode(to: encoder)
         try privacy.encode(to: encoder)
         try run.encode(to: encoder)
+        try network.encode(to: encoder)
     }
 
     /// Every key a config file may hold, in file order.
     public static let keys: [String] = DataSection.CodingKeys.allCases.map(\.rawValue)
         + FederationSection.CodingKeys.allCases.map(\.rawValue) + LocalTrainingSection.CodingKeys.allCases.map(\.rawValue)
         + CompressionSection.CodingKeys.allCases.map(\.rawValue) + PrivacySection.CodingKeys.allCases.map(\.rawValue)
-        + RunSection.CodingKeys.allCases.map(\.rawValue)
+        + RunSection.CodingKeys.allCases.map(\.rawValue) + NetworkSection.CodingKeys.allCases.map(\.rawValue)
 
     /// Keys whose value does not change results: they may differ when a run is resumed.
-    public static let resultNeutralKeys: Set<String> = [RunSection.CodingKeys.threads.rawValue]
+    /// The network keys decide when a networked round closes, not how: a restarted server may change them.
+    public static let resultNeutralKeys: Set<String> = Set([RunSection.CodingKeys.threads.rawValue]
+        + NetworkSection.CodingKeys.allCases.map(\.rawValue))
 
     /// Checks every key's range and every spec; the one validation all commands use.
     public func validate() throws(ConfigurationError) {
@@ -53,6 +58,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         try compression.validate()
         try privacy.validate(federation: federation, strategy: federation.strategy)
         try run.validate()
+        try network.validate(clients: federation.clients)
         _ = try StrategyFactory(federation: federation, training: training, privacy: privacy).make(parameterCount: 1)
     }
 }
@@ -382,7 +388,55 @@ public struct RunSection: Sendable, Equatable, Codable {
     }
 }
 
+/// A networked server's rounds (`fedtrain server`); `simulate` ignores them.
+public struct NetworkSection: Sendable, Equatable, Codable {
+    /// Clients that must be connected before a round samples from them; 0 means all of them
+    /// (Flower's `min_available_clients`; `min_clients` is the least a round samples).
+    public var minAvailable = 0
+    /// Seconds a round waits for its sampled clients before closing with the replies it has.
+    public var roundDeadline = 600.0
+    /// When a deadline passes with fewer than `min_survivors` replies: `extend:N`, `skip` or `stop`.
+    public var onUnderflow = "extend:3"
+    /// Seconds between a client's heartbeats during local training; three missed ones and it is gone.
+    public var heartbeat = 5.0
+
+    public init() {}
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case minAvailable = "min_available", roundDeadline = "round_deadline", onUnderflow = "on_underflow", heartbeat
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self), d = Self()
+        minAvailable = try c.decodeIfPresent(Int.self, forKey: .minAvailable) ?? d.minAvailable
+        roundDeadline = try c.decodeIfPresent(Double.self, forKey: .roundDeadline) ?? d.roundDeadline
+        onUnderflow = try c.decodeIfPresent(String.self, forKey: .onUnderflow) ?? d.onUnderflow
+        heartbeat = try c.decodeIfPresent(Double.self, forKey: .heartbeat) ?? d.heartbeat
+    }
+
+    /// `min_available` resolved for a job of `clients`.
+    public func requiredClients(of clients: Int) -> Int { minAvailable == 0 ? clients : minAvailable }
+
+    func validate(clients: Int) throws(ConfigurationError) {
+        guard (0...clients).contains(minAvailable) else { throw ConfigurationError("min_available must be in 0...clients (\(clients)), got \(minAvailable)") }
+        guard roundDeadline.isFinite, roundDeadline > 0 else { throw ConfigurationError("round_deadline must be positive seconds, got \(roundDeadline)") }
+        guard heartbeat.isFinite, heartbeat > 0 else { throw ConfigurationError("heartbeat must be positive seconds, got \(heartbeat)") }
+        _ = try UnderflowPolicy(parsing: onUnderflow)
+    }
+}
+
 extension SimulationConfiguration {
+    /// Refuses what a networked server cannot do: simulated failures (real clients fail on their
+    /// own) and evaluation on every client.
+    public func checkNetworked() throws(ConfigurationError) {
+        if federation.dropout > 0 || federation.drop != nil {
+            throw ConfigurationError("dropout and drop simulate failures; a networked job has real ones (remove them for fedtrain server)")
+        }
+        if federation.clientEvaluation {
+            throw ConfigurationError("client_evaluation is not supported by fedtrain server yet (the server evaluates on the test set)")
+        }
+    }
+
     /// The file-form value of every key (JSON scalars), for comparisons and messages.
     var keyValues: [String: String] {
         let encoder = JSONEncoder()

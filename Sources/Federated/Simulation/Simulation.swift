@@ -1,9 +1,11 @@
 import Datasets
 import Engine
 
-/// A federation on one machine: partitions the training set across clients, then runs rounds
-/// through the same `RoundCoordinator` and `ClientRuntime` a networked server and its clients
-/// use, with an `InProcessTransport` carrying the envelope bytes between them across cores.
+/// A federation's rounds: partitions the training set across clients, then runs rounds through
+/// the `RoundCoordinator`, with the `ClientRuntime` on the clients' side. On one machine
+/// (`fedtrain simulate`) an `InProcessTransport` carries the envelope bytes to every client
+/// across cores; a networked server passes its `RemoteClients` instead, and its clients run
+/// the same `ClientRuntime` in their own processes (`ClientHost`).
 ///
 /// Reproducibility: every random choice comes from a generator derived from (seed, round,
 /// client, purpose), each client trains single-threaded, and updates are aggregated in sampled
@@ -19,7 +21,9 @@ public final class Simulation {
     public let test: LabeledImages
     public let partitions: [[Int]]
     public private(set) var coordinator: RoundCoordinator
-    public let transport: InProcessTransport
+    /// Carries tasks and replies; `inProcess` when the clients run here (it holds their state).
+    public let transport: any ClientTransport
+    public let inProcess: InProcessTransport?
     public private(set) var metrics: [RoundMetrics] = []
     private let evaluator: SupervisedTraining
     /// Central DP's noise multiplier (given, or calibrated for the planned rounds), for the accountant.
@@ -27,48 +31,68 @@ public final class Simulation {
     /// Builds the coordinator's tasks (downlink encoding) across the cores.
     private let tasksInParallel: RoundCoordinator.ParallelFor
 
-    public init(configuration: SimulationConfiguration, train: LabeledImages, test: LabeledImages) throws(ConfigurationError) {
+    /// `remote`: the clients run elsewhere and this transport reaches them (nil: in this process).
+    public init(configuration: SimulationConfiguration, train: LabeledImages, test: LabeledImages,
+                remote: (any ClientTransport)? = nil) throws(ConfigurationError) {
         try configuration.validate()
         self.configuration = configuration
         let federation = configuration.federation, seed = federation.seed
         let network = configuration.data.model.network
         (self.network, self.train, self.test) = (network, train, test)
-        var partitionGenerator = SeededGenerator.derived(seed: seed, RandomStream.partition.rawValue)
-        do {
-            partitions = try Partitioner(scheme: try PartitionScheme(parsing: federation.partition), clients: federation.clients,
-                                         minimumSize: federation.minPartitionSize)
-                .split(labels: train.labels, classes: train.classes, generator: &partitionGenerator)
-        } catch {
-            throw ConfigurationError("partition \(federation.partition): \(error.description)")
-        }
+        partitions = try Self.partitions(configuration: configuration, train: train)
         var initGenerator = SeededGenerator.derived(seed: seed, RandomStream.initialization.rawValue)
         let layout = network.layout, compression = configuration.compression
-        let uplink = try CodecRegistry.codec(parsing: compression.codec), downlink = try CodecRegistry.codec(parsing: compression.downCodec)
+        let runtime = try Self.clientRuntime(configuration: configuration), local = runtime.training
         coordinator = RoundCoordinator(
             settings: .init(clients: federation.clients, sampledPerRound: federation.sampledPerRound, minSurvivors: federation.minSurvivors,
                             maxSamples: federation.maxSamples, localEpochs: configuration.training.localEpochs,
-                            batchSize: configuration.training.batchSize, seed: seed, layout: layout, uplinkCodec: uplink.spec,
+                            batchSize: configuration.training.batchSize, seed: seed, layout: layout, uplinkCodec: runtime.uplinkCodec.spec,
                             poissonRate: federation.poissonRate),
             global: network.initialParameters(using: &initGenerator),
             strategy: try StrategyFactory(federation: federation, training: configuration.training, privacy: configuration.privacy)
                 .make(parameterCount: layout.count),
-            downlink: Downlink(codec: downlink, layout: layout, seed: seed))
-        let local = LocalTrainingConfiguration(epochs: configuration.training.localEpochs, batchSize: configuration.training.batchSize,
-                                               optimizer: configuration.training.optimizer)
-        let runtime = ClientRuntime(layout: layout, training: local, uplinkCodec: uplink, errorFeedback: compression.errorFeedback,
-                                    keepsModelCopy: !downlink.isDense, stages: configuration.privacy.clientStages, seed: seed)
-        let workers = min(configuration.run.threads, max(federation.sampledPerRound, federation.clientEvaluation ? federation.clients : 1))
-        let batch = InProcessTransport.batchCapacity(batchSize: local.batchSize, partitions: partitions)
-        try ConfigurationError.checkMemory(workers * Trainer.byteCount(network: network, batchCapacity: batch, chunks: 1),
-                                           for: "batch_size \(local.batchSize) on \(workers) worker threads")
-        transport = InProcessTransport(runtime: runtime, network: network, data: train, partitions: partitions,
-                                       faults: FaultPlan(dropout: federation.dropout, scheduled: try federation.scheduledDrops(), seed: seed),
-                                       workers: workers)
+            downlink: Downlink(codec: try CodecRegistry.codec(parsing: compression.downCodec), layout: layout, seed: seed))
+        if let remote {
+            (transport, inProcess) = (remote, nil)
+        } else {
+            let workers = min(configuration.run.threads, max(federation.sampledPerRound, federation.clientEvaluation ? federation.clients : 1))
+            let batch = InProcessTransport.batchCapacity(batchSize: local.batchSize, partitions: partitions)
+            try ConfigurationError.checkMemory(workers * Trainer.byteCount(network: network, batchCapacity: batch, chunks: 1),
+                                               for: "batch_size \(local.batchSize) on \(workers) worker threads")
+            let local = InProcessTransport(runtime: runtime, network: network, data: train, partitions: partitions,
+                                           faults: FaultPlan(dropout: federation.dropout, scheduled: try federation.scheduledDrops(), seed: seed),
+                                           workers: workers)
+            (transport, inProcess) = (local, local)
+        }
         noiseMultiplier = try configuration.privacy.resolvedNoiseMultiplier(rate: federation.fraction, rounds: federation.rounds)
         let threads = configuration.run.threads
         tasksInParallel = { count, body in Parallelism.forEach(count: count, workers: threads) { index, _ in body(index) } }
         // Evaluation splits batches into a fixed number of chunks, so its sums do not depend on threads.
         evaluator = SupervisedTraining(network: network, optimizer: local.optimizer, batchSize: 500, chunks: 8, threads: configuration.run.threads)
+    }
+
+    /// Each client's sample indices in `train`: the job's partitioner, seeded from (seed, partition).
+    public static func partitions(configuration: SimulationConfiguration, train: LabeledImages) throws(ConfigurationError) -> [[Int]] {
+        let federation = configuration.federation
+        var generator = SeededGenerator.derived(seed: federation.seed, RandomStream.partition.rawValue)
+        do {
+            return try Partitioner(scheme: try PartitionScheme(parsing: federation.partition), clients: federation.clients,
+                                   minimumSize: federation.minPartitionSize)
+                .split(labels: train.labels, classes: train.classes, generator: &generator)
+        } catch {
+            throw ConfigurationError("partition \(federation.partition): \(error.description)")
+        }
+    }
+
+    /// The clients' side of the job: local training, uplink codec, error feedback and stages.
+    public static func clientRuntime(configuration: SimulationConfiguration) throws(ConfigurationError) -> ClientRuntime {
+        let compression = configuration.compression
+        let uplink = try CodecRegistry.codec(parsing: compression.codec), downlink = try CodecRegistry.codec(parsing: compression.downCodec)
+        let local = LocalTrainingConfiguration(epochs: configuration.training.localEpochs, batchSize: configuration.training.batchSize,
+                                               optimizer: configuration.training.optimizer)
+        return ClientRuntime(layout: configuration.data.model.network.layout, training: local, uplinkCodec: uplink,
+                             errorFeedback: compression.errorFeedback, keepsModelCopy: !downlink.isDense,
+                             stages: configuration.privacy.clientStages, seed: configuration.federation.seed)
     }
 
     public var global: [Float] { coordinator.global }
@@ -85,7 +109,7 @@ public final class Simulation {
     @discardableResult
     public func runRound(clientDone: ((Int, Int) -> Void)? = nil) -> RoundMetrics {
         let clock = ContinuousClock(), start = clock.now
-        let tasks = coordinator.begin(available: allClients, parallelFor: tasksInParallel)
+        let tasks = coordinator.begin(available: transport.available(from: allClients), parallelFor: tasksInParallel)
         let replies = transport.exchange(tasks, clientDone: clientDone)
         let trainingSeconds = (clock.now - start).seconds
         for reply in replies { _ = coordinator.accept(reply.bytes, from: reply.client) }
@@ -134,13 +158,14 @@ public final class Simulation {
     /// changed since the last `markSaved`.
     public func snapshot() -> CheckpointSnapshot {
         CheckpointSnapshot(round: completedRounds, global: global, strategyState: coordinator.strategy.state,
-                           changedClients: transport.states.filter { transport.changed.contains($0.key) },
+                           changedClients: inProcess.map { local in local.states.filter { local.changed.contains($0.key) } } ?? [:],
                            changedMirrors: coordinator.downlink.mirrors.filter { coordinator.downlink.changed.contains($0.key) },
                            metrics: metrics, configuration: configuration)
     }
 
     public func markSaved() {
-        transport.markSaved()
+        inProcess?.markSaved()
+        transport.checkpointed(round: completedRounds)
         coordinator.markMirrorsSaved()
     }
 
@@ -151,7 +176,11 @@ public final class Simulation {
             throw CheckpointError("checkpoint round \(round) does not fit a run of \(configuration.federation.rounds) rounds")
         }
         try coordinator.restore(round: round, global: global, strategyState: strategyState, mirrors: mirrors)
-        try transport.restore(clients)
+        if let inProcess {
+            try inProcess.restore(clients)
+        } else if !clients.isEmpty {
+            throw CheckpointError("checkpoint holds client states, but the clients run elsewhere (a checkpoint of `fedtrain simulate`)")
+        }
         self.metrics = metrics
     }
 }

@@ -18,6 +18,8 @@ public struct SimulationJob: Sendable {
     public var overwrite = false
     /// The config file the configuration was read from, never to be overwritten.
     public var inputConfig: String?
+    /// The clients run in other processes and this transport reaches them (a networked server).
+    public var remote: (any ClientTransport & Sendable)?
 
     public init(configuration: SimulationConfiguration, outputDirectory: String?, saveModel: String?) {
         self.configuration = configuration
@@ -90,7 +92,7 @@ public struct SimulationJob: Sendable {
         let data: (train: LabeledImages, test: LabeledImages)
         do { data = try configuration.data.model.loadData(directory: configuration.data.directory!) } catch { throw .data(error) }
         let simulation: Simulation
-        do { simulation = try Simulation(configuration: configuration, train: data.train, test: data.test) } catch { throw .configuration(error) }
+        do { simulation = try Simulation(configuration: configuration, train: data.train, test: data.test, remote: remote) } catch { throw .configuration(error) }
         if let record, var loader = store {
             do {
                 let loaded = try loader.load(record)
@@ -106,7 +108,7 @@ public struct SimulationJob: Sendable {
         }
         events?(.started(simulation))
         let clock = ContinuousClock()
-        while simulation.completedRounds < configuration.federation.rounds {
+        while simulation.completedRounds < configuration.federation.rounds && !simulation.transport.stopRequested {
             let round = simulation.completedRounds + 1, start = clock.now
             let metrics = simulation.runRound { done, total in
                 events?(.clientDone(round: round, done: done, total: total, seconds: (clock.now - start).seconds))

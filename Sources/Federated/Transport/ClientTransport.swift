@@ -6,6 +6,21 @@ public protocol ClientTransport: AnyObject {
     /// transport vouches sent it. A client that failed sends nothing. `clientDone(done, total)`
     /// reports progress on the calling thread.
     func exchange(_ tasks: [ClientMessage], clientDone: ((Int, Int) -> Void)?) -> [ClientMessage]
+
+    /// The clients of `all` a round may sample now (in id order); may wait until enough are.
+    func available(from all: [Int]) -> [Int]
+
+    /// The checkpoint after `round` is on disk.
+    func checkpointed(round: Int)
+
+    /// Set when the transport ended the job early (a networked round's underflow policy).
+    var stopRequested: Bool { get }
+}
+
+extension ClientTransport {
+    public func available(from all: [Int]) -> [Int] { all }
+    public func checkpointed(round: Int) {}
+    public var stopRequested: Bool { false }
 }
 
 /// Envelope bytes to or from one client.

@@ -157,6 +157,28 @@ public struct Envelope: Sendable, Equatable {
         guard proximalMu.isFinite, proximalMu >= 0 else { throw .badField("proximal mu \(proximalMu)") }
     }
 
+    /// The routing fields of an envelope, read without checking its checksum or payloads: for
+    /// a transport to route and deduplicate bytes it passes on. Whoever uses the content decodes
+    /// it in full.
+    public struct Header: Sendable, Equatable {
+        public var kind: Kind
+        public var client: Int
+        public var round: Int
+        public var modelVersion: Int
+    }
+
+    public static func header(of bytes: [UInt8]) throws(MessageError) -> Header {
+        guard bytes.count >= headerSize + checksumSize else { throw .truncated(bytes.count) }
+        guard Array(bytes[0..<4]) == magic else { throw .badMagic }
+        var reader = ByteReader(bytes, from: 4, to: headerSize)
+        let version: UInt16 = try reader.read()
+        guard version == Self.version else { throw .unsupportedVersion(version) }
+        guard let kind = Kind(rawValue: try reader.read()) else { throw .badField("envelope kind") }
+        _ = try reader.read(UInt8.self)
+        return Header(kind: kind, client: Int(try reader.read(UInt32.self)), round: Int(try reader.read(UInt32.self)),
+                      modelVersion: Int(try reader.read(UInt32.self)))
+    }
+
     /// The length this envelope would have, given its encoded length, with every payload
     /// replaced by an uncompressed (fp32) message of `parameterCount` values: the reference for
     /// compression ratios.

@@ -1,0 +1,59 @@
+import Datasets
+import Engine
+
+/// The clients one process hosts in a networked federation: the same `ClientRuntime` and
+/// in-process scheduling as `fedtrain simulate` (each task on its own single-threaded worker,
+/// across the machine's cores), so a client's reply is bit-identical to the simulator's for the
+/// same task, state and data.
+///
+/// It keeps each client's last reply: a task it has already answered (the server restarted, or
+/// the acknowledgement was lost) gets the same reply again, never a second training run, which
+/// would advance the client's state twice.
+public final class ClientHost: @unchecked Sendable {
+    public let clients: [Int]
+    public let transport: InProcessTransport
+    private var lastReplies: [Int: (round: Int, bytes: [UInt8])] = [:]
+
+    /// Hosts `clients` of the job in `configuration`. `partitions`: each client's sample indices
+    /// in `train` (the job's partitioner over a shared data set, or all of a client's own data).
+    public init(configuration: SimulationConfiguration, train: LabeledImages, partitions: [[Int]], clients: [Int],
+                threads: Int) throws(ConfigurationError) {
+        precondition(!clients.isEmpty && threads >= 1)
+        for client in clients where !partitions.indices.contains(client) {
+            throw ConfigurationError("client \(client) is not in this job (it has \(partitions.count) clients)")
+        }
+        self.clients = clients
+        let runtime = try Simulation.clientRuntime(configuration: configuration)
+        let workers = min(threads, clients.count)
+        let batch = InProcessTransport.batchCapacity(batchSize: runtime.training.batchSize, partitions: clients.map { partitions[$0] })
+        let network = configuration.data.model.network
+        try ConfigurationError.checkMemory(workers * Trainer.byteCount(network: network, batchCapacity: batch, chunks: 1),
+                                           for: "batch_size \(runtime.training.batchSize) on \(workers) worker threads")
+        transport = InProcessTransport(runtime: runtime, network: network, data: train, partitions: partitions,
+                                       faults: FaultPlan(seed: configuration.federation.seed), workers: workers)
+    }
+
+    /// Runs `tasks` (envelopes addressed to hosted clients) and returns the replies, in task
+    /// order. A task that is not valid for its client (or names a client not hosted here) gets
+    /// no reply.
+    public func run(_ tasks: [[UInt8]]) -> [[UInt8]] {
+        var replies: [Int: [UInt8]] = [:]
+        var fresh: [ClientMessage] = []
+        let hosted = Set(clients)
+        for task in tasks {
+            guard let header = try? Envelope.header(of: task), header.kind.isTask, hosted.contains(header.client) else { continue }
+            if let last = lastReplies[header.client], last.round == header.round, header.kind == .train {
+                replies[header.client] = last.bytes
+            } else {
+                fresh.append(ClientMessage(client: header.client, bytes: task))
+            }
+        }
+        for reply in transport.exchange(fresh, clientDone: nil) {
+            replies[reply.client] = reply.bytes
+            if let header = try? Envelope.header(of: reply.bytes), header.kind != .evaluation {
+                lastReplies[reply.client] = (header.round, reply.bytes)
+            }
+        }
+        return tasks.compactMap { task in (try? Envelope.header(of: task)).flatMap { replies[$0.client] } }
+    }
+}

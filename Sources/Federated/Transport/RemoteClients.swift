@@ -1,0 +1,344 @@
+import Foundation
+
+/// What the server does when a round's deadline passes with fewer than `min_survivors` replies.
+public enum UnderflowPolicy: Sendable, Equatable, CustomStringConvertible {
+    /// Wait one more deadline, at most this many times, then skip.
+    case extend(Int)
+    /// Close the round without a new model (it counts as a round).
+    case skip
+    /// Close the round without a new model and end the job.
+    case stop
+
+    public init(parsing text: String) throws(ConfigurationError) {
+        switch text {
+        case "skip": self = .skip
+        case "stop": self = .stop
+        default:
+            guard text.hasPrefix("extend:"), let count = Int(text.dropFirst(7)), count >= 1 else {
+                throw ConfigurationError("on_underflow \(text): expected skip, stop or extend:N (N >= 1)")
+            }
+            self = .extend(count)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .extend(let count): return "extend:\(count)"
+        case .skip: return "skip"
+        case .stop: return "stop"
+        }
+    }
+}
+
+/// The server's side of a networked federation, whatever carries the bytes: which clients are
+/// connected, the open round's tasks waiting for them, and the replies that came back. Network
+/// handlers call `join`, `poll`, `deliver`, `heartbeat` and `leave` from any thread; the round
+/// loop calls `available` and `exchange` on its own thread, which they block.
+///
+/// A round closes when every sampled client has replied or left, or at its deadline with at
+/// least `minSurvivors` replies; otherwise `underflow` decides. It never waits forever for a
+/// reply. Replies are checked for routing (kind, round, client, duplicates) here and in full by
+/// the coordinator; every accepted reply is in the `journal` before `deliver` returns.
+public final class RemoteClients: ClientTransport, @unchecked Sendable {
+    public struct Settings: Sendable {
+        /// Clients that must be connected before a round starts.
+        public var minClients: Int
+        public var minSurvivors: Int
+        public var roundDeadline: Duration
+        public var underflow: UnderflowPolicy
+        /// A client that has neither polled nor sent a heartbeat for this long is gone.
+        public var livenessTimeout: Duration
+
+        public init(minClients: Int, minSurvivors: Int, roundDeadline: Duration, underflow: UnderflowPolicy, livenessTimeout: Duration) {
+            (self.minClients, self.minSurvivors, self.roundDeadline, self.underflow, self.livenessTimeout) =
+                (minClients, minSurvivors, roundDeadline, underflow, livenessTimeout)
+        }
+    }
+
+    /// The answer to a poll.
+    public enum PollResult: Sendable, Equatable {
+        /// Tasks for some of the polled clients (envelope bytes).
+        case tasks([[UInt8]])
+        /// Nothing yet: poll again.
+        case wait
+        /// The job is over.
+        case done
+    }
+
+    /// The answer to a delivered reply.
+    public enum Receipt: Sendable, Equatable {
+        case accepted
+        /// Already received from this client this round (a retry after a lost acknowledgement).
+        case duplicate
+        /// For a round that is not open (finished, or not started).
+        case stale
+        case rejected(String)
+    }
+
+    /// What the server knows of one client, for `status`.
+    public struct ClientStatus: Sendable, Codable, Equatable {
+        public var client: Int
+        public var secondsSinceSeen: Double
+        public var live: Bool
+    }
+
+    public let settings: Settings
+    private let journal: ReplyJournal?
+    private let lock = NSCondition()
+    private let clock = ContinuousClock()
+    private var lastSeen: [Int: ContinuousClock.Instant] = [:]
+    private var polling: [Int: Int] = [:]
+    private var left: Set<Int> = []
+    private var open: OpenRound?
+    private var waiters: [UInt64: Waiter] = [:]
+    private var nextWaiter: UInt64 = 0
+    private var finished = false
+    /// Clients answered `.done` (the job is over and they know it).
+    private var toldDone: Set<Int> = []
+    /// Set by `releasePolls`: the server is going away; polls answer `.wait` at once.
+    private var released = false
+    /// Set when the underflow policy ended the job.
+    public private(set) var stopRequested = false
+    /// Payload bytes carried (task batches down, replies up), for the wire-byte report.
+    public private(set) var requestBytes = 0, responseBytes = 0
+
+    private struct OpenRound {
+        var round: Int
+        var tasks: [Int: [UInt8]]
+        var replies: [Int: [UInt8]] = [:]
+    }
+
+    private struct Waiter {
+        var clients: Set<Int>
+        var continuation: CheckedContinuation<PollResult, Never>
+    }
+
+    public init(settings: Settings, journal: ReplyJournal?) {
+        (self.settings, self.journal) = (settings, journal)
+    }
+
+    // MARK: Network side
+
+    /// Marks `clients` connected (again): a restarted client process joins with the same ids.
+    public func join(_ clients: [Int]) {
+        lock.withLock {
+            let now = clock.now
+            for client in clients {
+                lastSeen[client] = now
+                left.remove(client)
+            }
+            lock.broadcast()
+        }
+    }
+
+    public func heartbeat(_ clients: [Int]) {
+        lock.withLock {
+            let now = clock.now
+            for client in clients where !left.contains(client) { lastSeen[client] = now }
+        }
+    }
+
+    /// `clients` leave: a sampled one that has not replied counts as failed at once.
+    public func leave(_ clients: [Int]) {
+        lock.withLock {
+            left.formUnion(clients)
+            lock.broadcast()
+        }
+    }
+
+    /// The open round's tasks for those of `clients` that have not replied yet, as soon as there
+    /// are some, or `.wait` after `timeout` (a long poll: no client sleeps between polls), or
+    /// `.done` once the job is over. Cancelling the calling task answers `.wait`.
+    public func poll(_ clients: [Int], timeout: Duration) async -> PollResult {
+        let key: UInt64 = lock.withLock {
+            for client in clients {
+                lastSeen[client] = clock.now
+                left.remove(client)
+                polling[client, default: 0] += 1
+            }
+            lock.broadcast()
+            nextWaiter += 1
+            return nextWaiter
+        }
+        defer {
+            lock.withLock {
+                for client in clients {
+                    polling[client, default: 1] -= 1
+                    lastSeen[client] = clock.now
+                }
+            }
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<PollResult, Never>) in
+                let immediate: PollResult? = lock.withLock {
+                    if finished {
+                        toldDone.formUnion(clients)
+                        return .done
+                    }
+                    if released { return .wait }
+                    let tasks = pendingTasks(for: Set(clients))
+                    if !tasks.isEmpty { return .tasks(tasks) }
+                    waiters[key] = Waiter(clients: Set(clients), continuation: continuation)
+                    return nil
+                }
+                if let immediate {
+                    continuation.resume(returning: immediate)
+                    return
+                }
+                Task {
+                    try? await Task.sleep(for: timeout)
+                    self.resumeWaiter(key, with: .wait)
+                }
+            }
+        } onCancel: {
+            self.resumeWaiter(key, with: .wait)
+        }
+    }
+
+    private func resumeWaiter(_ key: UInt64, with result: PollResult) {
+        let waiter = lock.withLock { waiters.removeValue(forKey: key) }
+        waiter?.continuation.resume(returning: result)
+    }
+
+    /// Caller holds the lock.
+    private func pendingTasks(for clients: Set<Int>) -> [[UInt8]] {
+        guard let open else { return [] }
+        let tasks = open.tasks.filter { clients.contains($0.key) && open.replies[$0.key] == nil }.sorted { $0.key < $1.key }.map(\.value)
+        responseBytes += tasks.reduce(0) { $0 + $1.count }
+        return tasks
+    }
+
+    /// Takes a reply from a sender allowed to speak for the clients `mayAct(client)` accepts;
+    /// journals it before answering `.accepted`.
+    public func deliver(_ bytes: [UInt8], mayAct: (Int) -> Bool) -> Receipt {
+        let header: Envelope.Header
+        do { header = try Envelope.header(of: bytes) } catch { return .rejected(error.description) }
+        guard header.kind == .update || header.kind == .diverged else { return .rejected("not a reply to a training task") }
+        guard mayAct(header.client) else { return .rejected("not allowed to reply for client \(header.client)") }
+        return lock.withLock {
+            requestBytes += bytes.count
+            lastSeen[header.client] = clock.now
+            guard var round = open, round.round == header.round else { return .stale }
+            guard round.tasks[header.client] != nil else { return .rejected("client \(header.client) was not sampled in round \(header.round)") }
+            guard round.replies[header.client] == nil else { return .duplicate }
+            do { try journal?.append(bytes, round: header.round) } catch { return .rejected("server cannot journal the reply: \(error)") }
+            round.replies[header.client] = bytes
+            open = round
+            lock.broadcast()
+            return .accepted
+        }
+    }
+
+    /// The connected clients, their last sign of life and whether they count as live.
+    public func status() -> [ClientStatus] {
+        lock.withLock {
+            let now = clock.now
+            return lastSeen.keys.sorted().map { client in
+                ClientStatus(client: client, secondsSinceSeen: (now - lastSeen[client]!).seconds, live: isLive(client, now: now))
+            }
+        }
+    }
+
+    /// The open round and how many of its sampled clients replied.
+    public func progress() -> (round: Int, replied: Int, sampled: Int)? {
+        lock.withLock { open.map { ($0.round, $0.replies.count, $0.tasks.count) } }
+    }
+
+    /// Caller holds the lock.
+    private func isLive(_ client: Int, now: ContinuousClock.Instant) -> Bool {
+        guard !left.contains(client), let seen = lastSeen[client] else { return false }
+        return polling[client, default: 0] > 0 || now - seen < settings.livenessTimeout
+    }
+
+    // MARK: Round side
+
+    /// The live clients among `all`, once at least `minClients` of them are live (waits until then).
+    public func available(from all: [Int]) -> [Int] {
+        lock.withLock {
+            while true {
+                let now = clock.now
+                let live = all.filter { isLive($0, now: now) }
+                if live.count >= min(settings.minClients, all.count) { return live }
+                _ = lock.wait(until: Date().addingTimeInterval(0.2))
+            }
+        }
+    }
+
+    /// Offers the tasks to their clients and returns the replies, in task order, when the round
+    /// closes (see the type's contract). Replies journaled for this round before a restart count
+    /// as received.
+    public func exchange(_ tasks: [ClientMessage], clientDone: ((Int, Int) -> Void)?) -> [ClientMessage] {
+        guard let first = tasks.first, let round = try? Envelope.header(of: first.bytes).round else { return [] }
+        let sampled = Set(tasks.map(\.client))
+        lock.withLock {
+            var state = OpenRound(round: round, tasks: Dictionary(uniqueKeysWithValues: tasks.map { ($0.client, $0.bytes) }))
+            for reply in journal?.replies(round: round) ?? [] {
+                if let header = try? Envelope.header(of: reply), sampled.contains(header.client) { state.replies[header.client] = reply }
+            }
+            open = state
+            for (key, waiter) in waiters {
+                let pending = pendingTasks(for: waiter.clients)
+                guard !pending.isEmpty else { continue }
+                waiters[key] = nil
+                waiter.continuation.resume(returning: .tasks(pending))
+            }
+        }
+        var deadline = clock.now + settings.roundDeadline, extensions = 0
+        return lock.withLock {
+            var reported = -1
+            while true {
+                let state = open!
+                if state.replies.count != reported {
+                    reported = state.replies.count
+                    clientDone?(reported, tasks.count)
+                }
+                let outstanding = sampled.filter { state.replies[$0] == nil && !left.contains($0) }
+                if outstanding.isEmpty { break }
+                if clock.now >= deadline {
+                    if state.replies.count >= settings.minSurvivors { break }
+                    if case .extend(let limit) = settings.underflow, extensions < limit {
+                        extensions += 1
+                        deadline = clock.now + settings.roundDeadline
+                        continue
+                    }
+                    if settings.underflow == .stop { stopRequested = true }
+                    break
+                }
+                let remaining = (deadline - clock.now).seconds
+                _ = lock.wait(until: Date().addingTimeInterval(min(remaining, 0.5)))
+            }
+            let replies = tasks.compactMap { task in open!.replies[task.client].map { ClientMessage(client: task.client, bytes: $0) } }
+            open = nil
+            return replies
+        }
+    }
+
+    public func checkpointed(round: Int) { journal?.discard(through: round) }
+
+    /// Ends the job: every poll, waiting or to come, answers `.done`.
+    public func finish() {
+        let resumed: [Waiter] = lock.withLock {
+            finished = true
+            defer { waiters = [:] }
+            for waiter in waiters.values { toldDone.formUnion(waiter.clients) }
+            return Array(waiters.values)
+        }
+        for waiter in resumed { waiter.continuation.resume(returning: .done) }
+    }
+
+    /// The server is shutting down (not the job): waiting polls answer `.wait` now, so the
+    /// transport can drain, and clients come back to a restarted server.
+    public func releasePolls() {
+        let resumed: [Waiter] = lock.withLock {
+            released = true
+            defer { waiters = [:] }
+            return Array(waiters.values)
+        }
+        for waiter in resumed { waiter.continuation.resume(returning: .wait) }
+    }
+
+    /// Whether every client that has been seen and has not left was told the job is over.
+    public var everyoneToldDone: Bool {
+        lock.withLock { lastSeen.keys.allSatisfy { left.contains($0) || toldDone.contains($0) } }
+    }
+}

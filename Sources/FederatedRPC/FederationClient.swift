@@ -1,0 +1,326 @@
+import Datasets
+import Engine
+import Federated
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import ServiceLifecycle
+import Synchronization
+
+/// `fedtrain client`: joins a server, receives the job's configuration, then long-polls for
+/// tasks, trains them with a `ClientHost` on dedicated threads (heartbeating meanwhile), and
+/// pushes the replies. It rides out a server restart: any failed call is retried with
+/// exponential backoff and jitter (0.2 s doubling to 5 s, ±25%), and it joins again. It ends
+/// with the job (exit 0), on SIGTERM or SIGINT (it leaves first), or when the server stays
+/// unreachable for `giveUpAfter`.
+public enum FederationClient {
+    public struct Settings: Sendable {
+        public var server: ServerAddress
+        public var security: TransportSecurity
+        /// Bearer token (with a server that takes `--tokens`).
+        public var token: String?
+        public var clients: [Int]
+        /// The client's own data (one client; all of it is its partition); nil: partition K of
+        /// the job's data set, as `simulate` splits it.
+        public var dataDirectory: String?
+        public var threads: Int
+        public var giveUpAfter: Duration
+        /// Fault injection for tests: exit abruptly (status 3, no reply) on receiving a task of this round.
+        public var crashInRound: Int?
+
+        public init(server: ServerAddress, security: TransportSecurity, token: String?, clients: [Int], dataDirectory: String?,
+                    threads: Int, giveUpAfter: Duration, crashInRound: Int?) {
+            (self.server, self.security, self.token, self.clients, self.dataDirectory) = (server, security, token, clients, dataDirectory)
+            (self.threads, self.giveUpAfter, self.crashInRound) = (threads, giveUpAfter, crashInRound)
+        }
+    }
+
+    public enum Ending: Sendable, Equatable {
+        case jobDone
+        case signalled
+        case failed(String)
+    }
+
+    public static func run(settings: Settings, log: EventLog) -> Ending {
+        let transport: HTTP2ClientTransport.Posix
+        do {
+            transport = try HTTP2ClientTransport.Posix(
+                target: .ipv4(address: settings.server.ipv4, port: settings.server.port),
+                transportSecurity: try clientSecurity(settings.security, server: settings.server),
+                config: .defaults { config in
+                    config.connection.keepalive = .init(time: .seconds(30), timeout: .seconds(10), allowWithoutCalls: true)
+                    config.backoff = .init(initial: .milliseconds(200), max: .seconds(5), multiplier: 2, jitter: 0.25)
+                })
+        } catch {
+            return .failed("\(error)")
+        }
+        let client = GRPCClient(transport: transport)
+        return blocking {
+            let session = Session(settings: settings, client: client, log: log)
+            let ending = LockedValue<Ending?>(nil)
+            let group = ServiceGroup(configuration: .init(
+                services: [
+                    .init(service: ConnectionService(client: client)),
+                    .init(service: SessionService(session: session, ending: ending), successTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: .init(label: "fedtrain")))
+            do { try await group.run() } catch { return .failed("\(error)") }
+            return ending.value ?? .signalled
+        }
+    }
+
+    static func clientSecurity(_ security: TransportSecurity, server: ServerAddress) throws(ConfigurationError) -> HTTP2ClientTransport.Posix.TransportSecurity {
+        switch security {
+        case .insecure:
+            guard server.isLoopback else { throw ConfigurationError("--insecure talks plaintext, only to a loopback address (127.0.0.1), not \(server.host)") }
+            return .plaintext
+        case .tls(let certificate, let key, let ca):
+            for path in [certificate, key, ca].compactMap({ $0 }) where !FileManager.default.isReadableFile(atPath: path) {
+                throw ConfigurationError("\(path): no such readable file")
+            }
+            guard let ca else { throw ConfigurationError("TLS needs --ca (the federation's CA certificate) or --insecure on loopback") }
+            if let certificate, let key {
+                return .mTLS(certificateChain: [.file(path: certificate, format: .pem)], privateKey: .file(path: key, format: .pem)) {
+                    $0.trustRoots = .certificates([.file(path: ca, format: .pem)])
+                }
+            }
+            return .tls { $0.trustRoots = .certificates([.file(path: ca, format: .pem)]) }
+        }
+    }
+}
+
+private struct ConnectionService: Service {
+    let client: GRPCClient<HTTP2ClientTransport.Posix>
+    func run() async throws {
+        try await withGracefulShutdownHandler { try await client.runConnections() } onGracefulShutdown: { client.beginGracefulShutdown() }
+    }
+}
+
+private struct SessionService: Service {
+    let session: Session
+    let ending: LockedValue<FederationClient.Ending?>
+    func run() async throws {
+        let result = await cancelWhenGracefulShutdown { await session.run() }
+        ending.set(result)
+        if result == nil { await session.leave() }
+    }
+}
+
+/// One client process's conversation with the server.
+private final class Session: Sendable {
+    let settings: FederationClient.Settings
+    let client: GRPCClient<HTTP2ClientTransport.Posix>
+    let log: EventLog
+    private let host = LockedValue<(ClientHost, configuration: String, maxTaskBytes: Int)?>(nil)
+
+    init(settings: FederationClient.Settings, client: GRPCClient<HTTP2ClientTransport.Posix>, log: EventLog) {
+        (self.settings, self.client, self.log) = (settings, client, log)
+    }
+
+    private var clientList: [UInt8] { FederationProtocol.encodeJSON(FederationProtocol.ClientList(clients: settings.clients)) }
+
+    /// nil when cancelled (a signal), otherwise how the job ended for this process.
+    func run() async -> FederationClient.Ending? {
+        var failingSince: ContinuousClock.Instant?
+        var backoff = 0.2
+        var joined = false
+        while !Task.isCancelled {
+            do {
+                if !joined {
+                    try await join()
+                    joined = true
+                }
+                switch try await poll() {
+                case .done:
+                    log.log("job_done", ["clients": ClientIDs.format(settings.clients)])
+                    return .jobDone
+                case .wait: break
+                case .tasks(let tasks): try await serve(tasks)
+                }
+                if failingSince != nil { log.log("reconnected", ["server": settings.server.description]) }
+                (failingSince, backoff) = (nil, 0.2)
+            } catch let error as FatalClientError {
+                return .failed(error.message)
+            } catch let error as RPCError where [.unauthenticated, .permissionDenied, .invalidArgument, .failedPrecondition].contains(error.code) {
+                return .failed("server refused: \(error.message)")
+            } catch {
+                if Task.isCancelled { return nil }
+                let now = ContinuousClock.now
+                if failingSince == nil {
+                    failingSince = now
+                    log.log("server_unreachable", ["server": settings.server.description, "reason": "\(error)"])
+                }
+                if now - failingSince! > settings.giveUpAfter {
+                    return .failed("server \(settings.server) unreachable for \(Int(settings.giveUpAfter.seconds)) s: \(error)")
+                }
+                joined = false
+                try? await Task.sleep(for: .milliseconds(Int64(1000 * backoff * Double.random(in: 0.75...1.25))))
+                backoff = min(5, backoff * 2)
+            }
+        }
+        return nil
+    }
+
+    private var metadata: Metadata {
+        var metadata = Metadata()
+        if let token = settings.token { metadata.addString("Bearer \(token)", forKey: "authorization") }
+        return metadata
+    }
+
+    private func call(_ method: MethodDescriptor, _ message: [UInt8], timeout: Duration = .seconds(30)) async throws -> [UInt8] {
+        var options = CallOptions.defaults
+        options.timeout = timeout
+        let limit = host.value?.maxTaskBytes ?? FederationProtocol.maxControlBytes
+        options.maxRequestMessageBytes = limit
+        options.maxResponseMessageBytes = limit
+        return try await client.unary(request: ClientRequest(message: message, metadata: metadata), descriptor: method,
+                                      serializer: RawSerializer(), deserializer: RawDeserializer(), options: options) { try $0.message }
+    }
+
+    /// Joins; the first time, builds the host from the job's configuration (a later join must
+    /// find the same job).
+    private func join() async throws {
+        let reply = try FederationProtocol.decodeJSONFromServer(FederationProtocol.JoinReply.self, try await call(
+            FederationProtocol.join,
+            FederationProtocol.encodeJSON(FederationProtocol.JoinRequest(version: FederationProtocol.version, clients: settings.clients))))
+        if let existing = host.value?.configuration {
+            guard existing == reply.configuration else { throw FatalClientError(message: "the server now runs another job (its configuration changed)") }
+            return
+        }
+        let configuration: SimulationConfiguration
+        do { configuration = try ConfigurationFile.decode(reply.configuration, source: "the server's job") } catch {
+            throw FatalClientError(message: error.description)
+        }
+        let built = try await onDedicatedThread { () throws(FatalClientError) -> ClientHost in try self.makeHost(configuration) }
+        let perTask = FederationServer.maxReplyBytes(parameters: configuration.data.model.network.layout.count)
+        host.set((built, reply.configuration, settings.clients.count * perTask + (1 << 20)))
+        log.log("joined", ["server": settings.server.description, "clients": ClientIDs.format(settings.clients),
+                           "rounds": reply.rounds, "completed_rounds": reply.completedRounds])
+    }
+
+    private func makeHost(_ configuration: SimulationConfiguration) throws(FatalClientError) -> ClientHost {
+        do {
+            if let directory = settings.dataDirectory {
+                guard settings.clients.count == 1 else { throw ConfigurationError("--data holds one client's own data: give one --client-id") }
+                let train = try configuration.data.model.loadData(directory: directory).train
+                var partitions = Array(repeating: [Int](), count: configuration.federation.clients)
+                partitions[settings.clients[0]] = Array(0..<train.count)
+                return try ClientHost(configuration: configuration, train: train, partitions: partitions, clients: settings.clients,
+                                      threads: settings.threads)
+            }
+            guard let directory = configuration.data.directory else { throw ConfigurationError("the job names no data set: give --data") }
+            let train = try configuration.data.model.loadData(directory: directory).train
+            return try ClientHost(configuration: configuration, train: train,
+                                  partitions: try Simulation.partitions(configuration: configuration, train: train),
+                                  clients: settings.clients, threads: settings.threads)
+        } catch let error as ConfigurationError {
+            throw FatalClientError(message: error.description)
+        } catch let error as DatasetError {
+            throw FatalClientError(message: error.description)
+        } catch {
+            throw FatalClientError(message: "\(error)")
+        }
+    }
+
+    private func poll() async throws -> RemoteClients.PollResult {
+        let bytes = try await call(FederationProtocol.poll, clientList, timeout: .seconds(FederationProtocol.pollSeconds + 15))
+        guard let status = bytes.first.flatMap(FederationProtocol.PollStatus.init) else {
+            throw FatalClientError(message: "the server sent a malformed poll answer")
+        }
+        switch status {
+        case .wait: return .wait
+        case .done: return .done
+        case .tasks:
+            do { return .tasks(try EnvelopeBatch.decode(Array(bytes.dropFirst()))) } catch {
+                throw FatalClientError(message: "the server sent malformed tasks: \(error)")
+            }
+        }
+    }
+
+    /// Trains the tasks on dedicated threads while heartbeating, then pushes every reply
+    /// until the server has it.
+    private func serve(_ tasks: [[UInt8]]) async throws {
+        guard let host = host.value?.0 else { return }
+        let rounds = tasks.compactMap { try? Envelope.header(of: $0).round }
+        if let crash = settings.crashInRound, rounds.contains(crash) {
+            log.log("crashing", ["round": crash])
+            _exit(3)
+        }
+        let heartbeat = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(2))
+                _ = try? await call(FederationProtocol.heartbeat, clientList, timeout: .seconds(10))
+            }
+        }
+        let replies = await onDedicatedThread { host.run(tasks) }
+        heartbeat.cancel()
+        for reply in replies {
+            let receipt = try FederationProtocol.decodeJSONFromServer(FederationProtocol.PushReceipt.self,
+                                                                      try await call(FederationProtocol.push, reply, timeout: .seconds(120)))
+            if receipt.receipt == "rejected" {
+                log.log("reply_rejected", ["reason": receipt.reason ?? "-"])
+            }
+        }
+    }
+
+    func leave() async {
+        _ = try? await call(FederationProtocol.leave, clientList, timeout: .seconds(3))
+        log.log("left", ["clients": ClientIDs.format(settings.clients)])
+    }
+}
+
+struct FatalClientError: Error {
+    var message: String
+}
+
+extension FederationProtocol {
+    /// Decodes a control message from the server; a malformed one ends the client.
+    static func decodeJSONFromServer<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws -> T {
+        do { return try JSONDecoder().decode(type, from: Data(bytes)) } catch {
+            throw FatalClientError(message: "the server sent a malformed \(type) message")
+        }
+    }
+}
+
+/// Runs `body` on a new thread, outside Swift concurrency's cooperative pool (training blocks).
+func onDedicatedThread<T: Sendable, E: Error>(_ body: @escaping @Sendable () throws(E) -> T) async throws(E) -> T {
+    let result: Result<T, E> = await withCheckedContinuation { continuation in
+        let thread = Thread { continuation.resume(returning: Result { () throws(E) -> T in try body() }) }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+    return try result.get()
+}
+
+/// `fedtrain status`: the server's round and its clients' last signs of life.
+public enum FederationStatus {
+    public static func fetch(server: ServerAddress, security: TransportSecurity, token: String?) throws(ConfigurationError) -> FederationProtocol.ServerStatus {
+        let transport: HTTP2ClientTransport.Posix
+        do {
+            transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: server.ipv4, port: server.port),
+                                                       transportSecurity: try FederationClient.clientSecurity(security, server: server))
+        } catch let error as ConfigurationError { throw error } catch { throw ConfigurationError("\(error)") }
+        let result: Result<FederationProtocol.ServerStatus, ConfigurationError> = blocking {
+            do {
+                return .success(try await withGRPCClient(transport: transport) { client in
+                    var metadata = Metadata()
+                    if let token { metadata.addString("Bearer \(token)", forKey: "authorization") }
+                    var options = CallOptions.defaults
+                    options.timeout = .seconds(10)
+                    options.maxRequestMessageBytes = 64 << 20
+                    let bytes = try await client.unary(request: ClientRequest(message: [UInt8](), metadata: metadata),
+                                                       descriptor: FederationProtocol.status, serializer: RawSerializer(),
+                                                       deserializer: RawDeserializer(), options: options) { try $0.message }
+                    return try FederationProtocol.decodeJSONFromServer(FederationProtocol.ServerStatus.self, bytes)
+                })
+            } catch let error as RPCError {
+                return .failure(ConfigurationError("server \(server): \(error.code): \(error.message)"))
+            } catch let error as FatalClientError {
+                return .failure(ConfigurationError(error.message))
+            } catch {
+                return .failure(ConfigurationError("server \(server): \(error)"))
+            }
+        }
+        return try result.get()
+    }
+}

@@ -1,0 +1,106 @@
+import Federated
+import Foundation
+import GRPCCore
+
+/// The server's handlers of `FederationProtocol`: each one identifies the caller, checks that
+/// it may act as the clients it names, then hands the request to `RemoteClients`. Handlers
+/// only route bytes and wait; training, decoding and aggregation run on the round thread.
+struct FederationService: RegistrableRPCService {
+    let clients: RemoteClients
+    let authenticator: Authenticator
+    let job: JobInfo
+    let log: EventLog
+
+    /// What `Join` and `Status` tell about the job; `completedRounds` is read when asked.
+    struct JobInfo: Sendable {
+        var configuration: String
+        var rounds: Int
+        var jobClients: Int
+        var completedRounds: @Sendable () -> Int
+    }
+
+    func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        register(FederationProtocol.join, with: &router) { bytes, identity in
+            let request = try FederationProtocol.decodeJSON(FederationProtocol.JoinRequest.self, bytes)
+            guard request.version == FederationProtocol.version else {
+                throw RPCError(code: .failedPrecondition, message: "client speaks protocol \(request.version), server \(FederationProtocol.version)")
+            }
+            let ids = try checked(request.clients, identity)
+            clients.join(ids)
+            log.log("client_joined", ["clients": ClientIDs.format(ids), "identity": identity.name])
+            return FederationProtocol.encodeJSON(FederationProtocol.JoinReply(
+                configuration: job.configuration, rounds: job.rounds, completedRounds: job.completedRounds()))
+        }
+        register(FederationProtocol.poll, with: &router) { bytes, identity in
+            let ids = try checked(try FederationProtocol.decodeJSON(FederationProtocol.ClientList.self, bytes).clients, identity)
+            switch await clients.poll(ids, timeout: .seconds(FederationProtocol.pollSeconds)) {
+            case .tasks(let tasks): return [FederationProtocol.PollStatus.tasks.rawValue] + EnvelopeBatch.encode(tasks)
+            case .wait: return [FederationProtocol.PollStatus.wait.rawValue]
+            case .done: return [FederationProtocol.PollStatus.done.rawValue]
+            }
+        }
+        register(FederationProtocol.push, with: &router) { bytes, identity in
+            let receipt = clients.deliver(bytes) { identity.clients?.contains($0) ?? true }
+            let (name, reason): (String, String?) = switch receipt {
+            case .accepted: ("accepted", nil)
+            case .duplicate: ("duplicate", nil)
+            case .stale: ("stale", nil)
+            case .rejected(let why): ("rejected", why)
+            }
+            if receipt != .accepted {
+                log.log("reply_\(name)", ["identity": identity.name, "bytes": bytes.count, "reason": reason ?? "-"])
+            }
+            return FederationProtocol.encodeJSON(FederationProtocol.PushReceipt(receipt: name, reason: reason))
+        }
+        register(FederationProtocol.heartbeat, with: &router) { bytes, identity in
+            clients.heartbeat(try checked(try FederationProtocol.decodeJSON(FederationProtocol.ClientList.self, bytes).clients, identity))
+            return []
+        }
+        register(FederationProtocol.leave, with: &router) { bytes, identity in
+            let ids = try checked(try FederationProtocol.decodeJSON(FederationProtocol.ClientList.self, bytes).clients, identity)
+            clients.leave(ids)
+            log.log("client_left", ["clients": ClientIDs.format(ids), "identity": identity.name])
+            return []
+        }
+        register(FederationProtocol.status, with: &router) { _, _ in
+            let progress = clients.progress()
+            return FederationProtocol.encodeJSON(FederationProtocol.ServerStatus(
+                round: progress?.round ?? 0, rounds: job.rounds, completedRounds: job.completedRounds(),
+                replied: progress?.replied ?? 0, sampled: progress?.sampled ?? 0, clients: clients.status()))
+        }
+    }
+
+    typealias Identity = (name: String, clients: Set<Int>?)
+
+    /// The clients named, if the caller may act as all of them and they are in the job.
+    private func checked(_ ids: [Int], _ identity: Identity) throws -> [Int] {
+        guard !ids.isEmpty, ids.count <= job.jobClients else {
+            throw RPCError(code: .invalidArgument, message: "name between 1 and \(job.jobClients) clients")
+        }
+        for id in ids {
+            guard (0..<job.jobClients).contains(id) else { throw RPCError(code: .invalidArgument, message: "client \(id) is not in this job") }
+            guard identity.clients?.contains(id) ?? true else {
+                log.log("refused", ["identity": identity.name, "reason": "may not act as client \(id)"])
+                throw RPCError(code: .permissionDenied, message: "\(identity.name) may not act as client \(id)")
+            }
+        }
+        return ids
+    }
+
+    /// A unary raw-bytes handler behind the authenticator; refusals are logged.
+    private func register<Transport: ServerTransport>(
+        _ method: MethodDescriptor, with router: inout RPCRouter<Transport>,
+        handler: @escaping @Sendable (_ request: [UInt8], _ identity: Identity) async throws -> [UInt8]
+    ) {
+        let authenticator = self.authenticator, log = self.log
+        router.registerHandler(forMethod: method, deserializer: RawDeserializer(), serializer: RawSerializer()) { request, context in
+            let single = try await ServerRequest(stream: request)
+            let identity: Identity
+            do { identity = try authenticator.identify(metadata: single.metadata, context: context) } catch {
+                log.log("refused", ["method": method.method, "peer": context.remotePeer, "reason": "\(error)"])
+                throw error
+            }
+            return StreamingServerResponse(single: ServerResponse(message: try await handler(single.message, identity)))
+        }
+    }
+}
