@@ -6,7 +6,7 @@ FEDTRAIN := .build/release/fedtrain
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: deps build run train test bench compare experiment plot niid-bench compression-sweep compare-fedavg accuracy-seeds check-checkpoint clean
+.PHONY: federation fuzz deps build run train test bench compare experiment plot niid-bench compression-sweep compare-fedavg accuracy-seeds check-checkpoint clean
 
 ## deps: install the Debian packages fedtrain needs, only those that are missing
 deps:
@@ -29,6 +29,26 @@ train: build
 	@mkdir -p results/train
 	$(FEDTRAIN) train --epochs 10 --batch-size 64 --lr 0.02 --momentum 0.9 --summary results/train/summary.json \
 		--save results/train/model.safetensors
+
+## federation: a CA, a server and N client processes (default 10) on loopback with mutual TLS, running the default job
+## (experiments/default.yaml) to its end; prints its summary (results/federation/)
+N ?= 10
+federation: build
+	scripts/federation.sh $(FEDTRAIN) $(N) results/federation
+
+## fuzz: libFuzzer on the wire decoders (envelope, update message, task batch), FUZZ_RUNS executions each (default 10
+## million); inputs that crash are left in .fuzz/ (replay one: .build/release/fuzz-wire FILE)
+FUZZ_RUNS ?= 10000000
+fuzz: deps
+	swift build -c release --product fuzz-wire --scratch-path .build-fuzz --sanitize fuzzer -Xswiftc -DFUZZING
+	@mkdir -p .fuzz
+	@for decoder in envelope message batch; do \
+		mkdir -p .fuzz/corpus-$$decoder; \
+		echo "fuzzing the $$decoder decoder: $(FUZZ_RUNS) runs"; \
+		FUZZ_DECODER=$$decoder .build-fuzz/release/fuzz-wire -runs=$(FUZZ_RUNS) -max_len=4096 -print_final_stats=1 \
+			-artifact_prefix=.fuzz/$$decoder- .fuzz/corpus-$$decoder 2>&1 | grep -E "^(stat::number_of_executed_units|Done|==|SUMMARY)" \
+			|| exit 1; \
+	done
 
 ## experiment: one experiment, NAME=x runs experiments/x.yaml into results/x/, resuming it if it was interrupted;
 ## SEED=k overrides the config's seed and writes results/x-seed-k/. A run whose experiments/x.yaml was edited since it

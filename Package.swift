@@ -70,11 +70,19 @@ let package = Package(
             dependencies: ["Engine", "Datasets", "Federated", "FederatedRPC",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Yams", package: "Yams")]),
+        // libFuzzer harness of the wire decoders (`make fuzz`); without -D FUZZING, a replay tool.
+        .executableTarget(name: "fuzz-wire", dependencies: ["Engine", "Federated", "CZlib"], path: "Sources/FuzzWire"),
         .target(name: "TestSupport", dependencies: ["Engine"], path: "Tests/TestSupport"),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TestSupport", "CZlib"]),
         .testTarget(name: "FederatedTests", dependencies: ["Federated", "TestSupport"]),
-        .testTarget(name: "FedtrainTests", dependencies: ["fedtrain"]),
+        .testTarget(name: "FedtrainTests", dependencies: [
+            "fedtrain", "FederatedRPC",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "GRPCCore", package: "grpc-swift-2"),
+            .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            .product(name: "X509", package: "swift-certificates"),
+        ]),
     ]
 )

@@ -111,7 +111,7 @@ private final class Session: Sendable {
     let settings: FederationClient.Settings
     let client: GRPCClient<HTTP2ClientTransport.Posix>
     let log: EventLog
-    private let host = LockedValue<(ClientHost, configuration: String, maxTaskBytes: Int)?>(nil)
+    private let host = LockedValue<(ClientHost, configuration: String, maxTaskBytes: Int, heartbeat: Double)?>(nil)
 
     init(settings: FederationClient.Settings, client: GRPCClient<HTTP2ClientTransport.Posix>, log: EventLog) {
         (self.settings, self.client, self.log) = (settings, client, log)
@@ -145,13 +145,15 @@ private final class Session: Sendable {
                 return .failed("server refused: \(error.message)")
             } catch {
                 if Task.isCancelled { return nil }
+                if let refusal = Self.tlsRefusal(error) { return .failed("TLS handshake with \(settings.server) failed: \(refusal)") }
                 let now = ContinuousClock.now
                 if failingSince == nil {
                     failingSince = now
                     log.log("server_unreachable", ["server": settings.server.description, "reason": "\(error)"])
                 }
                 if now - failingSince! > settings.giveUpAfter {
-                    return .failed("server \(settings.server) unreachable for \(Int(settings.giveUpAfter.seconds)) s: \(error)")
+                    let hint = settings.security.isInsecure ? " (a TLS server closes plaintext connections: is --insecure right?)" : ""
+                    return .failed("server \(settings.server) unreachable for \(Int(settings.giveUpAfter.seconds)) s\(hint): \(error)")
                 }
                 joined = false
                 try? await Task.sleep(for: .milliseconds(Int64(1000 * backoff * Double.random(in: 0.75...1.25))))
@@ -159,6 +161,20 @@ private final class Session: Sendable {
             }
         }
         return nil
+    }
+
+    /// A TLS failure that retrying cannot fix, in words; nil for other errors.
+    static func tlsRefusal(_ error: any Error) -> String? {
+        let text = "\(error)"
+        guard text.contains("sslError") || text.contains("handshakeFailed") else { return nil }
+        if text.contains("CERTIFICATE_REQUIRED") { return "the server requires a client certificate (--tls-cert and --tls-key)" }
+        if text.contains("CERTIFICATE_VERIFY_FAILED") {
+            return "the server's certificate is not signed by --ca or is not for this address"
+        }
+        if text.contains("DECRYPT_ERROR") || text.contains("BAD_CERTIFICATE") || text.contains("UNKNOWN_CA") {
+            return "the server refused this client's certificate (not signed by the federation's CA)"
+        }
+        return text.split(separator: "error:").last.map { "TLS error " + $0.prefix(120) } ?? "TLS error"
     }
 
     private var metadata: Metadata {
@@ -193,7 +209,7 @@ private final class Session: Sendable {
         }
         let built = try await onDedicatedThread { () throws(FatalClientError) -> ClientHost in try self.makeHost(configuration) }
         let perTask = FederationServer.maxReplyBytes(parameters: configuration.data.model.network.layout.count)
-        host.set((built, reply.configuration, settings.clients.count * perTask + (1 << 20)))
+        host.set((built, reply.configuration, settings.clients.count * perTask + (1 << 20), configuration.network.heartbeat))
         log.log("joined", ["server": settings.server.description, "clients": ClientIDs.format(settings.clients),
                            "rounds": reply.rounds, "completed_rounds": reply.completedRounds])
     }
@@ -240,7 +256,7 @@ private final class Session: Sendable {
     /// Trains the tasks on dedicated threads while heartbeating, then pushes every reply
     /// until the server has it.
     private func serve(_ tasks: [[UInt8]]) async throws {
-        guard let host = host.value?.0 else { return }
+        guard let (host, _, _, interval) = host.value else { return }
         let rounds = tasks.compactMap { try? Envelope.header(of: $0).round }
         if let crash = settings.crashInRound, rounds.contains(crash) {
             log.log("crashing", ["round": crash])
@@ -248,7 +264,7 @@ private final class Session: Sendable {
         }
         let heartbeat = Task {
             while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(2))
+                try? await Task.sleep(for: .milliseconds(Int64(interval * 1000)))
                 _ = try? await call(FederationProtocol.heartbeat, clientList, timeout: .seconds(10))
             }
         }

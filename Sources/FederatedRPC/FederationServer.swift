@@ -13,6 +13,8 @@ public enum TransportSecurity: Sendable {
     /// TLS with this certificate and key; with `peerCA`, the peer must present a certificate
     /// that CA signed (mutual TLS), and a client checks the server's against it.
     case tls(certificate: String?, key: String?, peerCA: String?)
+
+    var isInsecure: Bool { if case .insecure = self { true } else { false } }
 }
 
 /// `HOST:PORT` of a server.
@@ -100,7 +102,9 @@ public enum FederationServer {
                     case .started(let simulation):
                         completed.store(simulation.completedRounds, ordering: .relaxed)
                         started.signal()
-                    case .roundDone(let metrics): completed.store(metrics.round, ordering: .relaxed)
+                    case .roundDone(let metrics):
+                        completed.store(metrics.round, ordering: .relaxed)
+                        log.log("round_closed", ["round": metrics.round, "missing": ClientIDs.format(remote.lastMissing)])
                     case .clientDone: break
                     }
                     events(event)

@@ -99,6 +99,8 @@ public final class RemoteClients: ClientTransport, @unchecked Sendable {
     private var released = false
     /// Set when the underflow policy ended the job.
     public private(set) var stopRequested = false
+    /// The sampled clients that did not reply in the last closed round (failed, left or late).
+    public private(set) var lastMissing: [Int] = []
     /// Payload bytes carried (task batches down, replies up), for the wire-byte report.
     public private(set) var requestBytes = 0, responseBytes = 0
 
@@ -308,6 +310,7 @@ public final class RemoteClients: ClientTransport, @unchecked Sendable {
                 _ = lock.wait(until: Date().addingTimeInterval(min(remaining, 0.5)))
             }
             let replies = tasks.compactMap { task in open!.replies[task.client].map { ClientMessage(client: task.client, bytes: $0) } }
+            lastMissing = tasks.map(\.client).filter { open!.replies[$0] == nil }.sorted()
             open = nil
             return replies
         }

@@ -1,0 +1,186 @@
+import Engine
+import Foundation
+@testable import Federated
+import Testing
+
+/// The networked server's transport without a network: tasks offered, polled, replies delivered
+/// from other threads, rounds closed by completion, departure or deadline.
+@Suite struct RemoteClientsTests {
+    func task(client: Int, round: Int) -> ClientMessage {
+        var envelope = Envelope(kind: .train, client: client, round: round, modelVersion: round - 1)
+        envelope.payloads[.model] = [UInt8](repeating: UInt8(client), count: 8)
+        return ClientMessage(client: client, bytes: envelope.bytes)
+    }
+
+    func reply(client: Int, round: Int, kind: Envelope.Kind = .update) -> [UInt8] {
+        var envelope = Envelope(kind: kind, client: client, round: round, modelVersion: round - 1)
+        envelope.samples = 10 + client
+        return envelope.bytes
+    }
+
+    func settings(deadline: Duration = .seconds(30), minSurvivors: Int = 1, underflow: UnderflowPolicy = .skip) -> RemoteClients.Settings {
+        .init(minClients: 3, minSurvivors: minSurvivors, roundDeadline: deadline, underflow: underflow, livenessTimeout: .seconds(30))
+    }
+
+    func temporaryDirectory() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("fedtrain-journal-\(UUID().uuidString)").path
+    }
+
+    /// Runs `exchange` on its own thread (it blocks, as on the server's round thread).
+    func exchangeInBackground(_ clients: RemoteClients, _ tasks: [ClientMessage]) -> () -> [ClientMessage] {
+        let box = ResultBox(), done = DispatchSemaphore(value: 0)
+        Thread {
+            box.replies = clients.exchange(tasks, clientDone: nil)
+            done.signal()
+        }.start()
+        // Replies count once the round is open.
+        while clients.progress() == nil { usleep(1000) }
+        return {
+            done.wait()
+            return box.replies
+        }
+    }
+
+    final class ResultBox: @unchecked Sendable { var replies: [ClientMessage] = [] }
+
+    @Test func roundClosesWhenEverySampledClientReplied() async {
+        let clients = RemoteClients(settings: settings(), journal: nil)
+        clients.join([0, 1, 2])
+        #expect(clients.available(from: [0, 1, 2, 3]) == [0, 1, 2])
+        let tasks = [task(client: 2, round: 1), task(client: 0, round: 1)]
+        let wait = exchangeInBackground(clients, tasks)
+        guard case .tasks(let received) = await clients.poll([0, 1, 2], timeout: .seconds(5)) else {
+            Issue.record("no tasks")
+            return
+        }
+        #expect(received == [tasks[1].bytes, tasks[0].bytes], "tasks in client order")
+        #expect(clients.deliver(reply(client: 1, round: 1)) { _ in true } == .rejected("client 1 was not sampled in round 1"))
+        #expect(clients.deliver(reply(client: 2, round: 1)) { $0 != 2 } == .rejected("not allowed to reply for client 2"))
+        #expect(clients.deliver(reply(client: 2, round: 2)) { _ in true } == .stale)
+        #expect(clients.deliver([1, 2, 3]) { _ in true } == .rejected(MessageError.truncated(3).description))
+        #expect(clients.deliver(task(client: 2, round: 1).bytes) { _ in true } == .rejected("not a reply to a training task"))
+        #expect(clients.deliver(reply(client: 2, round: 1)) { _ in true } == .accepted)
+        #expect(clients.deliver(reply(client: 2, round: 1)) { _ in true } == .duplicate)
+        guard case .tasks(let rest) = await clients.poll([0], timeout: .seconds(5)) else {
+            Issue.record("client 0's task is no longer offered")
+            return
+        }
+        #expect(rest == [tasks[1].bytes])
+        #expect(clients.deliver(reply(client: 0, round: 1)) { _ in true } == .accepted)
+        let replies = wait()
+        #expect(replies.map(\.client) == [2, 0], "replies in task order, whatever the arrival order")
+        #expect(clients.deliver(reply(client: 0, round: 1)) { _ in true } == .stale, "the round is closed")
+    }
+
+    @Test func pollWaitsThenAnswersWaitAndDoneAfterFinish() async {
+        let clients = RemoteClients(settings: settings(), journal: nil)
+        let start = ContinuousClock.now
+        #expect(await clients.poll([4], timeout: .milliseconds(200)) == .wait)
+        #expect(ContinuousClock.now - start >= .milliseconds(200), "a long poll, not an immediate answer")
+        clients.finish()
+        #expect(await clients.poll([4], timeout: .seconds(5)) == .done)
+        #expect(clients.everyoneToldDone)
+    }
+
+    @Test func deadlineClosesTheRoundWithTheRepliesItHas() {
+        let clients = RemoteClients(settings: settings(deadline: .milliseconds(300)), journal: nil)
+        clients.join([0, 1])
+        let wait = exchangeInBackground(clients, [task(client: 0, round: 1), task(client: 1, round: 1)])
+        #expect(clients.deliver(reply(client: 1, round: 1)) { _ in true } == .accepted)
+        let start = ContinuousClock.now
+        #expect(wait().map(\.client) == [1])
+        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(!clients.stopRequested)
+    }
+
+    @Test func underflowPolicies() throws {
+        for (policy, stops) in [(UnderflowPolicy.stop, true), (.skip, false), (.extend(2), false)] {
+            let clients = RemoteClients(settings: settings(deadline: .milliseconds(100), minSurvivors: 2, underflow: policy), journal: nil)
+            let start = ContinuousClock.now
+            #expect(clients.exchange([task(client: 0, round: 1), task(client: 1, round: 1)], clientDone: nil).isEmpty)
+            let waited = ContinuousClock.now - start
+            #expect(clients.stopRequested == stops, "\(policy)")
+            if case .extend = policy { #expect(waited >= .milliseconds(300), "three deadlines: the first and two extensions") }
+        }
+        #expect(throws: ConfigurationError.self) { try UnderflowPolicy(parsing: "extend:0") }
+        #expect(try UnderflowPolicy(parsing: "extend:4") == .extend(4))
+    }
+
+    @Test func aClientThatLeavesClosesTheRoundEarly() {
+        let clients = RemoteClients(settings: settings(), journal: nil)
+        clients.join([0, 1])
+        let wait = exchangeInBackground(clients, [task(client: 0, round: 1), task(client: 1, round: 1)])
+        #expect(clients.deliver(reply(client: 0, round: 1)) { _ in true } == .accepted)
+        clients.leave([1])
+        let start = ContinuousClock.now
+        #expect(wait().map(\.client) == [0])
+        #expect(ContinuousClock.now - start < .seconds(10), "did not wait for the 30 s deadline")
+    }
+
+    @Test func journaledRepliesSurviveARestart() {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let first = RemoteClients(settings: settings(deadline: .milliseconds(100)), journal: ReplyJournal(directory: directory))
+        let wait = exchangeInBackground(first, [task(client: 0, round: 3), task(client: 1, round: 3)])
+        #expect(first.deliver(reply(client: 1, round: 3)) { _ in true } == .accepted)
+        _ = wait()
+        // A new server on the same journal: client 1's reply counts, and a retry of it is a duplicate.
+        let restarted = RemoteClients(settings: settings(deadline: .seconds(30)), journal: ReplyJournal(directory: directory))
+        let again = exchangeInBackground(restarted, [task(client: 0, round: 3), task(client: 1, round: 3)])
+        #expect(restarted.deliver(reply(client: 1, round: 3)) { _ in true } == .duplicate)
+        #expect(restarted.deliver(reply(client: 0, round: 3)) { _ in true } == .accepted)
+        #expect(again().map(\.bytes) == [reply(client: 0, round: 3), reply(client: 1, round: 3)])
+        restarted.checkpointed(round: 3)
+        #expect(ReplyJournal(directory: directory).replies(round: 3).isEmpty)
+    }
+
+    @Test func journalDropsATornTail() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let journal = ReplyJournal(directory: directory)
+        try journal.append([1, 2, 3], round: 1)
+        try journal.append([4, 5], round: 1)
+        let path = "\(directory)/round-1.wal"
+        let whole = try AtomicFile.read(path)
+        for cut in 1..<(8 + 2) {
+            try AtomicFile.write(Array(whole.dropLast(cut)), to: path)
+            #expect(ReplyJournal(directory: directory).replies(round: 1) == [[1, 2, 3]], "cut \(cut)")
+        }
+        var flipped = whole
+        flipped[flipped.count - 1] ^= 1
+        try AtomicFile.write(flipped, to: path)
+        #expect(ReplyJournal(directory: directory).replies(round: 1) == [[1, 2, 3]], "bad CRC")
+        // Appending after a torn tail keeps what is valid and what is new.
+        try AtomicFile.write(Array(whole.dropLast(3)), to: path)
+        let reopened = ReplyJournal(directory: directory)
+        try reopened.append([6], round: 1)
+        #expect(ReplyJournal(directory: directory).replies(round: 1) == [[1, 2, 3], [6]])
+    }
+}
+
+@Suite struct EnvelopeBatchTests {
+    @Test func roundTripAndHostileBytes() throws {
+        let envelopes: [[UInt8]] = [[1, 2, 3], [], [9]]
+        let bytes = EnvelopeBatch.encode(envelopes)
+        #expect(bytes.count == 10 + 3 * 4 + 4)
+        #expect(try EnvelopeBatch.decode(bytes) == envelopes)
+        for length in 0..<bytes.count {
+            #expect(throws: MessageError.self, "prefix \(length)") { try EnvelopeBatch.decode(Array(bytes.prefix(length))) }
+        }
+        #expect(throws: MessageError.self) { try EnvelopeBatch.decode(bytes + [0]) }
+        var huge = bytes
+        huge.replaceSubrange(6..<10, with: [0xFF, 0xFF, 0xFF, 0xFF])
+        #expect(throws: MessageError.badField("batch declares 4294967295 envelopes in 16 bytes")) { try EnvelopeBatch.decode(huge) }
+    }
+
+    @Test func headerMatchesTheFullDecode() throws {
+        var envelope = Envelope(kind: .diverged, client: 70000, round: 12, modelVersion: 11)
+        envelope.metrics = ["loss": 1]
+        let bytes = envelope.bytes
+        let header = try Envelope.header(of: bytes)
+        #expect(header == Envelope.Header(kind: .diverged, client: 70000, round: 12, modelVersion: 11))
+        for length in 0..<Envelope.headerSize + Envelope.checksumSize {
+            #expect(throws: MessageError.self) { try Envelope.header(of: Array(bytes.prefix(length))) }
+        }
+    }
+}

@@ -1,0 +1,60 @@
+import Crypto
+import Federated
+@testable import FederatedRPC
+import Foundation
+import Testing
+import X509
+
+@Suite struct FederatedRPCUnitTests {
+    @Test func clientIDsParseAndFormat() throws {
+        #expect(try ClientIDs.parse("7") == [7])
+        #expect(try ClientIDs.parse("0-3,2,10-11") == [0, 1, 2, 3, 10, 11])
+        #expect(ClientIDs.format([0, 1, 2, 3, 10, 11, 13]) == "0-3,10-11,13")
+        for bad in ["", "-1", "3-1", "a", "1,,2", "1-2-3", "0-99999999999"] {
+            #expect(throws: ConfigurationError.self, "\(bad)") { try ClientIDs.parse(bad) }
+        }
+    }
+
+    @Test func serverAddresses() throws {
+        let address = try ServerAddress(parsing: "127.0.0.1:7443")
+        #expect(address.host == "127.0.0.1" && address.port == 7443 && address.isLoopback)
+        #expect(try !ServerAddress(parsing: "10.1.2.3:1").isLoopback)
+        #expect(try ServerAddress(parsing: "localhost:0").isLoopback)
+        for bad in ["7443", ":7443", "host:", "host:70000", "host:x"] {
+            #expect(throws: ConfigurationError.self, "\(bad)") { try ServerAddress(parsing: bad) }
+        }
+    }
+
+    @Test func constantTimeComparison() {
+        #expect(Authenticator.constantTimeEqual([1, 2, 3], [1, 2, 3]))
+        #expect(!Authenticator.constantTimeEqual([1, 2, 3], [1, 2, 4]))
+        #expect(!Authenticator.constantTimeEqual([1, 2, 3], [1, 2]))
+    }
+
+    @Test func certificateAuthorityIssuesVerifiableCertificates() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fedtrain-ca-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let ca = CertificateAuthority(directory: directory)
+        try ca.initialize()
+        #expect(throws: ConfigurationError.self) { try ca.initialize() }
+        try ca.issue(name: "site-3", hosts: ["127.0.0.1", "fed.example.org"], clients: [3, 4, 5])
+        #expect(throws: ConfigurationError.self) { try ca.issue(name: "../evil", hosts: [], clients: nil) }
+        let root = try Certificate(pemEncoded: String(contentsOfFile: "\(directory)/ca.pem", encoding: .utf8))
+        let leaf = try Certificate(pemEncoded: String(contentsOfFile: "\(directory)/site-3.pem", encoding: .utf8))
+        #expect(Authenticator.commonName(of: leaf) == "site-3")
+        var verifier = Verifier(rootCertificates: CertificateStore([root])) { RFC5280Policy(validationTime: Date()) }
+        guard case .validCertificate = await verifier.validate(leaf: leaf, intermediates: CertificateStore()) else {
+            Issue.record("the issued certificate does not chain to the CA")
+            return
+        }
+        let key = try P256.Signing.PrivateKey(pemRepresentation: String(contentsOfFile: "\(directory)/site-3.key", encoding: .utf8))
+        #expect(Certificate.PublicKey(key.publicKey) == leaf.publicKey)
+        let attributes = try FileManager.default.attributesOfItem(atPath: "\(directory)/site-3.key")
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        #expect(try Authenticator.allowList(path: "\(directory)/allow.txt") == ["site-3": [3, 4, 5]])
+        try ca.issueToken(name: "t", clients: [1])
+        let token = try String(contentsOfFile: "\(directory)/t.token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let entries = try Authenticator.tokenList(path: "\(directory)/tokens.txt")
+        #expect(entries.count == 1 && entries[0].hash == Array(SHA256.hash(data: Array(token.utf8))) && entries[0].clients == [1])
+    }
+}
