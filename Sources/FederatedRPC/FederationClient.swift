@@ -27,6 +27,8 @@ public enum FederationClient {
         public var giveUpAfter: Duration
         /// Fault injection for tests: exit abruptly (status 3, no reply) on receiving a task of this round.
         public var crashInRound: Int?
+        /// Benchmark: reply with the model unchanged instead of training (`ClientHost.echo`).
+        public var echo = false
 
         public init(server: ServerAddress, security: TransportSecurity, token: String?, clients: [Int], dataDirectory: String?,
                     threads: Int, giveUpAfter: Duration, crashInRound: Int?) {
@@ -208,6 +210,7 @@ private final class Session: Sendable {
             throw FatalClientError(message: error.description)
         }
         let built = try await onDedicatedThread { () throws(FatalClientError) -> ClientHost in try self.makeHost(configuration) }
+        built.echo = settings.echo
         let perTask = FederationServer.maxReplyBytes(parameters: configuration.data.model.network.layout.count)
         host.set((built, reply.configuration, settings.clients.count * perTask + (1 << 20), configuration.network.heartbeat))
         log.log("joined", ["server": settings.server.description, "clients": ClientIDs.format(settings.clients),

@@ -92,7 +92,7 @@ public enum FederationServer {
             journal: ReplyJournal(directory: "\(state)/journal"))
         job.remote = remote
         let resume = FileManager.default.fileExists(atPath: "\(state)/checkpoint/checkpoint.json")
-        let completed = Atomic<Int>(0)
+        let completed = Atomic<Int>(0), wire = WireCounter()
         let started = DispatchSemaphore(value: 0)
         let outcome = LockedValue<Result<SimulationJob.Summary, JobError>?>(nil)
         let roundThread = Thread { [job] in
@@ -104,7 +104,9 @@ public enum FederationServer {
                         started.signal()
                     case .roundDone(let metrics):
                         completed.store(metrics.round, ordering: .relaxed)
-                        log.log("round_closed", ["round": metrics.round, "missing": ClientIDs.format(remote.lastMissing)])
+                        let totals = wire.totals
+                        log.log("round_closed", ["round": metrics.round, "missing": ClientIDs.format(remote.lastMissing),
+                                                 "wire_received_bytes": totals.received, "wire_sent_bytes": totals.sent])
                     case .clientDone: break
                     }
                     events(event)
@@ -124,7 +126,7 @@ public enum FederationServer {
             clients: remote, authenticator: settings.authenticator,
             job: .init(configuration: ConfigurationFile.encode(configuration), rounds: federation.rounds, jobClients: federation.clients,
                        completedRounds: { completed.load(ordering: .relaxed) }),
-            log: log)
+            log: log, wire: wire)
         let transport: HTTP2ServerTransport.Posix
         do {
             transport = HTTP2ServerTransport.Posix(
@@ -149,6 +151,8 @@ public enum FederationServer {
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: .init(label: "fedtrain")))
             do { try await group.run() } catch { log.log("server_error", ["reason": "\(error)"]) }
         }
+        // What crossed the wire, beside summary.json's payload bytes (which equal the simulator's).
+        try? AtomicFile.writeJSON(wire.totals, to: "\(state)/wire.json")
         switch outcome.value {
         case .success(let summary)?: return remote.stopRequested ? .stoppedByPolicy(summary) : .finished(summary)
         case .failure(let error)?: throw error

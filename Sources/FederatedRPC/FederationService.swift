@@ -1,6 +1,7 @@
 import Federated
 import Foundation
 import GRPCCore
+import Synchronization
 
 /// The server's handlers of `FederationProtocol`: each one identifies the caller, checks that
 /// it may act as the clients it names, then hands the request to `RemoteClients`. Handlers
@@ -10,6 +11,7 @@ struct FederationService: RegistrableRPCService {
     let authenticator: Authenticator
     let job: JobInfo
     let log: EventLog
+    let wire: WireCounter
 
     /// What `Join` and `Status` tell about the job; `completedRounds` is read when asked.
     struct JobInfo: Sendable {
@@ -92,15 +94,34 @@ struct FederationService: RegistrableRPCService {
         _ method: MethodDescriptor, with router: inout RPCRouter<Transport>,
         handler: @escaping @Sendable (_ request: [UInt8], _ identity: Identity) async throws -> [UInt8]
     ) {
-        let authenticator = self.authenticator, log = self.log
+        let authenticator = self.authenticator, log = self.log, wire = self.wire
         router.registerHandler(forMethod: method, deserializer: RawDeserializer(), serializer: RawSerializer()) { request, context in
             let single = try await ServerRequest(stream: request)
+            wire.received.add(single.message.count, ordering: .relaxed)
             let identity: Identity
             do { identity = try authenticator.identify(metadata: single.metadata, context: context) } catch {
                 log.log("refused", ["method": method.method, "peer": context.remotePeer, "reason": "\(error)"])
                 throw error
             }
-            return StreamingServerResponse(single: ServerResponse(message: try await handler(single.message, identity)))
+            let response = try await handler(single.message, identity)
+            wire.sent.add(response.count, ordering: .relaxed)
+            wire.calls.add(1, ordering: .relaxed)
+            return StreamingServerResponse(single: ServerResponse(message: response))
         }
     }
+}
+
+/// Bytes of every gRPC message the server received and sent (envelopes, task batches and control
+/// messages; gRPC's 5-byte message prefix, HTTP/2 frames and TLS records come on top).
+final class WireCounter: Sendable {
+    let received = Atomic<Int>(0), sent = Atomic<Int>(0), calls = Atomic<Int>(0)
+
+    struct Totals: Codable {
+        var received: Int
+        var sent: Int
+        var calls: Int
+        enum CodingKeys: String, CodingKey { case received = "received_bytes", sent = "sent_bytes", calls }
+    }
+
+    var totals: Totals { Totals(received: received.load(ordering: .relaxed), sent: sent.load(ordering: .relaxed), calls: calls.load(ordering: .relaxed)) }
 }

@@ -149,9 +149,10 @@ struct Client: ParsableCommand {
     @Option(name: .customLong("give-up"), parsing: .unconditional, help: "Seconds without reaching the server before giving up (default: 300).")
     var giveUp: Double = 300
     @Option(name: .customLong("crash-in-round"), help: .hidden) var crashInRound: Int?
+    @Flag(help: "Benchmark only: reply with the model unchanged, without training (measures the federation's own cost).") var echo = false
 
     func run() throws {
-        let settings: FederationClient.Settings
+        var settings: FederationClient.Settings
         do throws(ConfigurationError) {
             let (address, security, token) = try connection.resolved()
             guard (clientID == nil) != (clientIDs == nil) else { throw ConfigurationError("give --client-id K or --client-ids LIST") }
@@ -162,6 +163,7 @@ struct Client: ParsableCommand {
             guard giveUp > 0 else { throw ConfigurationError("--give-up must be positive seconds") }
             settings = .init(server: address, security: security, token: token, clients: clients, dataDirectory: data, threads: threads,
                              giveUpAfter: .milliseconds(Int64(giveUp * 1000)), crashInRound: crashInRound)
+            settings.echo = echo
         } catch { fail(error.description) }
         switch FederationClient.run(settings: settings, log: EventLog(component: "client")) {
         case .jobDone, .signalled: return

@@ -12,6 +12,10 @@ import Engine
 public final class ClientHost: @unchecked Sendable {
     public let clients: [Int]
     public let transport: InProcessTransport
+    /// Reply with the model unchanged instead of training (`ClientRuntime.echo`): a benchmark of
+    /// the federation's own cost.
+    public var echo = false
+    private var echoStates: [Int: ClientState] = [:]
     private var lastReplies: [Int: (round: Int, bytes: [UInt8])] = [:]
 
     /// Hosts `clients` of the job in `configuration`. `partitions`: each client's sample indices
@@ -48,12 +52,21 @@ public final class ClientHost: @unchecked Sendable {
                 fresh.append(ClientMessage(client: header.client, bytes: task))
             }
         }
-        for reply in transport.exchange(fresh, clientDone: nil) {
+        for reply in echo ? fresh.compactMap(echoReply) : transport.exchange(fresh, clientDone: nil) {
             replies[reply.client] = reply.bytes
             if let header = try? Envelope.header(of: reply.bytes), header.kind != .evaluation {
                 lastReplies[reply.client] = (header.round, reply.bytes)
             }
         }
         return tasks.compactMap { task in (try? Envelope.header(of: task)).flatMap { replies[$0.client] } }
+    }
+
+    private func echoReply(_ task: ClientMessage) -> ClientMessage? {
+        let runtime = transport.runtime
+        var state = echoStates[task.client] ?? runtime.initialState(client: task.client)
+        guard let received = try? runtime.receive(task.bytes, client: task.client, state: &state), received.envelope.kind == .train else { return nil }
+        let reply = runtime.echo(received, samples: transport.partitions[task.client].count, state: &state)
+        echoStates[task.client] = state
+        return ClientMessage(client: task.client, bytes: reply)
     }
 }

@@ -114,6 +114,19 @@ public struct ClientRuntime: Sendable {
         return reply.bytes
     }
 
+    /// The reply of a client that returns the model unchanged (a zero update through the one
+    /// encode path), claiming the steps `epochs` would take over its `samples`: for measuring
+    /// what a federation costs beyond training (`fedtrain client --echo`). Not a training mode.
+    public func echo(_ task: ReceivedTask, samples: Int, state: inout ClientState) -> [UInt8] {
+        let request = task.envelope
+        var reply = Envelope(kind: .update, client: request.client, round: request.round, modelVersion: request.modelVersion)
+        reply.samples = samples
+        reply.steps = max(1, training.epochs * ((samples + training.batchSize - 1) / training.batchSize))
+        reply.trainLoss = 0
+        reply.payloads[.update] = encode([Float](repeating: 0, count: layout.count), round: request.round, client: request.client, state: &state)
+        return reply.bytes
+    }
+
     /// The one encode path: delta plus residual (error feedback), the stages, the codec; keeps
     /// the new residual and codec state. Nil, with `state` untouched, for a non-finite update.
     public func encode(_ delta: [Float], round: Int, client: Int, state: inout ClientState) -> [UInt8]? {

@@ -101,8 +101,6 @@ public final class RemoteClients: ClientTransport, @unchecked Sendable {
     public private(set) var stopRequested = false
     /// The sampled clients that did not reply in the last closed round (failed, left or late).
     public private(set) var lastMissing: [Int] = []
-    /// Payload bytes carried (task batches down, replies up), for the wire-byte report.
-    public private(set) var requestBytes = 0, responseBytes = 0
 
     private struct OpenRound {
         var round: Int
@@ -205,9 +203,7 @@ public final class RemoteClients: ClientTransport, @unchecked Sendable {
     /// Caller holds the lock.
     private func pendingTasks(for clients: Set<Int>) -> [[UInt8]] {
         guard let open else { return [] }
-        let tasks = open.tasks.filter { clients.contains($0.key) && open.replies[$0.key] == nil }.sorted { $0.key < $1.key }.map(\.value)
-        responseBytes += tasks.reduce(0) { $0 + $1.count }
-        return tasks
+        return open.tasks.filter { clients.contains($0.key) && open.replies[$0.key] == nil }.sorted { $0.key < $1.key }.map(\.value)
     }
 
     /// Takes a reply from a sender allowed to speak for the clients `mayAct(client)` accepts;
@@ -218,7 +214,6 @@ public final class RemoteClients: ClientTransport, @unchecked Sendable {
         guard header.kind == .update || header.kind == .diverged else { return .rejected("not a reply to a training task") }
         guard mayAct(header.client) else { return .rejected("not allowed to reply for client \(header.client)") }
         return lock.withLock {
-            requestBytes += bytes.count
             lastSeen[header.client] = clock.now
             guard var round = open, round.round == header.round else { return .stale }
             guard round.tasks[header.client] != nil else { return .rejected("client \(header.client) was not sampled in round \(header.round)") }
