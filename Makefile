@@ -6,7 +6,7 @@ FEDTRAIN := .build/release/fedtrain
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: federation fuzz deps build run train test bench compare experiment plot niid-bench compression-sweep compare-fedavg accuracy-seeds check-checkpoint clean
+.PHONY: federation fuzz bench-transport compare-federation deps build run train test bench compare experiment plot niid-bench compression-sweep compare-fedavg accuracy-seeds check-checkpoint clean
 
 ## deps: install the Debian packages fedtrain needs, only those that are missing
 deps:
@@ -35,6 +35,21 @@ train: build
 N ?= 10
 federation: build
 	scripts/federation.sh $(FEDTRAIN) $(N) results/federation
+
+## bench-transport: one 100 MB update pushed 5 times over loopback through the server's receive path (gRPC, size
+## limit, routing, fsync'd reply journal), server and client in separate processes: MB/s and the server's peak RSS
+bench-transport: deps
+	swift build -c release --product bench-transport
+	.build/release/bench-transport 100 5
+
+## compare-federation: round time of 10 echo clients (no training, LeNet-5), fedtrain beside Flower 1.42 in deployment
+## mode (SuperLink + 10 SuperNodes + a NumPy ClientApp; installs flwr into .venv on first use)
+compare-federation: build
+	scripts/federation_overhead.sh $(FEDTRAIN) results/compare-federation/fedtrain
+	@[ -x $(PYTHON) ] || python3 -m venv $(VENV)
+	@$(PYTHON) -c "import flwr" 2>/dev/null || $(VENV)/bin/pip install -q "flwr==1.42.0" numpy \
+		|| { echo "make compare-federation: could not install flwr with pip (is PyPI reachable?)"; exit 1; }
+	scripts/flower_echo_bench.sh $(VENV)
 
 ## fuzz: libFuzzer on the wire decoders (envelope, update message, task batch), FUZZ_RUNS executions each (default 10
 ## million); inputs that crash are left in .fuzz/ (replay one: .build/release/fuzz-wire FILE)

@@ -70,6 +70,10 @@ let package = Package(
             dependencies: ["Engine", "Datasets", "Federated", "FederatedRPC",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Yams", package: "Yams")]),
+        // make bench-transport: one large update through the server's real receive path.
+        .executableTarget(name: "bench-transport", dependencies: ["Federated", "FederatedRPC",
+            .product(name: "GRPCCore", package: "grpc-swift-2"),
+            .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport")], path: "Sources/BenchTransport"),
         // libFuzzer harness of the wire decoders (`make fuzz`); without -D FUZZING, a replay tool.
         .executableTarget(name: "fuzz-wire", dependencies: ["Engine", "Federated", "CZlib"], path: "Sources/FuzzWire"),
         .target(name: "TestSupport", dependencies: ["Engine"], path: "Tests/TestSupport"),

@@ -86,12 +86,14 @@ public enum FederationProtocol {
 }
 
 /// Messages cross the wire as they are: fedtrain's own formats carry their own checks.
-struct RawSerializer: MessageSerializer {
-    func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes { Bytes(message) }
+public struct RawSerializer: MessageSerializer {
+    public init() {}
+    public func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes { Bytes(message) }
 }
 
-struct RawDeserializer: MessageDeserializer {
-    func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
+public struct RawDeserializer: MessageDeserializer {
+    public init() {}
+    public func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
         serializedMessageBytes.withUnsafeBytes { Array($0) }
     }
 }

@@ -162,7 +162,7 @@ public enum FederationServer {
 
     /// The largest reply a client may send: an update and a control change of `parameters`
     /// fp32 values each, with room for headers and metrics.
-    static func maxReplyBytes(parameters: Int) -> Int { 2 * UpdateMessage.denseSize(count: parameters) + (64 << 10) }
+    public static func maxReplyBytes(parameters: Int) -> Int { 2 * UpdateMessage.denseSize(count: parameters) + (64 << 10) }
 
     static func serverSecurity(_ security: TransportSecurity) throws(ConfigurationError) -> HTTP2ServerTransport.Posix.TransportSecurity {
         switch security {

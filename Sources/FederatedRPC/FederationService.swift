@@ -6,22 +6,30 @@ import Synchronization
 /// The server's handlers of `FederationProtocol`: each one identifies the caller, checks that
 /// it may act as the clients it names, then hands the request to `RemoteClients`. Handlers
 /// only route bytes and wait; training, decoding and aggregation run on the round thread.
-struct FederationService: RegistrableRPCService {
+public struct FederationService: RegistrableRPCService {
     let clients: RemoteClients
     let authenticator: Authenticator
     let job: JobInfo
     let log: EventLog
     let wire: WireCounter
 
+    public init(clients: RemoteClients, authenticator: Authenticator, job: JobInfo, log: EventLog, wire: WireCounter) {
+        (self.clients, self.authenticator, self.job, self.log, self.wire) = (clients, authenticator, job, log, wire)
+    }
+
     /// What `Join` and `Status` tell about the job; `completedRounds` is read when asked.
-    struct JobInfo: Sendable {
+    public struct JobInfo: Sendable {
         var configuration: String
         var rounds: Int
         var jobClients: Int
         var completedRounds: @Sendable () -> Int
+
+        public init(configuration: String, rounds: Int, jobClients: Int, completedRounds: @escaping @Sendable () -> Int) {
+            (self.configuration, self.rounds, self.jobClients, self.completedRounds) = (configuration, rounds, jobClients, completedRounds)
+        }
     }
 
-    func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+    public func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
         register(FederationProtocol.join, with: &router) { bytes, identity in
             let request = try FederationProtocol.decodeJSON(FederationProtocol.JoinRequest.self, bytes)
             guard request.version == FederationProtocol.version else {
@@ -113,8 +121,10 @@ struct FederationService: RegistrableRPCService {
 
 /// Bytes of every gRPC message the server received and sent (envelopes, task batches and control
 /// messages; gRPC's 5-byte message prefix, HTTP/2 frames and TLS records come on top).
-final class WireCounter: Sendable {
+public final class WireCounter: Sendable {
     let received = Atomic<Int>(0), sent = Atomic<Int>(0), calls = Atomic<Int>(0)
+
+    public init() {}
 
     struct Totals: Codable {
         var received: Int

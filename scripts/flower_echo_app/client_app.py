@@ -1,4 +1,14 @@
-"""Echo ClientApp: fit() returns the received parameters unchanged (no training)."""
+"""Echo ClientApp: fit() returns the received parameters unchanged (no training).
+
+fit() also reports two wall-clock timestamps as metrics so the ServerApp can split a
+round into "dispatch" (round start -> fit called) and "return" (fit -> aggregated):
+t_load = when this module was imported inside the freshly spawned flwr-clientapp
+process, t_fit = when fit() ran.
+"""
+
+import time
+
+T_LOAD = time.time()
 
 from flwr.client import ClientApp, NumPyClient
 from flwr.common import Context
@@ -12,7 +22,7 @@ class EchoClient(NumPyClient):
         return []  # never called: the strategy supplies initial parameters
 
     def fit(self, parameters, config):
-        return parameters, self.num_examples, {}
+        return parameters, self.num_examples, {"t_load": T_LOAD, "t_fit": time.time()}
 
     def evaluate(self, parameters, config):
         return 0.0, self.num_examples, {}  # never called: fraction_evaluate = 0

@@ -38,6 +38,7 @@ class TimedFedAvg(FedAvg):
         self.starts: dict[int, float] = {}
         self.ends: dict[int, float] = {}
         self.replies: dict[int, int] = {}
+        self.client_t: dict[int, list[tuple[float, float]]] = {}
 
     def configure_fit(self, server_round, parameters, client_manager):
         self.starts[server_round] = time.time()
@@ -47,6 +48,10 @@ class TimedFedAvg(FedAvg):
         out = super().aggregate_fit(server_round, results, failures)
         self.ends[server_round] = time.time()
         self.replies[server_round] = len(results)
+        self.client_t[server_round] = [
+            (float(r.metrics.get("t_load", 0.0)), float(r.metrics.get("t_fit", 0.0)))
+            for _, r in results
+        ]
         dt = self.ends[server_round] - self.starts[server_round]
         print(
             f"ECHO_ROUND {server_round} {dt:.4f} s replies={len(results)} "
@@ -68,6 +73,8 @@ class TimedFedAvg(FedAvg):
                     "end": self.ends[r],
                     "seconds": self.ends[r] - self.starts[r],
                     "replies": self.replies[r],
+                    # per client: (module loaded in flwr-clientapp, fit() called)
+                    "client_t": self.client_t[r],
                 }
                 for r in rounds
             ],
