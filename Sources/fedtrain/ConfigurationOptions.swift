@@ -165,3 +165,21 @@ struct NetworkOptions: ParsableArguments {
         if let heartbeat { section.heartbeat = heartbeat }
     }
 }
+
+/// The configuration a job command runs: the config file's keys (defaults without one), then the
+/// flags of every section; validated.
+func resolveConfiguration(file: String?, data: DataOptions, federation: FederationOptions, training: LocalTrainingOptions,
+                          compression: CompressionOptions, privacy: PrivacyOptions, run: RunOptions,
+                          network: NetworkOptions? = nil) throws(ConfigurationError) -> SimulationConfiguration {
+    var configuration = SimulationConfiguration()
+    if let file { configuration = try ConfigurationFile.read(file) }
+    data.apply(to: &configuration.data)
+    federation.apply(to: &configuration.federation)
+    training.apply(to: &configuration.training)
+    compression.apply(to: &configuration.compression)
+    privacy.apply(to: &configuration.privacy)
+    run.apply(to: &configuration.run)
+    network?.apply(to: &configuration.network)
+    try configuration.validate()
+    return configuration
+}

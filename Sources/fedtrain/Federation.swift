@@ -58,17 +58,8 @@ struct Server: ParsableCommand {
     @OptionGroup(title: "Run") var runOptions: RunOptions
 
     func resolved() throws(ConfigurationError) -> SimulationConfiguration {
-        var configuration = SimulationConfiguration()
-        if let config { configuration = try ConfigurationFile.read(config) }
-        dataOptions.apply(to: &configuration.data)
-        federation.apply(to: &configuration.federation)
-        training.apply(to: &configuration.training)
-        compression.apply(to: &configuration.compression)
-        privacy.apply(to: &configuration.privacy)
-        network.apply(to: &configuration.network)
-        runOptions.apply(to: &configuration.run)
-        try configuration.validate()
-        return configuration
+        try resolveConfiguration(file: config, data: dataOptions, federation: federation, training: training, compression: compression,
+                                 privacy: privacy, run: runOptions, network: network)
     }
 
     func security() throws(ConfigurationError) -> (TransportSecurity, Authenticator) {

@@ -23,16 +23,8 @@ struct Simulate: ParsableCommand {
     /// The configuration to run: the config file (with --resume, the run's own config.yaml unless
     /// --config names another), then the flags.
     func resolved() throws(ConfigurationError) -> SimulationConfiguration {
-        var configuration = SimulationConfiguration()
-        if let file = config ?? resume.map({ "\($0)/config.yaml" }) { configuration = try ConfigurationFile.read(file) }
-        dataOptions.apply(to: &configuration.data)
-        federation.apply(to: &configuration.federation)
-        training.apply(to: &configuration.training)
-        compression.apply(to: &configuration.compression)
-        privacy.apply(to: &configuration.privacy)
-        runOptions.apply(to: &configuration.run)
-        try configuration.validate()
-        return configuration
+        try resolveConfiguration(file: config ?? resume.map { "\($0)/config.yaml" }, data: dataOptions, federation: federation,
+                                 training: training, compression: compression, privacy: privacy, run: runOptions)
     }
 
     func validate() throws {
