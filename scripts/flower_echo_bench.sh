@@ -67,6 +67,15 @@ cleanup() {
             echo "note: ${#left[@]} process(es) ignored SIGTERM for 5 s; sending SIGKILL" >&2
             kill -KILL "${left[@]}" 2>/dev/null || true
         fi
+        wait "${PIDS[@]}" 2>/dev/null || true # reap our direct children
+        # Grandchildren (SuperExecs, ClientApps) end up as zombies re-parented to
+        # PID 1; give init up to 5 s to reap them so nothing is listed afterwards.
+        for _ in $(seq 50); do
+            local any=0
+            for p in "${all[@]}"; do [[ -e /proc/$p ]] && any=1 && break; done
+            ((any)) || break
+            sleep 0.1
+        done
     fi
     if [[ ${FLOWER_BENCH_KEEP:-0} = 1 || $rc -ne 0 ]]; then
         echo "logs kept in $WORK" >&2
@@ -224,7 +233,8 @@ last = med([max(f for _, f in c) - r["start"] for r, c in zip(rs, ct)])
 tail = med([r["end"] - max(f for _, f in c) for r, c in zip(rs, ct)])
 print(f"breakdown p50: round start -> first client fit {first:.3f} s, -> last client "
       f"fit {last:.3f} s; last fit -> aggregated {tail:.3f} s")
-print(f"round-start-to-round-start p50 {statistics.median(gaps):.3f} s; "
+gap = f"{statistics.median(gaps):.3f} s" if gaps else "n/a"
+print(f"round-start-to-round-start p50 {gap}; "
       f"flwr run wall {float(sys.argv[5]) - float(sys.argv[4]):.1f} s "
       f"(incl. ServerApp launch + {rounds} rounds)")
 cpu = float(sys.argv[7]) - float(sys.argv[6])
