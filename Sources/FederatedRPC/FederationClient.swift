@@ -47,7 +47,7 @@ public enum FederationClient {
         let transport: HTTP2ClientTransport.Posix
         do {
             transport = try HTTP2ClientTransport.Posix(
-                target: .ipv4(address: settings.server.ipv4, port: settings.server.port),
+                target: settings.server.target,
                 transportSecurity: try clientSecurity(settings.security, server: settings.server),
                 config: .defaults { config in
                     config.connection.keepalive = .init(time: .seconds(30), timeout: .seconds(10), allowWithoutCalls: true)
@@ -316,7 +316,7 @@ public enum FederationStatus {
     public static func fetch(server: ServerAddress, security: TransportSecurity, token: String?) throws(ConfigurationError) -> FederationProtocol.ServerStatus {
         let transport: HTTP2ClientTransport.Posix
         do {
-            transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: server.ipv4, port: server.port),
+            transport = try HTTP2ClientTransport.Posix(target: server.target,
                                                        transportSecurity: try FederationClient.clientSecurity(security, server: server))
         } catch let error as ConfigurationError { throw error } catch { throw ConfigurationError("\(error)") }
         let result: Result<FederationProtocol.ServerStatus, ConfigurationError> = blocking {

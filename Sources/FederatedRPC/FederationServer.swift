@@ -37,6 +37,13 @@ public struct ServerAddress: Sendable, CustomStringConvertible {
 
     /// The IPv4 address to bind or reach (`localhost` is 127.0.0.1).
     var ipv4: String { host == "localhost" ? "127.0.0.1" : host }
+
+    /// What a client connects to: the IPv4 address, or the host name resolved by DNS (TLS then
+    /// checks the server's certificate for that name).
+    var target: any ResolvableTarget {
+        CertificateAuthority.ipv4Bytes(ipv4) != nil ? ResolvableTargets.IPv4.ipv4(address: ipv4, port: port)
+            : ResolvableTargets.DNS.dns(host: host, port: port)
+    }
 }
 
 /// `fedtrain server`: runs a job's rounds for clients in other processes. The round loop is
