@@ -155,7 +155,7 @@ struct RecordingStrategy: Strategy {
                                       global: global, strategy: try fedavgFor(network), downlink: Downlink(codec: DenseCodec(), layout: network.layout, seed: 5))
         let runtime = ClientRuntime(layout: network.layout, training: LocalTrainingConfiguration(epochs: 1, batchSize: 20, optimizer: SGDConfiguration(learningRate: 0.05)),
                                     uplinkCodec: DenseCodec(), errorFeedback: false, keepsModelCopy: false, seed: 5)
-        let transport = InProcessTransport(runtime: runtime, network: network, data: data, partitions: partitions, faults: FaultPlan(seed: 5), workers: 2)
+        let transport = try InProcessTransport(runtime: runtime, network: network, data: data, partitions: partitions, faults: FaultPlan(seed: 5), workers: 2)
         var replies = transport.exchange(server.begin(available: [0, 1, 2]), clientDone: nil)
         #expect(replies.count == 3)
         replies[1].bytes[replies[1].bytes.count / 2] ^= 0x40

@@ -28,13 +28,9 @@ public final class ClientHost: @unchecked Sendable {
         }
         self.clients = clients
         let runtime = try Simulation.clientRuntime(configuration: configuration)
-        let workers = min(threads, clients.count)
-        let batch = InProcessTransport.batchCapacity(batchSize: runtime.training.batchSize, partitions: clients.map { partitions[$0] })
-        let network = configuration.data.model.network
-        try ConfigurationError.checkMemory(workers * Trainer.byteCount(network: network, batchCapacity: batch, chunks: 1),
-                                           for: "batch_size \(runtime.training.batchSize) on \(workers) worker threads")
-        transport = InProcessTransport(runtime: runtime, network: network, data: train, partitions: partitions,
-                                       faults: FaultPlan(seed: configuration.federation.seed), workers: workers)
+        transport = try InProcessTransport(runtime: runtime, network: configuration.data.model.network, data: train, partitions: partitions,
+                                           serving: clients, faults: FaultPlan(seed: configuration.federation.seed),
+                                           workers: min(threads, clients.count))
     }
 
     /// Runs `tasks` (envelopes addressed to hosted clients) and returns the replies, in task
@@ -43,9 +39,11 @@ public final class ClientHost: @unchecked Sendable {
     public func run(_ tasks: [[UInt8]]) -> [[UInt8]] {
         var replies: [Int: [UInt8]] = [:]
         var fresh: [ClientMessage] = []
+        var order: [Int] = []
         let hosted = Set(clients)
         for task in tasks {
             guard let header = try? Envelope.header(of: task), header.kind.isTask, hosted.contains(header.client) else { continue }
+            order.append(header.client)
             if let last = lastReplies[header.client], last.round == header.round, header.kind == .train {
                 replies[header.client] = last.bytes
             } else {
@@ -58,7 +56,7 @@ public final class ClientHost: @unchecked Sendable {
                 lastReplies[reply.client] = (header.round, reply.bytes)
             }
         }
-        return tasks.compactMap { task in (try? Envelope.header(of: task)).flatMap { replies[$0.client] } }
+        return order.compactMap { replies[$0] }
     }
 
     private func echoReply(_ task: ClientMessage) -> ClientMessage? {

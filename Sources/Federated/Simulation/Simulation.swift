@@ -56,10 +56,7 @@ public final class Simulation {
             (transport, inProcess) = (remote, nil)
         } else {
             let workers = min(configuration.run.threads, max(federation.sampledPerRound, federation.clientEvaluation ? federation.clients : 1))
-            let batch = InProcessTransport.batchCapacity(batchSize: local.batchSize, partitions: partitions)
-            try ConfigurationError.checkMemory(workers * Trainer.byteCount(network: network, batchCapacity: batch, chunks: 1),
-                                               for: "batch_size \(local.batchSize) on \(workers) worker threads")
-            let local = InProcessTransport(runtime: runtime, network: network, data: train, partitions: partitions,
+            let local = try InProcessTransport(runtime: runtime, network: network, data: train, partitions: partitions,
                                            faults: FaultPlan(dropout: federation.dropout, scheduled: try federation.scheduledDrops(), seed: seed),
                                            workers: workers)
             (transport, inProcess) = (local, local)

@@ -39,12 +39,16 @@ public final class InProcessTransport: ClientTransport {
     public private(set) var changed: Set<Int> = []
     private let workers: [SupervisedTraining]
 
-    /// `workers` trainers of `network`, each sized for the largest batch that can occur (no
-    /// client holds more samples than its partition).
-    public init(runtime: ClientRuntime, network: Sequential, data: LabeledImages, partitions: [[Int]], faults: FaultPlan, workers: Int) {
+    /// `workers` trainers of `network`, each sized for the largest batch that can occur among
+    /// the clients it serves (`serving`, or all; no client holds more samples than its
+    /// partition); refused when they would not fit in memory.
+    public init(runtime: ClientRuntime, network: Sequential, data: LabeledImages, partitions: [[Int]], serving: [Int]? = nil,
+                faults: FaultPlan, workers: Int) throws(ConfigurationError) {
         precondition(workers >= 1)
         (self.runtime, self.data, self.partitions, self.faults) = (runtime, data, partitions, faults)
-        let batch = Self.batchCapacity(batchSize: runtime.training.batchSize, partitions: partitions)
+        let batch = Self.batchCapacity(batchSize: runtime.training.batchSize, partitions: serving.map { $0.map { partitions[$0] } } ?? partitions)
+        try ConfigurationError.checkMemory(workers * Trainer.byteCount(network: network, batchCapacity: batch, chunks: 1),
+                                           for: "batch_size \(runtime.training.batchSize) on \(workers) worker threads")
         let optimizer = runtime.training.optimizer
         self.workers = (0..<workers).map { _ in
             SupervisedTraining(network: network, optimizer: optimizer, batchSize: batch, chunks: 1, threads: 1)
