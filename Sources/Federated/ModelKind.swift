@@ -15,6 +15,9 @@ public enum ModelKind: String, CaseIterable, Sendable, Codable {
         }
     }
 
+    /// Classes the network tells apart (its output width).
+    public var classes: Int { 10 }
+
     /// The data directory used when none is given, if there is one.
     public var defaultDataDirectory: String? {
         switch self {

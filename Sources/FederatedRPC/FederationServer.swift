@@ -91,8 +91,10 @@ public enum FederationServer {
         }
         guard let state = job.outputDirectory else { throw .configuration(ConfigurationError("the server needs --state DIR")) }
         let network = configuration.network, federation = configuration.federation
+        let survivors: Int
+        do { survivors = try configuration.requiredReplies() } catch { throw .configuration(error) }
         let remote = RemoteClients(
-            settings: .init(minClients: network.requiredClients(of: federation.clients), minSurvivors: federation.minSurvivors,
+            settings: .init(minClients: network.requiredClients(of: federation.clients), minSurvivors: survivors,
                             roundDeadline: .milliseconds(Int64(network.roundDeadline * 1000)),
                             underflow: (try? UnderflowPolicy(parsing: network.onUnderflow)) ?? .skip,
                             livenessTimeout: .milliseconds(Int64(3 * network.heartbeat * 1000) + 1000)),

@@ -142,6 +142,25 @@ struct PrivacyOptions: ParsableArguments {
     }
 }
 
+/// Robust aggregation and simulated attacks.
+struct RobustnessOptions: ParsableArguments {
+    @Option(help: "Aggregation rule: \(AggregatorSpec.help) (default: mean, the strategy's sample-weighted mean).")
+    var aggregator: String?
+    @Option(name: .customLong("norm-bound"), parsing: .unconditional, help: "Clip every decoded update to this L2 norm before the rule.")
+    var normBound: Double?
+    @Option(parsing: .unconditional, help: "Average updates in shuffled buckets of this size before the rule.") var bucketing: Int?
+    @Option(help: "Simulated attack: \(AttackSpec.help) (default: none).") var attack: String?
+    @Option(parsing: .unconditional, help: "Fraction of all clients that attack, chosen once from the seed.") var attackers: Double?
+
+    func apply(to section: inout RobustnessSection) {
+        if let aggregator { section.aggregator = aggregator }
+        if let normBound { section.normBound = normBound }
+        if let bucketing { section.bucketing = bucketing }
+        if let attack { section.attack = attack }
+        if let attackers { section.attackers = attackers }
+    }
+}
+
 private let networkDefaults = NetworkSection()
 
 /// A networked server's rounds.
@@ -169,7 +188,7 @@ struct NetworkOptions: ParsableArguments {
 /// The configuration a job command runs: the config file's keys (defaults without one), then the
 /// flags of every section; validated.
 func resolveConfiguration(file: String?, data: DataOptions, federation: FederationOptions, training: LocalTrainingOptions,
-                          compression: CompressionOptions, privacy: PrivacyOptions, run: RunOptions,
+                          compression: CompressionOptions, privacy: PrivacyOptions, robustness: RobustnessOptions, run: RunOptions,
                           network: NetworkOptions? = nil) throws(ConfigurationError) -> SimulationConfiguration {
     var configuration = SimulationConfiguration()
     if let file { configuration = try ConfigurationFile.read(file) }
@@ -178,6 +197,7 @@ func resolveConfiguration(file: String?, data: DataOptions, federation: Federati
     training.apply(to: &configuration.training)
     compression.apply(to: &configuration.compression)
     privacy.apply(to: &configuration.privacy)
+    robustness.apply(to: &configuration.robustness)
     run.apply(to: &configuration.run)
     network?.apply(to: &configuration.network)
     try configuration.validate()

@@ -54,12 +54,13 @@ struct Server: ParsableCommand {
     @OptionGroup(title: "Local training") var training: LocalTrainingOptions
     @OptionGroup(title: "Compression") var compression: CompressionOptions
     @OptionGroup(title: "Privacy") var privacy: PrivacyOptions
+    @OptionGroup(title: "Robustness") var robustness: RobustnessOptions
     @OptionGroup(title: "Network") var network: NetworkOptions
     @OptionGroup(title: "Run") var runOptions: RunOptions
 
     func resolved() throws(ConfigurationError) -> SimulationConfiguration {
         try resolveConfiguration(file: config, data: dataOptions, federation: federation, training: training, compression: compression,
-                                 privacy: privacy, run: runOptions, network: network)
+                                 privacy: privacy, robustness: robustness, run: runOptions, network: network)
     }
 
     func security() throws(ConfigurationError) -> (TransportSecurity, Authenticator) {

@@ -14,6 +14,7 @@ struct Simulate: ParsableCommand {
     @OptionGroup(title: "Local training") var training: LocalTrainingOptions
     @OptionGroup(title: "Compression") var compression: CompressionOptions
     @OptionGroup(title: "Privacy") var privacy: PrivacyOptions
+    @OptionGroup(title: "Robustness") var robustness: RobustnessOptions
     @OptionGroup(title: "Run") var runOptions: RunOptions
     @Option(help: "Output directory: config.yaml, metrics.jsonl/csv, summary.json, model.safetensors, checkpoint/.") var out: String?
     @Flag(help: "Replace the run already in the --out directory.") var overwrite = false
@@ -24,7 +25,7 @@ struct Simulate: ParsableCommand {
     /// --config names another), then the flags.
     func resolved() throws(ConfigurationError) -> SimulationConfiguration {
         try resolveConfiguration(file: config ?? resume.map { "\($0)/config.yaml" }, data: dataOptions, federation: federation,
-                                 training: training, compression: compression, privacy: privacy, run: runOptions)
+                                 training: training, compression: compression, privacy: privacy, robustness: robustness, run: runOptions)
     }
 
     func validate() throws {

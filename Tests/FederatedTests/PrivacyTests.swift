@@ -168,12 +168,12 @@ import Testing
     @Test func oneClientMovesTheAggregateByAtMostClipOverExpected() {
         let aggregator = ClippedSumOverExpected(clip: 0.5, expectedClients: 10, parameterCount: 100)
         let others = (0..<8).map { update($0, samples: 100, gaussian(100, seed: UInt64($0), scale: 0.2)) }
-        let without = aggregator.aggregate(others).direction
+        let without = aggregator.aggregate(others, round: 1).direction
         for scale: Float in [1e-3, 1, 1e6] {
-            let with = aggregator.aggregate(others + [update(9, samples: 1, gaussian(100, seed: 99, scale: scale))]).direction
+            let with = aggregator.aggregate(others + [update(9, samples: 1, gaussian(100, seed: 99, scale: scale))], round: 1).direction
             #expect(L2Clip.norm(zip(with, without).map { $0 - $1 }) <= 0.5 / 10 * (1 + 1e-5))
         }
-        #expect(aggregator.aggregate([]).direction == [Float](repeating: 0, count: 100))
+        #expect(aggregator.aggregate([], round: 1).direction == [Float](repeating: 0, count: 100))
     }
 
     /// Poisson sampling: each client independently with probability q, so the count varies

@@ -14,7 +14,7 @@ struct RecordingStrategy: Strategy {
     mutating func aggregate(round: Int, global: [Float], results: [ClientUpdate], failures: [Int]) -> [Float]? {
         (seenResults, seenFailures) = (results.map(\.client), failures)
         rounds += 1
-        return Aggregation.adding(global, WeightedMean().aggregate(results).direction)
+        return Aggregation.adding(global, WeightedMean().aggregate(results, round: 1).direction)
     }
     var state: [String: [Float]] { ["rounds": [Float(rounds)]] }
     mutating func restore(_ state: [String: [Float]]) throws(CheckpointError) {}

@@ -50,7 +50,7 @@ func smallSimulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> 
             return trainClient(client, indices: indices, data: data, global: global, configuration: local, instructions: RoundInstructions(),
                                clientControl: nil, training: training, generator: &g)
         }
-        let federated = Aggregation.adding(global, WeightedMean().aggregate(updates).direction)
+        let federated = Aggregation.adding(global, WeightedMean().aggregate(updates, round: 1).direction)
 
         var centralized = global
         var g = SeededGenerator(seed: 4)

@@ -14,6 +14,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
     public var training = LocalTrainingSection()
     public var compression = CompressionSection()
     public var privacy = PrivacySection()
+    public var robustness = RobustnessSection()
     public var run = RunSection()
     public var network = NetworkSection()
 
@@ -25,6 +26,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         training = try LocalTrainingSection(from: decoder)
         compression = try CompressionSection(from: decoder)
         privacy = try PrivacySection(from: decoder)
+        robustness = try RobustnessSection(from: decoder)
         run = try RunSection(from: decoder)
         network = try NetworkSection(from: decoder)
     }
@@ -35,6 +37,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         try training.encode(to: encoder)
         try compression.encode(to: encoder)
         try privacy.encode(to: encoder)
+        try robustness.encode(to: encoder)
         try run.encode(to: encoder)
         try network.encode(to: encoder)
     }
@@ -43,6 +46,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
     public static let keys: [String] = DataSection.CodingKeys.allCases.map(\.rawValue)
         + FederationSection.CodingKeys.allCases.map(\.rawValue) + LocalTrainingSection.CodingKeys.allCases.map(\.rawValue)
         + CompressionSection.CodingKeys.allCases.map(\.rawValue) + PrivacySection.CodingKeys.allCases.map(\.rawValue)
+        + RobustnessSection.CodingKeys.allCases.map(\.rawValue)
         + RunSection.CodingKeys.allCases.map(\.rawValue) + NetworkSection.CodingKeys.allCases.map(\.rawValue)
 
     /// Keys whose value does not change results: they may differ when a run is resumed.
@@ -57,9 +61,10 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         try training.validate()
         try compression.validate()
         try privacy.validate(federation: federation, strategy: federation.strategy)
+        try robustness.validate(federation: federation, privacy: privacy, classes: data.model.classes)
         try run.validate()
         try network.validate(clients: federation.clients)
-        _ = try StrategyFactory(federation: federation, training: training, privacy: privacy).make(parameterCount: 1)
+        _ = try StrategyFactory(federation: federation, training: training, privacy: privacy, robustness: robustness).make(parameterCount: 1)
     }
 }
 
@@ -370,6 +375,74 @@ public struct PrivacySection: Sendable, Equatable, Codable {
     }
 }
 
+/// Byzantine robustness: the aggregation rule and, in simulation, the attack a fraction of the
+/// clients mounts (chosen once from the seed).
+public struct RobustnessSection: Sendable, Equatable, Codable {
+    /// `mean` (the strategy's sample-weighted mean) or a robust rule (`AggregatorSpec.help`).
+    public var aggregator = "mean"
+    /// Clip every decoded update to this L2 norm before the rule.
+    public var normBound: Double?
+    /// Average updates in shuffled buckets of this size before the rule.
+    public var bucketing: Int?
+    /// `none` or an attack (`AttackSpec.help`).
+    public var attack = "none"
+    /// The fraction of all clients that attack.
+    public var attackers = 0.0
+
+    public init() {}
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case aggregator, normBound = "norm_bound", bucketing, attack, attackers
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self), d = Self()
+        aggregator = try c.decodeIfPresent(String.self, forKey: .aggregator) ?? d.aggregator
+        normBound = try c.decodeIfPresent(Double.self, forKey: .normBound)
+        bucketing = try c.decodeIfPresent(Int.self, forKey: .bucketing)
+        attack = try c.decodeIfPresent(String.self, forKey: .attack) ?? d.attack
+        attackers = try c.decodeIfPresent(Double.self, forKey: .attackers) ?? d.attackers
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(aggregator, forKey: .aggregator)
+        if let normBound { try c.encodeDecimal(normBound, forKey: .normBound) }
+        try c.encodeIfPresent(bucketing, forKey: .bucketing)
+        try c.encode(attack, forKey: .attack)
+        try c.encodeDecimal(attackers, forKey: .attackers)
+    }
+
+    public func aggregatorSpec() throws(ConfigurationError) -> AggregatorSpec {
+        try AggregatorSpec(parsing: aggregator, normBound: normBound, bucketing: bucketing)
+    }
+
+    /// The attack, nil without one.
+    public func attackSpec() throws(ConfigurationError) -> AttackSpec? {
+        attack == "none" ? nil : try AttackSpec(parsing: attack)
+    }
+
+    /// Whether any robustness metric is worth recording (a rule other than the mean, or an attack).
+    public var isActive: Bool { aggregator != "mean" || normBound != nil || bucketing != nil || attack != "none" }
+
+    func validate(federation: FederationSection, privacy: PrivacySection, classes: Int) throws(ConfigurationError) {
+        let spec = try aggregatorSpec()
+        if !spec.isPlainMean, privacy.isCentral {
+            throw ConfigurationError("aggregator \(spec.description) does not go with dp central (its accountant assumes a clipped sum)")
+        }
+        guard attackers.isFinite, (0..<1).contains(attackers) else { throw ConfigurationError("attackers must be a fraction in [0, 1) (got \(attackers))") }
+        let attack = try attackSpec()
+        if let attack {
+            guard Attackers.count(fraction: attackers, clients: federation.clients) >= 1 else {
+                throw ConfigurationError("attack \(self.attack) needs attackers: a fraction that makes at least one of \(federation.clients) clients")
+            }
+            try attack.validate(classes: classes)
+        } else if attackers > 0 {
+            throw ConfigurationError("attackers \(attackers) needs an attack (--attack NAME)")
+        }
+    }
+}
+
 /// How this process runs the job; never changes results.
 public struct RunSection: Sendable, Equatable, Codable {
     public var threads = Parallelism.availableCores
@@ -435,6 +508,16 @@ extension SimulationConfiguration {
         if federation.clientEvaluation {
             throw ConfigurationError("client_evaluation is not supported by fedtrain server yet (the server evaluates on the test set)")
         }
+        if robustness.attack != "none" {
+            throw ConfigurationError("attack simulates hostile clients; a networked job has real ones (remove attack and attackers for fedtrain server)")
+        }
+    }
+
+    /// The fewest accepted replies a round needs to be aggregated: `min_survivors`, or more when
+    /// the aggregation rule is defined only for more (Krum, Bulyan, trimmed mean).
+    public func requiredReplies() throws(ConfigurationError) -> Int {
+        let strategy = try StrategyFactory(federation: federation, training: training, privacy: privacy, robustness: robustness).make(parameterCount: 1)
+        return max(federation.minSurvivors, strategy.minimumUpdates)
     }
 
     /// The file-form value of every key (JSON scalars), for comparisons and messages.

@@ -15,7 +15,7 @@ public struct ClippedSumOverExpected: Aggregator {
         (self.clip, self.expectedClients, self.parameterCount) = (clip, expectedClients, parameterCount)
     }
 
-    public func aggregate(_ results: [ClientUpdate]) -> Aggregate {
+    public func aggregate(_ results: [ClientUpdate], round: Int) -> Aggregate {
         guard !results.isEmpty else { return Aggregate(direction: [Float](repeating: 0, count: parameterCount)) }
         let clipped = results.map { result -> [Float] in
             var delta = result.delta

@@ -50,6 +50,10 @@ public struct RoundCoordinator: Sendable {
         public var trainLoss: Double?
         /// Training samples of the accepted clients (each counted once per local epoch by the caller).
         public var samples: Int
+        /// The accepted updates, in sampled order, and what the strategy's aggregator made of
+        /// them (nil when the round was not aggregated): for robustness metrics.
+        public var updates: [ClientUpdate]
+        public var aggregate: Aggregate?
     }
 
     public enum Verdict: Sendable, Equatable {
@@ -178,10 +182,12 @@ public struct RoundCoordinator: Sendable {
         let results = state.sampled.compactMap { state.accepted[$0] }
         let failures = state.sampled.filter { state.accepted[$0] == nil }
         var committed = false
-        if results.count >= settings.minSurvivors || strategy.aggregatesEmptyRounds {
+        var aggregate: Aggregate?
+        if results.count >= max(settings.minSurvivors, strategy.minimumUpdates) || strategy.aggregatesEmptyRounds {
             var candidate = strategy
-            if let next = candidate.aggregate(round: state.round, global: global, results: results, failures: failures),
-               next.allSatisfy(\.isFinite) {
+            let next = candidate.aggregate(round: state.round, global: global, results: results, failures: failures)
+            aggregate = candidate.lastAggregate
+            if let next, next.allSatisfy(\.isFinite) {
                 precondition(next.count == global.count)
                 strategy = candidate
                 global = next
@@ -197,7 +203,7 @@ public struct RoundCoordinator: Sendable {
             rejections: rejections, committed: committed, bytesUp: state.bytesUp, bytesDown: state.bytesDown,
             denseBytesUp: state.denseBytesUp, denseBytesDown: state.denseBytesDown,
             trainLoss: results.isEmpty ? nil : results.reduce(0.0) { $0 + $1.trainLoss * Double($1.samples) } / Double(samples),
-            samples: samples)
+            samples: samples, updates: results, aggregate: aggregate)
     }
 
     /// Tasks asking each of `clients` to evaluate the current model on its own data.

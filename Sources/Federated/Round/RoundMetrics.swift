@@ -27,6 +27,16 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
     public var clientAccuracyWorstDecile: Double?
     /// Central DP: the (ε at the run's δ) spent after this round.
     public var epsilon: Double?
+    /// Robustness (with a robust rule or an attack): attackers among the sampled clients, the
+    /// updates a selecting rule kept and the attackers among them, the L2 distance of the
+    /// aggregate from the plain mean of the honest updates, the coordinator's aggregation time,
+    /// and the backdoor's success rate on triggered test images.
+    public var attackersSampled: [Int]?
+    public var selected: Int?
+    public var attackersSelected: Int?
+    public var honestDistance: Double?
+    public var aggregationSeconds: Double?
+    public var backdoorSuccess: Double?
     /// Bytes the same messages would take uncompressed (fp32), up and down.
     public var denseBytesUp: Int
     public var denseBytesDown: Int
@@ -42,6 +52,8 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         case clientAccuracyMean = "client_accuracy_mean", clientAccuracyWorstDecile = "client_accuracy_worst_decile"
         case denseBytesUp = "dense_bytes_up", denseBytesDown = "dense_bytes_down", rejections, committed, epsilon
         case compressionUp = "compression_up", compressionDown = "compression_down"
+        case attackersSampled = "attackers_sampled", selected, attackersSelected = "attackers_selected", honestDistance = "honest_distance"
+        case aggregationSeconds = "aggregation_seconds", backdoorSuccess = "backdoor_success"
     }
 
     public init(round: Int, clients: Int, failures: Int, rejected: Int, bytesUp: Int, bytesDown: Int, denseBytesUp: Int,
@@ -71,6 +83,12 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         imagesPerSecond = try c.decode(Double.self, forKey: .imagesPerSecond)
         clientAccuracyMean = try c.decodeIfPresent(Double.self, forKey: .clientAccuracyMean)
         clientAccuracyWorstDecile = try c.decodeIfPresent(Double.self, forKey: .clientAccuracyWorstDecile)
+        attackersSampled = try c.decodeIfPresent([Int].self, forKey: .attackersSampled)
+        selected = try c.decodeIfPresent(Int.self, forKey: .selected)
+        attackersSelected = try c.decodeIfPresent(Int.self, forKey: .attackersSelected)
+        honestDistance = try c.decodeIfPresent(Double.self, forKey: .honestDistance)
+        aggregationSeconds = try c.decodeIfPresent(Double.self, forKey: .aggregationSeconds)
+        backdoorSuccess = try c.decodeIfPresent(Double.self, forKey: .backdoorSuccess)
     }
 
     /// Non-finite accuracies and losses (a diverged model) are left out: JSON has no NaN.
@@ -96,6 +114,12 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         try c.encode(imagesPerSecond, forKey: .imagesPerSecond)
         try c.encodeIfPresent(clientAccuracyMean.flatMap(\.finiteValue), forKey: .clientAccuracyMean)
         try c.encodeIfPresent(clientAccuracyWorstDecile.flatMap(\.finiteValue), forKey: .clientAccuracyWorstDecile)
+        try c.encodeIfPresent(attackersSampled, forKey: .attackersSampled)
+        try c.encodeIfPresent(selected, forKey: .selected)
+        try c.encodeIfPresent(attackersSelected, forKey: .attackersSelected)
+        try c.encodeIfPresent(honestDistance.flatMap(\.finiteValue), forKey: .honestDistance)
+        try c.encodeIfPresent(aggregationSeconds, forKey: .aggregationSeconds)
+        try c.encodeIfPresent(backdoorSuccess.flatMap(\.finiteValue), forKey: .backdoorSuccess)
     }
 }
 

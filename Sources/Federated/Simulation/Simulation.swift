@@ -28,6 +28,10 @@ public final class Simulation {
     private let evaluator: SupervisedTraining
     /// Central DP's noise multiplier (given, or calibrated for the planned rounds), for the accountant.
     public let noiseMultiplier: Double?
+    /// The simulated attack, if the job has one.
+    public let adversary: Adversary?
+    /// The backdoor's triggered test set (non-target images, stamped, labelled with the target).
+    private let triggeredTest: LabeledImages?
     /// Builds the coordinator's tasks (downlink encoding) across the cores.
     private let tasksInParallel: RoundCoordinator.ParallelFor
 
@@ -43,22 +47,30 @@ public final class Simulation {
         var initGenerator = SeededGenerator.derived(seed: seed, RandomStream.initialization.rawValue)
         let layout = network.layout, compression = configuration.compression
         let runtime = try Self.clientRuntime(configuration: configuration), local = runtime.training
+        let adversary = try Adversary(configuration: configuration)
+        self.adversary = adversary
+        triggeredTest = adversary?.spec.backdoorTarget.map { DataPoisoning.triggeredTest(test, target: $0) }
         coordinator = RoundCoordinator(
             settings: .init(clients: federation.clients, sampledPerRound: federation.sampledPerRound, minSurvivors: federation.minSurvivors,
                             maxSamples: federation.maxSamples, localEpochs: configuration.training.localEpochs,
                             batchSize: configuration.training.batchSize, seed: seed, layout: layout, uplinkCodec: runtime.uplinkCodec.spec,
                             poissonRate: federation.poissonRate),
             global: network.initialParameters(using: &initGenerator),
-            strategy: try StrategyFactory(federation: federation, training: configuration.training, privacy: configuration.privacy)
+            strategy: try StrategyFactory(federation: federation, training: configuration.training, privacy: configuration.privacy,
+                                          robustness: configuration.robustness)
                 .make(parameterCount: layout.count),
             downlink: Downlink(codec: try CodecRegistry.codec(parsing: compression.downCodec), layout: layout, seed: seed))
         if let remote {
             (transport, inProcess) = (remote, nil)
         } else {
             let workers = min(configuration.run.threads, max(federation.sampledPerRound, federation.clientEvaluation ? federation.clients : 1))
+            let split = partitions
+            let poisoned = adversary.flatMap { adversary in
+                adversary.poisonedData(train, partitions: split, seed: seed).map { (clients: adversary.attackers, data: $0) }
+            }
             let local = try InProcessTransport(runtime: runtime, network: network, data: train, partitions: partitions,
                                            faults: FaultPlan(dropout: federation.dropout, scheduled: try federation.scheduledDrops(), seed: seed),
-                                           workers: workers)
+                                           workers: workers, poisoned: poisoned)
             (transport, inProcess) = (local, local)
         }
         noiseMultiplier = try configuration.privacy.resolvedNoiseMultiplier(rate: federation.fraction, rounds: federation.rounds)
@@ -87,9 +99,10 @@ public final class Simulation {
         let uplink = try CodecRegistry.codec(parsing: compression.codec), downlink = try CodecRegistry.codec(parsing: compression.downCodec)
         let local = LocalTrainingConfiguration(epochs: configuration.training.localEpochs, batchSize: configuration.training.batchSize,
                                                optimizer: configuration.training.optimizer)
+        let attack = try Adversary(configuration: configuration)?.stage.map { [$0] } ?? []
         return ClientRuntime(layout: configuration.data.model.network.layout, training: local, uplinkCodec: uplink,
                              errorFeedback: compression.errorFeedback, keepsModelCopy: !downlink.isDense,
-                             stages: configuration.privacy.clientStages, seed: configuration.federation.seed)
+                             stages: configuration.privacy.clientStages + attack, seed: configuration.federation.seed)
     }
 
     public var global: [Float] { coordinator.global }
@@ -107,10 +120,13 @@ public final class Simulation {
     public func runRound(clientDone: ((Int, Int) -> Void)? = nil) -> RoundMetrics {
         let clock = ContinuousClock(), start = clock.now
         let tasks = coordinator.begin(available: transport.available(from: allClients), parallelFor: tasksInParallel)
-        let replies = transport.exchange(tasks, clientDone: clientDone)
+        var replies = transport.exchange(tasks, clientDone: clientDone)
         let trainingSeconds = (clock.now - start).seconds
+        if let adversary, let inProcess { replies = adversary.forge(replies, runtime: inProcess.runtime) }
         for reply in replies { _ = coordinator.accept(reply.bytes, from: reply.client) }
+        let aggregationStart = clock.now
         let outcome = coordinator.finish()
+        let aggregationSeconds = (clock.now - aggregationStart).seconds
         var result = RoundMetrics(round: outcome.round, clients: outcome.accepted, failures: outcome.failures,
                                   rejected: outcome.rejections.values.reduce(0, +), bytesUp: outcome.bytesUp, bytesDown: outcome.bytesDown,
                                   denseBytesUp: outcome.denseBytesUp, denseBytesDown: outcome.denseBytesDown, seconds: 0,
@@ -122,13 +138,35 @@ public final class Simulation {
             result.epsilon = RDPAccountant.epsilon(samplingRate: rate, noiseMultiplier: noiseMultiplier, steps: outcome.round,
                                                    delta: configuration.privacy.delta).epsilon
         }
+        if configuration.robustness.isActive {
+            recordRobustness(&result, sampled: tasks.map(\.client), outcome: outcome, seconds: aggregationSeconds)
+        }
         if outcome.round % configuration.federation.evalEvery == 0 || outcome.round == configuration.federation.rounds {
             (result.testLoss, result.testAccuracy) = evaluator.evaluate(parameters: global, data: test)
+            if let triggeredTest { result.backdoorSuccess = evaluator.evaluate(parameters: global, data: triggeredTest).accuracy }
             if configuration.federation.clientEvaluation { evaluateOnClients(&result) }
         }
         result.seconds = (clock.now - start).seconds
         metrics.append(result)
         return result
+    }
+
+    /// The robustness metrics of a round: the attackers sampled, those a selecting rule kept, the
+    /// distance of the aggregate from the plain mean of the honest updates, and the time the
+    /// coordinator took to aggregate.
+    private func recordRobustness(_ result: inout RoundMetrics, sampled: [Int], outcome: RoundCoordinator.Outcome, seconds: Double) {
+        let attackers = adversary?.attackers ?? []
+        result.aggregationSeconds = seconds
+        result.attackersSampled = sampled.filter { attackers.contains($0) }.sorted()
+        if let selected = outcome.aggregate?.selected {
+            result.selected = selected.count
+            result.attackersSelected = selected.filter { attackers.contains($0) }.count
+        }
+        let honest = outcome.updates.filter { !attackers.contains($0.client) }.map(\.delta)
+        if let aggregate = outcome.aggregate, !honest.isEmpty {
+            let mean = Aggregation.weightedMean(honest, weights: [Double](repeating: 1, count: honest.count))
+            result.honestDistance = L2Clip.norm(zip(aggregate.scaled, mean).map { $0 - $1 })
+        }
     }
 
     /// Every client evaluates the global model on its own data (an evaluation task each): the

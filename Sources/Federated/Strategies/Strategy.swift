@@ -52,6 +52,15 @@ public protocol Strategy: Sendable {
     var state: [String: [Float]] { get }
     /// Restores what `state` returned.
     mutating func restore(_ state: [String: [Float]]) throws(CheckpointError)
+    /// The fewest accepted updates a round needs to be aggregated (a robust rule's minimum).
+    var minimumUpdates: Int { get }
+    /// The pseudo-gradient of the last `aggregate`, for metrics; nil when not kept.
+    var lastAggregate: Aggregate? { get }
+}
+
+extension Strategy {
+    public var minimumUpdates: Int { 1 }
+    public var lastAggregate: Aggregate? { nil }
 }
 
 /// The strategies fedtrain ships: an `Aggregator` (the round's pseudo-gradient from the client
@@ -59,13 +68,14 @@ public protocol Strategy: Sendable {
 /// (FedProx's mu) and, for SCAFFOLD, the server control variate.
 public struct ComposedStrategy: Strategy {
     public let spec: String
-    public let aggregator: any Aggregator
+    public private(set) var aggregator: any Aggregator
     public private(set) var optimizer: any ServerOptimizer
     public let proximalMu: Float
     public private(set) var controlVariate: ServerControlVariate?
     /// Central DP: noise between the aggregator and the optimizer; every round is then
     /// aggregated, an empty one too (its release is noise only).
     public let centralNoise: CentralGaussianNoise?
+    public private(set) var lastAggregate: Aggregate?
 
     public init(spec: String, aggregator: any Aggregator, optimizer: any ServerOptimizer, proximalMu: Float = 0,
                 controlVariate: ServerControlVariate? = nil, centralNoise: CentralGaussianNoise? = nil) {
@@ -78,17 +88,19 @@ public struct ComposedStrategy: Strategy {
     }
 
     public var aggregatesEmptyRounds: Bool { centralNoise != nil }
+    public var minimumUpdates: Int { aggregator.minimumUpdates }
 
     public mutating func aggregate(round: Int, global: [Float], results: [ClientUpdate], failures: [Int]) -> [Float]? {
         precondition(!results.isEmpty || centralNoise != nil)
         controlVariate?.update(with: results)
-        var aggregate = aggregator.aggregate(results)
+        var aggregate = aggregator.aggregate(results, round: round)
         centralNoise?.addNoise(to: &aggregate, round: round)
+        lastAggregate = aggregate
         return optimizer.step(global: global, aggregate: aggregate)
     }
 
     public var state: [String: [Float]] {
-        var named = optimizer.state
+        var named = optimizer.state.merging(aggregator.state) { optimizer, _ in optimizer }
         if let controlVariate { named[ServerControlVariate.stateName] = controlVariate.control }
         return named
     }
@@ -98,7 +110,9 @@ public struct ComposedStrategy: Strategy {
         guard Set(state.keys) == expected else {
             throw CheckpointError("checkpoint: strategy state holds \(state.keys.sorted()), \(spec) needs \(expected.sorted())")
         }
-        try optimizer.restore(state)
+        let optimizerKeys = Set(optimizer.state.keys), aggregatorKeys = Set(aggregator.state.keys)
+        try optimizer.restore(state.filter { optimizerKeys.contains($0.key) })
+        try aggregator.restore(state.filter { aggregatorKeys.contains($0.key) })
         if controlVariate != nil {
             controlVariate!.control = try restoredVector(state, ServerControlVariate.stateName, count: controlVariate!.control.count)
         }

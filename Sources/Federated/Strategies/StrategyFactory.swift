@@ -15,16 +15,22 @@ public struct StrategyFactory: Sendable {
     /// Central DP replaces the aggregator by a clipped sum over the expected client count and
     /// adds noise before the server optimizer.
     public var privacy: PrivacySection
+    /// A robust rule (`--aggregator`, `--norm-bound`, `--bucketing`) replaces the strategy's mean.
+    public var robustness: RobustnessSection
+    public var sampledPerRound: Int
     public var seed: UInt64
     public var poissonRate: Double?
     public var rounds: Int
 
-    public init(federation: FederationSection, training: LocalTrainingSection, privacy: PrivacySection = PrivacySection()) {
+    public init(federation: FederationSection, training: LocalTrainingSection, privacy: PrivacySection = PrivacySection(),
+                robustness: RobustnessSection = RobustnessSection()) {
         strategy = federation.strategy
         serverOptimizer = federation.serverOptimizer
         localMomentum = training.momentum
         totalClients = federation.clients
         self.privacy = privacy
+        self.robustness = robustness
+        sampledPerRound = federation.poissonRate.map { Int(($0 * Double(federation.clients)).rounded(.down)) } ?? federation.sampledPerRound
         seed = federation.seed
         poissonRate = federation.poissonRate
         rounds = federation.rounds
@@ -36,7 +42,7 @@ public struct StrategyFactory: Sendable {
         func limit(_ count: Int) throws(ConfigurationError) {
             if numbers.count > count { throw ConfigurationError("strategy \(strategy): \(name) takes at most \(count) parameters") }
         }
-        let aggregator: any Aggregator
+        var aggregator: any Aggregator
         var optimizer: any ServerOptimizer = PlainServerStep(learningRate: 1)
         var proximalMu: Float = 0
         var controlVariate: ServerControlVariate?
@@ -74,6 +80,14 @@ public struct StrategyFactory: Sendable {
             throw ConfigurationError("unknown strategy \(strategy); expected \(Self.strategyHelp)")
         }
         var spec = strategy
+        let rule = try robustness.aggregatorSpec()
+        if !rule.isPlainMean {
+            guard aggregator is WeightedMean else {
+                throw ConfigurationError("aggregator \(rule.description): strategy \(strategy) aggregates its own way; use fedavg, fedprox, fedavgm or fedadam|fedyogi|fedadagrad with it")
+            }
+            aggregator = try rule.make(parameterCount: parameterCount, seed: seed, expectedUpdates: sampledPerRound)
+            spec += " aggregated by \(rule.description)"
+        }
         if let serverOptimizer {
             guard !ownsOptimizer else {
                 throw ConfigurationError("server_optimizer \(serverOptimizer): strategy \(strategy) already sets the server's step; "

@@ -33,6 +33,8 @@ public final class InProcessTransport: ClientTransport {
     public let data: LabeledImages
     public let partitions: [[Int]]
     public var faults: FaultPlan
+    /// A data attack: these clients train on this copy of `data` (their samples poisoned).
+    public let poisoned: (clients: Set<Int>, data: LabeledImages)?
     /// State of every client that keeps some (codec state, residual, model copy, control variate).
     public private(set) var states: [Int: ClientState] = [:]
     /// Clients whose state changed since `markSaved`.
@@ -43,9 +45,9 @@ public final class InProcessTransport: ClientTransport {
     /// the clients it serves (`serving`, or all; no client holds more samples than its
     /// partition); refused when they would not fit in memory.
     public init(runtime: ClientRuntime, network: Sequential, data: LabeledImages, partitions: [[Int]], serving: [Int]? = nil,
-                faults: FaultPlan, workers: Int) throws(ConfigurationError) {
+                faults: FaultPlan, workers: Int, poisoned: (clients: Set<Int>, data: LabeledImages)? = nil) throws(ConfigurationError) {
         precondition(workers >= 1)
-        (self.runtime, self.data, self.partitions, self.faults) = (runtime, data, partitions, faults)
+        (self.runtime, self.data, self.partitions, self.faults, self.poisoned) = (runtime, data, partitions, faults, poisoned)
         let batch = Self.batchCapacity(batchSize: runtime.training.batchSize, partitions: serving.map { $0.map { partitions[$0] } } ?? partitions)
         try ConfigurationError.checkMemory(workers * Trainer.byteCount(network: network, batchCapacity: batch, chunks: 1),
                                            for: "batch_size \(runtime.training.batchSize) on \(workers) worker threads")
@@ -73,7 +75,7 @@ public final class InProcessTransport: ClientTransport {
             slots.deinitialize()
             slots.deallocate()
         }
-        InProcessTransport.serveAll(tasks, slots: slots, runtime: runtime, faults: faults, data: data, partitions: partitions,
+        InProcessTransport.serveAll(tasks, slots: slots, runtime: runtime, faults: faults, data: data, poisoned: poisoned, partitions: partitions,
                                     workers: workers, clientDone: clientDone)
         var arrived: [ClientMessage] = []
         for (index, task) in tasks.enumerated() {
@@ -96,10 +98,13 @@ public final class InProcessTransport: ClientTransport {
 
     /// Runs every task on the workers, each worker taking the next slot until none is left.
     private static func serveAll(_ tasks: [ClientMessage], slots: UnsafeMutableBufferPointer<Slot>, runtime: ClientRuntime, faults: FaultPlan,
-                                 data: LabeledImages, partitions: [[Int]], workers: [SupervisedTraining], clientDone: ((Int, Int) -> Void)?) {
+                                 data: LabeledImages, poisoned: (clients: Set<Int>, data: LabeledImages)?, partitions: [[Int]],
+                                 workers: [SupervisedTraining], clientDone: ((Int, Int) -> Void)?) {
         let done = Atomic<Int>(0)
         Parallelism.forEach(count: tasks.count, workers: workers.count) { slot, worker in
-            serve(tasks[slot], runtime: runtime, faults: faults, data: data, partitions: partitions, slot: &slots[slot], worker: workers[worker])
+            let client = tasks[slot].client
+            let own = poisoned.flatMap { $0.clients.contains(client) ? $0.data : nil } ?? data
+            serve(tasks[slot], runtime: runtime, faults: faults, data: own, partitions: partitions, slot: &slots[slot], worker: workers[worker])
             let finished = done.add(1, ordering: .relaxed).newValue
             if worker == 0 { clientDone?(finished, tasks.count) }
         }

@@ -1,0 +1,230 @@
+import Engine
+@testable import Federated
+import Testing
+
+/// Updates from literal rows; sample counts differ so that a rule that used them would show it.
+func updates(_ rows: [[Float]]) -> [ClientUpdate] {
+    rows.enumerated().map { ClientUpdate(client: $0, samples: 10 * ($0 + 1), steps: 1, delta: $1, trainLoss: 0) }
+}
+
+func aggregated(_ aggregator: any Aggregator, _ rows: [[Float]], round: Int = 1) -> Aggregate {
+    var aggregator = aggregator
+    return aggregator.aggregate(updates(rows), round: round)
+}
+
+func close(_ a: [Float], _ b: [Double], _ tolerance: Double = 1e-5) -> Bool {
+    a.count == b.count && zip(a, b).allSatisfy { abs(Double($0) - $1) <= tolerance * max(1, abs($1)) }
+}
+
+/// Gaussian rows: `count` × `length`, scaled.
+func gaussianRows(_ count: Int, _ length: Int, seed: UInt64, scale: Double = 1) -> [[Float]] {
+    var generator = SeededGenerator(seed: seed)
+    return (0..<count).map { _ in (0..<length).map { _ in Float(scale * generator.nextGaussian()) } }
+}
+
+@Suite struct RobustAggregationTests {
+    // MARK: Rules on literal arrays, against answers worked out by hand
+
+    @Test func medianTakesTheMiddleValueOrTheMeanOfTheTwoMiddleOnes() {
+        #expect(aggregated(CoordinateMedian(), [[1, 5], [3, 2], [2, 9]]).direction == [2, 5])
+        #expect(aggregated(CoordinateMedian(), [[1], [4], [2], [10]]).direction == [3])
+    }
+
+    @Test func trimmedMeanDropsExactlyBPerSide() {
+        // Sorted: −50 1 3 5 100; b = 1 keeps 1 3 5, b = 2 keeps 3, b = 0 is the mean.
+        let rows: [[Float]] = [[1], [100], [3], [-50], [5]]
+        #expect(aggregated(TrimmedMean(trim: 1), rows).direction == [3])
+        #expect(aggregated(TrimmedMean(trim: 2), rows).direction == [3])
+        #expect(aggregated(TrimmedMean(trim: 0), rows).direction == [11.8])
+        #expect(TrimmedMean(trim: 2).minimumUpdates == 5)
+        // Dropping 1 from each side of 1 2 3 4 100 200 leaves 2 3 4 100.
+        #expect(aggregated(TrimmedMean(trim: 1), [[200], [1], [3], [100], [2], [4]]).direction == [27.25])
+    }
+
+    /// Squared distances (hand-computed): d01 41, d02 85, d03 130, d04 65, d12 8, d13 29, d14 52,
+    /// d23 9, d24 68, d34 65. With n − f − 2 = 2 neighbours the scores are 106 37 17 38 117 and
+    /// Krum picks row 2; byzfl's n − f − 1 = 3 would give 191 78 85 103 182 and row 1.
+    @Test func krumCountsNMinusFMinusTwoNeighbours() {
+        let rows: [[Float]] = [[4, 2], [0, -3], [-2, -5], [-5, -5], [-4, 3]]
+        let distances = PairwiseDistances(rows)
+        #expect(close(Krum.scores(distances, members: Array(0..<5), byzantine: 1).map { Float($0) }, [106, 37, 17, 38, 117], 1e-12))
+        let krum = aggregated(Krum(byzantine: 1), rows)
+        #expect(krum.direction == [-2, -5])
+        #expect(krum.selected == [2])
+        // Multi-Krum with m = 2: the mean of rows 2 and 1 (scores 17 and 37).
+        let multi = aggregated(Krum(byzantine: 1, selecting: 2), rows)
+        #expect(multi.direction == [-1, -4])
+        #expect(multi.selected == [2, 1])
+        // Default m = n − f = 4: rows 2, 1, 3, 0.
+        #expect(aggregated(Krum(byzantine: 1, selecting: nil), rows).selected == [2, 1, 3, 0])
+    }
+
+    /// n = 7, f = 1: recursive Krum picks 3, 1, 6, 0, 2 (θ = 5); per coordinate the β = 3 values
+    /// closest to the median: {1.2, 1.1, 1.9} → 1.4 and {1.3, 1.05, 2.2} → 1.51667.
+    @Test func bulyanSelectsRecursivelyThenAveragesAroundTheMedian() {
+        let rows: [[Float]] = [[0, 1.3], [1.1, 2.2], [2.5, 0.1], [1.2, 1.05], [3.1, 2.9], [100, -100], [1.9, 2.45]]
+        #expect(Bulyan.select(PairwiseDistances(rows), byzantine: 1) == [3, 1, 6, 0, 2])
+        let result = aggregated(Bulyan(byzantine: 1), rows)
+        #expect(close(result.direction, [1.4, 1.5166666666666668]))
+        #expect(result.selected == [3, 1, 6, 0, 2])
+    }
+
+    @Test func bulyanIsRefusedBelowFourFPlusThree() throws {
+        #expect(Bulyan(byzantine: 2).minimumUpdates == 11)
+        var configuration = SimulationConfiguration()
+        configuration.federation.clients = 10
+        configuration.robustness.aggregator = "bulyan:2"
+        #expect(throws: ConfigurationError.self) { try configuration.validate() }
+        configuration.federation.clients = 11
+        try configuration.validate()
+    }
+
+    @Test func geometricMedianOfAnEquilateralTriangleIsItsCentroid() {
+        let h = Float(3).squareRoot()
+        let result = aggregated(GeometricMedian(), [[0, 0], [2, 0], [1, h]])
+        #expect(close(result.direction, [1, Double(h) / 3], 1e-5))
+        // In one dimension the geometric median is the median.
+        #expect(close(aggregated(GeometricMedian(), [[0], [1], [10]]).direction, [1], 1e-4))
+    }
+
+    /// τ = 1, one iteration from v = 0: (3, 4) is clipped to (0.6, 0.8), (0.3, 0.4) is kept; v =
+    /// (0.45, 0.6). The next round starts from there: (1.45, 0.6) is 1 away and kept, (−0.55, 0.6)
+    /// is 1 away and kept: v = (0.45, 0.6) + ((1, 0) + (−1, 0))/2 = (0.45, 0.6).
+    @Test func centeredClippingClipsAroundThePreviousAggregate() throws {
+        var rule = CenteredClipping(radius: 1, iterations: 1, parameterCount: 2)
+        #expect(close(rule.aggregate(updates([[3, 4], [0.3, 0.4]]), round: 1).direction, [0.45, 0.6]))
+        #expect(close(rule.center, [0.45, 0.6]))
+        #expect(close(rule.aggregate(updates([[1.45, 0.6], [-0.55, 0.6]]), round: 2).direction, [0.45, 0.6]))
+        var restored = CenteredClipping(radius: 1, iterations: 1, parameterCount: 2)
+        try restored.restore(rule.state)
+        #expect(restored.center == rule.center)
+    }
+
+    @Test func normBoundingClipsEachUpdateBeforeTheRule() {
+        let rule = NormBounding(bound: 1, inner: UniformMean())
+        // (3, 4) → (0.6, 0.8); (0, 0.5) is inside the bound.
+        #expect(close(aggregated(rule, [[3, 4], [0, 0.5]]).direction, [0.3, 0.65]))
+    }
+
+    @Test func bucketingAveragesShuffledGroupsThenAppliesTheRule() {
+        var generator = SeededGenerator.derived(seed: 4, RandomStream.bucketing.rawValue, 7)
+        let groups = Bucketing.buckets(count: 7, size: 2, generator: &generator)
+        #expect(groups.map(\.count) == [2, 2, 2, 1])
+        #expect(groups.flatMap { $0 }.sorted() == Array(0..<7))
+        let rows: [[Float]] = [[1], [2], [4], [8], [16], [32], [64]]
+        let means = groups.map { group in group.reduce(0.0) { $0 + Double(rows[$1][0]) } / Double(group.count) }.sorted()
+        let expected = (means[1] + means[2]) / 2
+        let result = aggregated(Bucketing(size: 2, seed: 4, inner: CoordinateMedian()), rows, round: 7)
+        #expect(close(result.direction, [expected]))
+        // Krum inside buckets reports the members of the bucket it selected.
+        let krum = aggregated(Bucketing(size: 2, seed: 4, inner: Krum(byzantine: 0)), rows, round: 7)
+        #expect(krum.selected.map { groups.contains($0.sorted()) || groups.contains($0) } == true)
+        #expect(Bucketing(size: 2, seed: 4, inner: Krum(byzantine: 1)).minimumUpdates == 9)
+    }
+
+    // MARK: Properties
+
+    static let allRules: [(String, any Aggregator)] = [
+        ("median", CoordinateMedian()), ("trimmed-mean", TrimmedMean(trim: 2)), ("krum", Krum(byzantine: 2)),
+        ("multi-krum", Krum(byzantine: 2, selecting: nil)), ("bulyan", Bulyan(byzantine: 2)), ("geomedian", GeometricMedian()),
+        ("centered-clip", CenteredClipping(radius: 1, iterations: 3, parameterCount: 6)), ("uniform-mean", UniformMean()),
+    ]
+
+    @Test(arguments: allRules.map(\.0))
+    func rulesIgnoreTheOrderOfUpdates(_ name: String) {
+        let rule = Self.allRules.first { $0.0 == name }!.1
+        let rows = gaussianRows(11, 6, seed: 21)
+        let permuted = [3, 7, 0, 10, 5, 1, 9, 2, 8, 4, 6].map { rows[$0] }
+        #expect(close(aggregated(rule, rows).direction, aggregated(rule, permuted).direction.map(Double.init), 1e-5))
+    }
+
+    @Test(arguments: ["median", "trimmed-mean", "krum", "multi-krum", "bulyan", "geomedian"])
+    func rulesMoveWithACommonShift(_ name: String) {
+        let rule = Self.allRules.first { $0.0 == name }!.1
+        let rows = gaussianRows(11, 6, seed: 22)
+        let shift: [Float] = [5, -3, 0.5, 100, -7, 2]
+        let shifted = rows.map { zip($0, shift).map { $0 + $1 } }
+        let expected = zip(aggregated(rule, rows).direction, shift).map { Double($0 + $1) }
+        #expect(close(aggregated(rule, shifted).direction, expected, 1e-4))
+    }
+
+    /// f = 2 of 11 rows at ±1e6: the robust rules stay inside the honest range, Krum picks an
+    /// honest row, and the mean is dragged far outside.
+    @Test func robustRulesSurviveHugeOutliersAndTheMeanDoesNot() {
+        let honest = gaussianRows(9, 6, seed: 23)
+        let rows = honest + [[Float](repeating: 1e6, count: 6), [Float](repeating: -1e6, count: 3) + [Float](repeating: 1e6, count: 3)]
+        let low = (0..<6).map { k in honest.map { $0[k] }.min()! }, high = (0..<6).map { k in honest.map { $0[k] }.max()! }
+        for rule in [CoordinateMedian(), TrimmedMean(trim: 2), Bulyan(byzantine: 2)] as [any Aggregator] {
+            let result = aggregated(rule, rows).direction
+            #expect((0..<6).allSatisfy { result[$0] >= low[$0] && result[$0] <= high[$0] }, "\(rule)")
+        }
+        #expect(aggregated(Krum(byzantine: 2), rows).selected!.allSatisfy { $0 < 9 })
+        #expect(aggregated(Krum(byzantine: 2, selecting: nil), rows).selected!.allSatisfy { $0 < 9 })
+        #expect(aggregated(UniformMean(), rows).direction.contains { abs($0) > 1e4 })
+    }
+
+    /// Updates of 1e-4 per coordinate on top of a shared part 1e4 times larger (what full model
+    /// weights look like): Float Gram distances lose them, the centered Double ones do not. The
+    /// reference sums (xᵢ − xⱼ)² directly in Double.
+    @Test func krumPicksTheRightUpdateWhenUpdatesAreTiny() {
+        var generator = SeededGenerator(seed: 24)
+        let common = (0..<20_000).map { _ in Float(generator.nextGaussian()) }
+        for trial in 0..<5 {
+            let rows = gaussianRows(10, 20_000, seed: 100 + UInt64(trial), scale: 1e-4).map { zip($0, common).map { $0 + $1 } }
+            let distances = PairwiseDistances(rows)
+            func exact(_ i: Int, _ j: Int) -> Double {
+                var sum = 0.0
+                for k in rows[i].indices {
+                    let difference = Double(rows[i][k]) - Double(rows[j][k])
+                    sum += difference * difference
+                }
+                return sum
+            }
+            for i in 0..<10 {
+                for j in 0..<10 where i != j { #expect(abs(distances[i, j] - exact(i, j)) <= 1e-9 * exact(i, j)) }
+            }
+            let exactScores = (0..<10).map { i -> Double in
+                let nearest = (0..<10).filter { $0 != i }.map { exact(i, $0) }.sorted()
+                return nearest.prefix(10 - 2 - 2).reduce(0, +)
+            }
+            let exactPick = exactScores.indices.min { exactScores[$0] < exactScores[$1] }!
+            #expect(Krum.select(distances, byzantine: 2, count: 1) == [exactPick])
+        }
+    }
+
+    // MARK: Configuration
+
+    @Test func specsParseAndBadOnesAreRefusedWithOneLine() throws {
+        #expect(try AggregatorSpec(parsing: "multi-krum:2:5").rule == .multiKrum(2, 5))
+        #expect(try AggregatorSpec(parsing: "centered-clip:0.5").rule == .centeredClip(0.5, 3))
+        #expect(try AggregatorSpec(parsing: "mean").isPlainMean)
+        for bad in ["krum", "krum:x", "trimmed-mean:-1", "median:3", "centered-clip:0", "multi-krum:1:0", "avg"] {
+            #expect(throws: ConfigurationError.self) { try AggregatorSpec(parsing: bad) }
+        }
+        #expect(throws: ConfigurationError.self) { try AggregatorSpec(parsing: "median", bucketing: 1) }
+        #expect(throws: ConfigurationError.self) { try AggregatorSpec(parsing: "median", normBound: 0) }
+        var configuration = SimulationConfiguration()
+        configuration.robustness.aggregator = "krum:4"
+        #expect(throws: ConfigurationError.self) { try configuration.validate() }  // 10 clients ≤ 2·4 + 2
+        configuration.robustness.aggregator = "median"
+        configuration.federation.strategy = "fednova"
+        #expect(throws: ConfigurationError.self) { try configuration.validate() }
+    }
+
+    /// A robust rule composes with a server optimizer, and its state (centered clipping's center)
+    /// is checkpointed with the strategy's.
+    @Test func robustRulesComposeWithServerOptimizersAndCheckpoint() throws {
+        var federation = FederationSection()
+        federation.clients = 5
+        federation.strategy = "fedavgm:0.9"
+        var robustness = RobustnessSection()
+        robustness.aggregator = "centered-clip:1:1"
+        var strategy = try StrategyFactory(federation: federation, training: LocalTrainingSection(), robustness: robustness).make(parameterCount: 2)
+        #expect(Set(strategy.state.keys) == ["server.velocity", CenteredClipping.stateName])
+        let next = strategy.aggregate(round: 1, global: [0, 0], results: updates([[3, 4], [0.3, 0.4]]), failures: [])!
+        #expect(close(next, [0.45, 0.6]))  // first momentum step: v = aggregate
+        var restored = try StrategyFactory(federation: federation, training: LocalTrainingSection(), robustness: robustness).make(parameterCount: 2)
+        try restored.restore(strategy.state)
+        #expect(restored.state == strategy.state)
+    }
+}
