@@ -40,14 +40,6 @@ public enum BLAS {
         return tail >= 1 && tail <= 8 && k >= 32
     }
 
-    /// `C(n×n) += A · Aᵀ` in Double for the row-major `n × k` matrix `a` (its rows' inner
-    /// products, the Gram matrix); only the upper triangle of C (`i <= j`) is written.
-    @inline(__always)
-    public static func gramUpper(n: Int, k: Int, _ a: UnsafePointer<Double>, _ c: UnsafeMutablePointer<Double>) {
-        precondition(n > 0 && k > 0, "gram sizes must be positive: n=\(n) k=\(k)")
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(n), Int32(k), 1, a, Int32(k), 1, c, Int32(n))
-    }
-
     /// Writes the transpose of the row-major `rows × columns` matrix `a` into `b` (`columns × rows`).
     @inline(__always)
     public static func transpose(rows: Int, columns: Int, _ a: UnsafePointer<Float>, _ b: UnsafeMutablePointer<Float>) {

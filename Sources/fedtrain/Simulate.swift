@@ -83,8 +83,11 @@ func roundLine(_ m: RoundMetrics, rounds: Int) -> String {
     } ?? ""
     let rejected = m.rejected > 0
         ? "\(m.rejected) rejected (\(m.rejections.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))), " : ""
+    let robustness = (m.backdoorSuccess.map { "backdoor success \(format(100 * $0, 2))%, " } ?? "")
+        + (m.attackersSampled.map { "\(plural($0.count, "attacker")) sampled, " } ?? "")
+        + (m.selected.map { "kept \($0) (\(plural(m.attackersSelected ?? 0, "attacker"))), " } ?? "")
     let remaining = Double(rounds - m.round) * m.seconds
-    return "round \(m.round)/\(rounds): \(accuracy), \(clientAccuracy)train loss \(m.trainLoss.map { format($0) } ?? "-"), "
+    return "round \(m.round)/\(rounds): \(accuracy), \(robustness)\(clientAccuracy)train loss \(m.trainLoss.map { format($0) } ?? "-"), "
         + "clients \(m.clients)\(m.failures > 0 ? " (\(m.failures) dropped)" : "")\(m.committed ? "" : ", model kept"), "
         + "up \(megabytes(m.bytesUp))\(ratio(m.compressionUp)), down \(megabytes(m.bytesDown))\(ratio(m.compressionDown)), "
         + rejected + privacy + "\(Int(m.imagesPerSecond)) img/s, \(format(m.seconds, 2)) s, ETA \(format(remaining, 0)) s"

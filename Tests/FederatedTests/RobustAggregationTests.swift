@@ -206,6 +206,10 @@ func gaussianRows(_ count: Int, _ length: Int, seed: UInt64, scale: Double = 1) 
         var configuration = SimulationConfiguration()
         configuration.robustness.aggregator = "krum:4"
         #expect(throws: ConfigurationError.self) { try configuration.validate() }  // 10 clients ≤ 2·4 + 2
+        configuration.federation.clients = 50
+        #expect(try configuration.requiredReplies() == 11)  // a networked server waits for 2f + 3
+        configuration.robustness.bucketing = 2
+        #expect(try configuration.requiredReplies() == 21)
         configuration.robustness.aggregator = "median"
         configuration.federation.strategy = "fednova"
         #expect(throws: ConfigurationError.self) { try configuration.validate() }

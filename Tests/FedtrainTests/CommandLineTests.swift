@@ -119,6 +119,10 @@ func temporaryPath(_ name: String) -> String {
         (["simulate", "--out", "/etc/hostname"], "fedtrain: error: /etc/hostname is a file, not a directory"),
         (["simulate", "--server-optimizer", "adam", "--strategy", "fedyogi"], "fedtrain: error: server_optimizer adam: strategy fedyogi"),
         (["simulate", "--drop", "1:99"], "fedtrain: error: drop: 1:99"),
+        (["simulate", "--aggregator", "krum:4"], "fedtrain: error: aggregator krum:4 needs at least 11 updates a round; the job expects 10"),
+        (["simulate", "--aggregator", "median", "--strategy", "scaffold"], "fedtrain: error: aggregator median: strategy scaffold aggregates its own way"),
+        (["simulate", "--attack", "ipm:10"], "fedtrain: error: attack ipm:10 needs attackers"),
+        (["simulate", "--attack", "poison", "--attackers", "0.2"], "fedtrain: error: unknown attack poison"),
         (["train", "--epochs", "-2"], "fedtrain: error: --epochs must be at least 1 (got -2)"),
         (["fly"], "fedtrain: error: Unexpected argument 'fly'"),
     ])

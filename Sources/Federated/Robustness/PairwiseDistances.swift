@@ -6,13 +6,13 @@ import Engine
 /// cancellation in `‖x‖² + ‖y‖² − 2x·y` does: updates that share a large common part lose their
 /// differences in Float, which is how Flower's Krum picks the wrong client for updates of 1e-4
 /// per coordinate), converted to Double a block of columns at a time, and multiplied by
-/// `dsyrk`, so memory stays `n² + n·block` Doubles whatever the model size.
+/// `GramKernel`, so memory stays `n² + n·block` Doubles whatever the model size.
 public struct PairwiseDistances: Sendable {
     public let count: Int
     /// Row-major `count × count`, symmetric, zero diagonal, never negative.
     public private(set) var squared: [Double]
 
-    static let block = 4096
+    static let block = 2048
 
     public init(_ rows: [[Float]]) {
         let n = rows.count
@@ -21,23 +21,35 @@ public struct PairwiseDistances: Sendable {
         precondition(rows.allSatisfy { $0.count == d }, "updates differ in length")
         count = n
         var mean = [Double](repeating: 0, count: d)
-        for row in rows { for k in 0..<d { mean[k] += Double(row[k]) } }
-        for k in 0..<d { mean[k] /= Double(n) }
-        var gram = [Double](repeating: 0, count: n * n)
-        var centered = [Double](repeating: 0, count: n * Self.block)
+        mean.withUnsafeMutableBufferPointer { mean in
+            for row in rows { row.withUnsafeBufferPointer { row in for k in 0..<d { mean[k] += Double(row[k]) } } }
+            for k in 0..<d { mean[k] /= Double(n) }
+        }
+        // Zero rows and columns pad the kernel's input to whole 4-row, 8-column tiles.
+        let padded = (n + 3) / 4 * 4
+        var gram = [Double](repeating: 0, count: padded * padded)
+        var centered = [Double](repeating: 0, count: padded * Self.block)
         for start in stride(from: 0, to: d, by: Self.block) {
-            let width = min(Self.block, d - start)
-            for (i, row) in rows.enumerated() {
-                for k in 0..<width { centered[i * width + k] = Double(row[start + k]) - mean[start + k] }
-            }
-            centered.withUnsafeBufferPointer { a in
-                gram.withUnsafeMutableBufferPointer { BLAS.gramUpper(n: n, k: width, a.baseAddress!, $0.baseAddress!) }
+            let width = min(Self.block, d - start), paddedWidth = (width + 7) / 8 * 8
+            centered.withUnsafeMutableBufferPointer { centered in
+                mean.withUnsafeBufferPointer { mean in
+                    for (i, row) in rows.enumerated() {
+                        row.withUnsafeBufferPointer { row in
+                            for k in 0..<width { centered[i * paddedWidth + k] = Double(row[start + k]) - mean[start + k] }
+                            for k in width..<paddedWidth { centered[i * paddedWidth + k] = 0 }
+                        }
+                    }
+                    for k in (n * paddedWidth)..<(padded * paddedWidth) { centered[k] = 0 }
+                }
+                gram.withUnsafeMutableBufferPointer {
+                    GramKernel.accumulateUpper(rows: padded, width: paddedWidth, UnsafePointer(centered.baseAddress!), $0.baseAddress!)
+                }
             }
         }
         squared = [Double](repeating: 0, count: n * n)
         for i in 0..<n {
             for j in (i + 1)..<n {
-                let value = max(0, gram[i * n + i] + gram[j * n + j] - 2 * gram[i * n + j])
+                let value = max(0, gram[i * padded + i] + gram[j * padded + j] - 2 * gram[i * padded + j])
                 squared[i * n + j] = value
                 squared[j * n + i] = value
             }

@@ -35,6 +35,9 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
     public var selected: Int?
     public var attackersSelected: Int?
     public var honestDistance: Double?
+    /// The median L2 norm of the honest accepted updates (a data-side guide for a norm bound or
+    /// a clipping radius).
+    public var honestNormMedian: Double?
     public var aggregationSeconds: Double?
     public var backdoorSuccess: Double?
     /// Bytes the same messages would take uncompressed (fp32), up and down.
@@ -52,7 +55,7 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         case clientAccuracyMean = "client_accuracy_mean", clientAccuracyWorstDecile = "client_accuracy_worst_decile"
         case denseBytesUp = "dense_bytes_up", denseBytesDown = "dense_bytes_down", rejections, committed, epsilon
         case compressionUp = "compression_up", compressionDown = "compression_down"
-        case attackersSampled = "attackers_sampled", selected, attackersSelected = "attackers_selected", honestDistance = "honest_distance"
+        case attackersSampled = "attackers_sampled", selected, attackersSelected = "attackers_selected", honestDistance = "honest_distance", honestNormMedian = "honest_norm_median"
         case aggregationSeconds = "aggregation_seconds", backdoorSuccess = "backdoor_success"
     }
 
@@ -87,6 +90,7 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         selected = try c.decodeIfPresent(Int.self, forKey: .selected)
         attackersSelected = try c.decodeIfPresent(Int.self, forKey: .attackersSelected)
         honestDistance = try c.decodeIfPresent(Double.self, forKey: .honestDistance)
+        honestNormMedian = try c.decodeIfPresent(Double.self, forKey: .honestNormMedian)
         aggregationSeconds = try c.decodeIfPresent(Double.self, forKey: .aggregationSeconds)
         backdoorSuccess = try c.decodeIfPresent(Double.self, forKey: .backdoorSuccess)
     }
@@ -118,6 +122,7 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         try c.encodeIfPresent(selected, forKey: .selected)
         try c.encodeIfPresent(attackersSelected, forKey: .attackersSelected)
         try c.encodeIfPresent(honestDistance.flatMap(\.finiteValue), forKey: .honestDistance)
+        try c.encodeIfPresent(honestNormMedian.flatMap(\.finiteValue), forKey: .honestNormMedian)
         try c.encodeIfPresent(aggregationSeconds, forKey: .aggregationSeconds)
         try c.encodeIfPresent(backdoorSuccess.flatMap(\.finiteValue), forKey: .backdoorSuccess)
     }

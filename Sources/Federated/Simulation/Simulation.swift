@@ -152,7 +152,8 @@ public final class Simulation {
     }
 
     /// The robustness metrics of a round: the attackers sampled, those a selecting rule kept, the
-    /// distance of the aggregate from the plain mean of the honest updates, and the time the
+    /// distance of the aggregate from the plain mean of the honest updates, the honest updates'
+    /// median norm, and the time the
     /// coordinator took to aggregate.
     private func recordRobustness(_ result: inout RoundMetrics, sampled: [Int], outcome: RoundCoordinator.Outcome, seconds: Double) {
         let attackers = adversary?.attackers ?? []
@@ -163,6 +164,8 @@ public final class Simulation {
             result.attackersSelected = selected.filter { attackers.contains($0) }.count
         }
         let honest = outcome.updates.filter { !attackers.contains($0.client) }.map(\.delta)
+        let norms = honest.map(L2Clip.norm).sorted()
+        if !norms.isEmpty { result.honestNormMedian = norms.count % 2 == 1 ? norms[norms.count / 2] : (norms[norms.count / 2 - 1] + norms[norms.count / 2]) / 2 }
         if let aggregate = outcome.aggregate, !honest.isEmpty {
             let mean = Aggregation.weightedMean(honest, weights: [Double](repeating: 1, count: honest.count))
             result.honestDistance = L2Clip.norm(zip(aggregate.scaled, mean).map { $0 - $1 })
