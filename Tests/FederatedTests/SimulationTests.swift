@@ -237,7 +237,7 @@ func smallSimulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> 
         return directory
     }
 
-    func configuration(data: String, rounds: Int, compressed: Bool = false) -> SimulationConfiguration {
+    func configuration(data: String, rounds: Int, compressed: Bool = false, robust: Bool = false) -> SimulationConfiguration {
         var c = SimulationConfiguration()
         c.data.data = data
         c.federation.clients = 4
@@ -254,7 +254,29 @@ func smallSimulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> 
             c.compression.downCodec = "topk:0.1+qsgd:4"
             c.compression.errorFeedback = true
         }
+        if robust {
+            c.federation.strategy = "fedavgm"
+            c.robustness.aggregator = "centered-clip:1"
+            c.robustness.bucketing = 2
+            c.robustness.attack = "backdoor:1"
+            c.robustness.attackers = 0.25
+        }
         return c
+    }
+
+    /// Centered clipping's center (strategy state), the attackers and their poisoned data are
+    /// restored or rebuilt exactly: a resumed attacked run ends with the uninterrupted run's model.
+    @Test func resumedRobustRunEqualsUninterruptedRun() throws {
+        let data = dataDirectory(), whole = data + "/whole", split = data + "/split"
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        _ = try SimulationJob(configuration: configuration(data: data, rounds: 4, robust: true), outputDirectory: whole, saveModel: nil).run()
+        _ = try SimulationJob(configuration: configuration(data: data, rounds: 2, robust: true), outputDirectory: split, saveModel: nil).run()
+        _ = try SimulationJob(configuration: configuration(data: data, rounds: 4, robust: true), outputDirectory: split, saveModel: nil).run(resume: true)
+        let a = try Data(contentsOf: URL(fileURLWithPath: "\(whole)/model.safetensors"))
+        let b = try Data(contentsOf: URL(fileURLWithPath: "\(split)/model.safetensors"))
+        #expect(a == b, "resumed model differs")
+        let last = try String(contentsOfFile: "\(split)/metrics.jsonl", encoding: .utf8).split(separator: "\n").last!
+        #expect(last.contains("backdoor_success") && last.contains("attackers_sampled"))
     }
 
     /// Also with compression: residuals, PowerSGD warm starts and downlink copies are checkpointed.
