@@ -132,6 +132,13 @@ struct PrivacyOptions: ParsableArguments {
     @Option(name: .customLong("target-epsilon"), parsing: .unconditional, help: "Central DP: ε for the whole run; the noise is calibrated for the planned rounds.")
     var targetEpsilon: Double?
     @Option(parsing: .unconditional, help: "δ of the (ε, δ) guarantee (default: 1e-5).") var delta: Double?
+    @Option(name: .customLong("adaptive-clip"), parsing: .unconditional,
+            help: "Central DP: the clip starts at --clip and follows this quantile of the update norms (Andrew et al. 2021).")
+    var adaptiveClip: Double?
+    @Option(name: .customLong("adaptive-clip-lr"), parsing: .unconditional, help: "Its geometric step (default: 0.2).") var adaptiveClipLR: Double?
+    @Option(name: .customLong("clip-count-stddev"), parsing: .unconditional,
+            help: "Noise on its count of unclipped updates (default: expected clients per round / 20).")
+    var clipCountStddev: Double?
 
     func apply(to section: inout PrivacySection) {
         if let dp { section.dp = dp }
@@ -139,6 +146,9 @@ struct PrivacyOptions: ParsableArguments {
         if let noiseMultiplier { section.noiseMultiplier = noiseMultiplier }
         if let targetEpsilon { section.targetEpsilon = targetEpsilon }
         if let delta { section.delta = delta }
+        if let adaptiveClip { section.adaptiveClip = adaptiveClip }
+        if let adaptiveClipLR { section.adaptiveClipLR = adaptiveClipLR }
+        if let clipCountStddev { section.clipCountStddev = clipCountStddev }
     }
 }
 

@@ -298,11 +298,18 @@ public struct PrivacySection: Sendable, Equatable, Codable {
     /// The ε the whole run may spend: the noise is calibrated for the planned rounds.
     public var targetEpsilon: Double?
     public var delta = 1e-5
+    /// Central DP: the clip follows this quantile of the update norms from `clip` (Andrew et al. 2021).
+    public var adaptiveClip: Double?
+    /// Its geometric step η.
+    public var adaptiveClipLR = 0.2
+    /// The noise on its unclipped count (default: the expected clients per round / 20).
+    public var clipCountStddev: Double?
 
     public init() {}
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
         case dp, clip, noiseMultiplier = "noise_multiplier", targetEpsilon = "target_epsilon", delta
+        case adaptiveClip = "adaptive_clip", adaptiveClipLR = "adaptive_clip_lr", clipCountStddev = "clip_count_stddev"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -312,6 +319,9 @@ public struct PrivacySection: Sendable, Equatable, Codable {
         noiseMultiplier = try c.decodeIfPresent(Double.self, forKey: .noiseMultiplier)
         targetEpsilon = try c.decodeIfPresent(Double.self, forKey: .targetEpsilon)
         delta = try c.decodeIfPresent(Double.self, forKey: .delta) ?? d.delta
+        adaptiveClip = try c.decodeIfPresent(Double.self, forKey: .adaptiveClip)
+        adaptiveClipLR = try c.decodeIfPresent(Double.self, forKey: .adaptiveClipLR) ?? d.adaptiveClipLR
+        clipCountStddev = try c.decodeIfPresent(Double.self, forKey: .clipCountStddev)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -321,12 +331,16 @@ public struct PrivacySection: Sendable, Equatable, Codable {
         if let noiseMultiplier { try c.encodeDecimal(noiseMultiplier, forKey: .noiseMultiplier) }
         if let targetEpsilon { try c.encodeDecimal(targetEpsilon, forKey: .targetEpsilon) }
         try c.encodeDecimal(delta, forKey: .delta)
+        if let adaptiveClip { try c.encodeDecimal(adaptiveClip, forKey: .adaptiveClip) }
+        try c.encodeDecimal(adaptiveClipLR, forKey: .adaptiveClipLR)
+        if let clipCountStddev { try c.encodeDecimal(clipCountStddev, forKey: .clipCountStddev) }
     }
 
     public var isCentral: Bool { dp == "central" }
 
-    /// The client stages these settings ask for, in order.
-    public var clientStages: [any UpdateStage] { clip.map { [L2Clip(bound: $0)] } ?? [] }
+    /// The client stages these settings ask for, in order. With an adaptive clip only the server
+    /// clips: clients do not know the round's clip.
+    public var clientStages: [any UpdateStage] { adaptiveClip == nil ? clip.map { [L2Clip(bound: $0)] } ?? [] : [] }
 
     /// The noise multiplier the run uses: the given one, or the smallest whose `rounds` rounds at
     /// Poisson rate `rate` stay within `target_epsilon`. Nil without central DP.
@@ -359,7 +373,15 @@ public struct PrivacySection: Sendable, Equatable, Codable {
         }
         guard isCentral else {
             if noiseMultiplier != nil || targetEpsilon != nil { throw ConfigurationError("noise_multiplier and target_epsilon need dp: central") }
+            if adaptiveClip != nil || clipCountStddev != nil { throw ConfigurationError("adaptive_clip and clip_count_stddev need dp: central") }
             return
+        }
+        if let adaptiveClip, !(adaptiveClip > 0 && adaptiveClip < 1) {
+            throw ConfigurationError("adaptive_clip is the target quantile of update norms, in (0, 1) (got \(adaptiveClip))")
+        }
+        guard adaptiveClipLR > 0, adaptiveClipLR.isFinite else { throw ConfigurationError("adaptive_clip_lr must be positive (got \(adaptiveClipLR))") }
+        if let clipCountStddev, !(clipCountStddev > 0 && clipCountStddev.isFinite) {
+            throw ConfigurationError("clip_count_stddev must be a positive number (got \(clipCountStddev))")
         }
         guard clip != nil else { throw ConfigurationError("dp central needs clip (the sensitivity), as in --clip 0.5") }
         guard noiseMultiplier != nil || targetEpsilon != nil else { throw ConfigurationError("dp central needs noise_multiplier or target_epsilon") }

@@ -4,26 +4,40 @@ import Engine
 /// on the server (whatever the client did), summed unweighted, and divided by the **expected**
 /// number of clients `q·N`, so one client's presence or absence moves the result by at most
 /// `clip / (q·N)` whatever the others sent. Sample weighting is not used: its sensitivity is
-/// unbounded. An empty round sums to zero.
+/// unbounded. An empty round sums to zero. With `adaptive`, the clip is the adaptive one of the
+/// round (its state), moved after the round by the noised count of unclipped updates.
 public struct ClippedSumOverExpected: Aggregator {
     public let clip: Double
     public let expectedClients: Double
     public let parameterCount: Int
+    public private(set) var adaptive: AdaptiveClipping?
+    public let seed: UInt64
 
-    public init(clip: Double, expectedClients: Double, parameterCount: Int) {
+    public init(clip: Double, expectedClients: Double, parameterCount: Int, adaptive: AdaptiveClipping? = nil, seed: UInt64 = 0) {
         precondition(clip > 0 && expectedClients > 0)
-        (self.clip, self.expectedClients, self.parameterCount) = (clip, expectedClients, parameterCount)
+        (self.clip, self.expectedClients, self.parameterCount, self.adaptive, self.seed) = (clip, expectedClients, parameterCount, adaptive, seed)
     }
 
-    public func aggregate(_ results: [ClientUpdate], round: Int) -> Aggregate {
-        guard !results.isEmpty else { return Aggregate(direction: [Float](repeating: 0, count: parameterCount)) }
+    /// The clip of the next round.
+    public var currentClip: Double { adaptive.map { Double($0.clip) } ?? clip }
+
+    /// The aggregate carries the clip it used, which sizes the round's noise.
+    public mutating func aggregate(_ results: [ClientUpdate], round: Int) -> Aggregate {
+        let bound = currentClip
+        var unclipped = 0
         let clipped = results.map { result -> [Float] in
             var delta = result.delta
-            L2Clip.clip(&delta, to: clip)
+            if L2Clip.clip(&delta, to: bound) <= bound { unclipped += 1 }
             return delta
         }
-        return Aggregate(direction: Aggregation.weightedSum(clipped, weights: [Double](repeating: 1 / expectedClients, count: clipped.count)))
+        adaptive?.update(unclipped: unclipped, expectedClients: expectedClients, round: round, seed: seed)
+        let direction = clipped.isEmpty ? [Float](repeating: 0, count: parameterCount)
+            : Aggregation.weightedSum(clipped, weights: [Double](repeating: 1 / expectedClients, count: clipped.count))
+        return Aggregate(direction: direction, clip: bound)
     }
+
+    public var state: [String: [Float]] { adaptive?.state ?? [:] }
+    public mutating func restore(_ state: [String: [Float]]) throws(CheckpointError) { try adaptive?.restore(state) }
 }
 
 /// Central DP's noise: `N(0, (z·C)²)` per coordinate added to the clipped **sum**, so
@@ -44,12 +58,16 @@ public struct CentralGaussianNoise: Sendable {
     }
 
     /// Standard deviation of the noise on the aggregate: `z·C / (q·N)`.
-    public var standardDeviation: Double { noiseMultiplier * clip / expectedClients }
+    public var standardDeviation: Double { standardDeviation(clip: clip) }
 
+    public func standardDeviation(clip: Double) -> Double { noiseMultiplier * clip / expectedClients }
+
+    /// Adds the noise, sized to the clip the aggregate was made with (the adaptive clip of the
+    /// round) when it carries one.
     public func addNoise(to aggregate: inout Aggregate, round: Int) {
         precondition(aggregate.scale == 1, "central DP noise needs an unscaled aggregate")
         var generator = SeededGenerator.derived(seed: seed, RandomStream.centralNoise.rawValue, UInt64(round))
-        let deviation = standardDeviation
+        let deviation = standardDeviation(clip: aggregate.clip ?? clip)
         for i in aggregate.direction.indices { aggregate.direction[i] += Float(deviation * generator.nextGaussian()) }
     }
 }

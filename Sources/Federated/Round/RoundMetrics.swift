@@ -27,6 +27,8 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
     public var clientAccuracyWorstDecile: Double?
     /// Central DP: the (ε at the run's δ) spent after this round.
     public var epsilon: Double?
+    /// Central DP with an adaptive clip: the clip this round used.
+    public var clip: Double?
     /// Robustness (with a robust rule or an attack): attackers among the sampled clients, the
     /// updates a selecting rule kept and the attackers among them, the L2 distance of the
     /// aggregate from the plain mean of the honest updates, the coordinator's aggregation time,
@@ -53,7 +55,7 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         case testAccuracy = "test_accuracy", testLoss = "test_loss", trainLoss = "train_loss"
         case bytesUp = "bytes_up", bytesDown = "bytes_down", imagesPerSecond = "images_per_second"
         case clientAccuracyMean = "client_accuracy_mean", clientAccuracyWorstDecile = "client_accuracy_worst_decile"
-        case denseBytesUp = "dense_bytes_up", denseBytesDown = "dense_bytes_down", rejections, committed, epsilon
+        case denseBytesUp = "dense_bytes_up", denseBytesDown = "dense_bytes_down", rejections, committed, epsilon, clip
         case compressionUp = "compression_up", compressionDown = "compression_down"
         case attackersSampled = "attackers_sampled", selected, attackersSelected = "attackers_selected", honestDistance = "honest_distance", honestNormMedian = "honest_norm_median"
         case aggregationSeconds = "aggregation_seconds", backdoorSuccess = "backdoor_success"
@@ -80,6 +82,7 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         rejections = try c.decodeIfPresent([String: Int].self, forKey: .rejections) ?? [:]
         committed = try c.decodeIfPresent(Bool.self, forKey: .committed) ?? true
         epsilon = try c.decodeIfPresent(Double.self, forKey: .epsilon)
+        clip = try c.decodeIfPresent(Double.self, forKey: .clip)
         denseBytesUp = try c.decodeIfPresent(Int.self, forKey: .denseBytesUp) ?? bytesUp
         denseBytesDown = try c.decodeIfPresent(Int.self, forKey: .denseBytesDown) ?? bytesDown
         seconds = try c.decode(Double.self, forKey: .seconds)
@@ -108,6 +111,7 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         if !rejections.isEmpty { try c.encode(rejections, forKey: .rejections) }
         try c.encode(committed, forKey: .committed)
         try c.encodeIfPresent(epsilon.flatMap(\.finiteValue), forKey: .epsilon)
+        try c.encodeIfPresent(clip, forKey: .clip)
         try c.encode(bytesUp, forKey: .bytesUp)
         try c.encode(bytesDown, forKey: .bytesDown)
         try c.encode(denseBytesUp, forKey: .denseBytesUp)

@@ -134,6 +134,7 @@ public final class Simulation {
         result.rejections = Dictionary(uniqueKeysWithValues: outcome.rejections.map { ($0.key.rawValue, $0.value) })
         result.committed = outcome.committed
         result.trainLoss = outcome.trainLoss
+        if configuration.privacy.adaptiveClip != nil { result.clip = outcome.aggregate?.clip }
         if let noiseMultiplier, let rate = configuration.federation.poissonRate {
             result.epsilon = RDPAccountant.epsilon(samplingRate: rate, noiseMultiplier: noiseMultiplier, steps: outcome.round,
                                                    delta: configuration.privacy.delta).epsilon

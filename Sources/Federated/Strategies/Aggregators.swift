@@ -6,9 +6,11 @@ public struct Aggregate: Sendable {
     /// The clients whose updates a selecting rule (Krum, Multi-Krum, Bulyan) kept; nil for rules
     /// that use every update.
     public var selected: [Int]?
+    /// The clip norm a central-DP aggregate was made with (it sizes the noise).
+    public var clip: Double?
 
-    public init(direction: [Float], scale: Float = 1, selected: [Int]? = nil) {
-        (self.direction, self.scale, self.selected) = (direction, scale, selected)
+    public init(direction: [Float], scale: Float = 1, selected: [Int]? = nil, clip: Double? = nil) {
+        (self.direction, self.scale, self.selected, self.clip) = (direction, scale, selected, clip)
     }
 
     /// `scale · direction` as one vector.

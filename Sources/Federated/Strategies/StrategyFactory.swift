@@ -101,10 +101,23 @@ public struct StrategyFactory: Sendable {
             return ComposedStrategy(spec: spec, aggregator: aggregator, optimizer: optimizer, proximalMu: proximalMu, controlVariate: controlVariate)
         }
         let expected = rate * Double(totalClients)
-        return ComposedStrategy(spec: spec + " with central DP (clip \(clip), noise multiplier \(z))",
-                                aggregator: ClippedSumOverExpected(clip: clip, expectedClients: expected, parameterCount: parameterCount),
+        guard let quantile = privacy.adaptiveClip else {
+            return ComposedStrategy(spec: spec + " with central DP (clip \(clip), noise multiplier \(z))",
+                                    aggregator: ClippedSumOverExpected(clip: clip, expectedClients: expected, parameterCount: parameterCount),
+                                    optimizer: optimizer, proximalMu: proximalMu, controlVariate: controlVariate,
+                                    centralNoise: CentralGaussianNoise(noiseMultiplier: z, clip: clip, expectedClients: expected, seed: seed))
+        }
+        let countNoise = privacy.clipCountStddev ?? expected / 20
+        guard let updateNoise = AdaptiveClipping.updateNoiseMultiplier(total: z, countNoise: countNoise) else {
+            throw ConfigurationError("adaptive_clip: the count's noise clip_count_stddev \(countNoise) must exceed half the noise multiplier \(z)")
+        }
+        let adaptive = AdaptiveClipping(initialClip: clip, quantile: quantile, learningRate: privacy.adaptiveClipLR, countNoise: countNoise)
+        return ComposedStrategy(spec: spec + " with central DP (adaptive clip from \(clip) to quantile \(quantile), noise multiplier \(z): "
+                                    + "\(updateNoise) on the updates, \(countNoise) on the count)",
+                                aggregator: ClippedSumOverExpected(clip: clip, expectedClients: expected, parameterCount: parameterCount,
+                                                                   adaptive: adaptive, seed: seed),
                                 optimizer: optimizer, proximalMu: proximalMu, controlVariate: controlVariate,
-                                centralNoise: CentralGaussianNoise(noiseMultiplier: z, clip: clip, expectedClients: expected, seed: seed))
+                                centralNoise: CentralGaussianNoise(noiseMultiplier: updateNoise, clip: clip, expectedClients: expected, seed: seed))
     }
 
     /// Parses `--server-optimizer`.
