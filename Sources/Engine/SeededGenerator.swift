@@ -84,7 +84,7 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable, Hashable, Codabl
     public mutating func nextGaussian() -> Double {
         let u1 = 1.0 - nextUnitDouble()  // in (0, 1], so the log is finite
         let u2 = nextUnitDouble()
-        return (-2.0 * log(u1)).squareRoot() * cos(2.0 * Double.pi * u2)
+        return BoxMuller.normal(u1, u2)
     }
 
     private static func splitMix64(_ x: inout UInt64) -> UInt64 {
@@ -106,3 +106,12 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+
+/// The Box-Muller transform, shared by every Gaussian source so they agree on the formula.
+public enum BoxMuller {
+    /// A standard normal sample from `u1` in (0, 1] and `u2` in [0, 1).
+    @inline(__always)
+    public static func normal(_ u1: Double, _ u2: Double) -> Double {
+        (-2.0 * log(u1)).squareRoot() * cos(2.0 * Double.pi * u2)
+    }
+}

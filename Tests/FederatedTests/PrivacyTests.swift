@@ -148,8 +148,23 @@ import Testing
     /// The noise on the aggregate has standard deviation z·C/m: over 61,706 coordinates the
     /// measured deviation is within 5 standard errors of it, the mean within 5 of 0; the same
     /// (seed, round) gives the same noise, another round other noise.
+    /// A deployed server's noise (the system's secure generator) has the same deviation, and the
+    /// same round never repeats it.
+    @Test func secureNoiseHasTheCalibratedDeviationAndNeverRepeats() {
+        let noise = CentralGaussianNoise(noiseMultiplier: 1.3, clip: 0.5, expectedClients: 40, noise: .secure)
+        let n = 61_706, sigma = 1.3 * 0.5 / 40
+        var aggregate = Aggregate(direction: [Float](repeating: 0, count: n)), again = aggregate
+        noise.addNoise(to: &aggregate, round: 3)
+        noise.addNoise(to: &again, round: 3)
+        let mean = aggregate.direction.reduce(0.0) { $0 + Double($1) } / Double(n)
+        let deviation = (aggregate.direction.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Double(n - 1)).squareRoot()
+        #expect(abs(deviation - sigma) <= 5 * sigma / (2.0 * Double(n)).squareRoot(), "deviation \(deviation), expected \(sigma)")
+        #expect(abs(mean) <= 5 * sigma / Double(n).squareRoot())
+        #expect(again.direction != aggregate.direction)
+    }
+
     @Test func noiseHasTheCalibratedDeviation() {
-        let noise = CentralGaussianNoise(noiseMultiplier: 1.3, clip: 0.5, expectedClients: 40, seed: 7)
+        let noise = CentralGaussianNoise(noiseMultiplier: 1.3, clip: 0.5, expectedClients: 40, noise: .seeded(7))
         let n = 61_706, sigma = 1.3 * 0.5 / 40
         var aggregate = Aggregate(direction: [Float](repeating: 0, count: n))
         noise.addNoise(to: &aggregate, round: 3)
@@ -284,10 +299,10 @@ import Testing
     @Test func clipMovesByExactlyExpEtaGamma() {
         #expect(AdaptiveClipping.nextClip(1, unclippedFraction: 0, quantile: 0.5, learningRate: 0.2) == exp(0.1))
         var adaptive = AdaptiveClipping(initialClip: 0.1, quantile: 0.5, learningRate: 0.2, countNoise: 0)
-        adaptive.update(unclipped: 0, expectedClients: 10, round: 1, seed: 0)
+        adaptive.update(unclipped: 0, expectedClients: 10, round: 1, noise: .seeded(0))
         #expect(adaptive.clip == Float(Double(Float(0.1)) * exp(0.1)))
         var shrinking = AdaptiveClipping(initialClip: 1, quantile: 0.5, learningRate: 0.2, countNoise: 0)
-        shrinking.update(unclipped: 10, expectedClients: 10, round: 1, seed: 0)
+        shrinking.update(unclipped: 10, expectedClients: 10, round: 1, noise: .seeded(0))
         #expect(shrinking.clip == Float(exp(-0.1)))
     }
 
@@ -304,7 +319,7 @@ import Testing
     @Test(arguments: [UInt64(1), 2, 3, 4, 5])
     func clipFindsTheMedianNorm(seed: UInt64) {
         var aggregator = ClippedSumOverExpected(clip: 0.1, expectedClients: 100, parameterCount: 1,
-                                                adaptive: AdaptiveClipping(initialClip: 0.1, quantile: 0.5, learningRate: 0.2, countNoise: 5), seed: seed)
+                                                adaptive: AdaptiveClipping(initialClip: 0.1, quantile: 0.5, learningRate: 0.2, countNoise: 5), noise: .seeded(seed))
         var generator = SeededGenerator(seed: 100 + seed)
         for round in 1...50 {
             let before = aggregator.currentClip

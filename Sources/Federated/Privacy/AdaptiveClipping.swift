@@ -44,9 +44,9 @@ public struct AdaptiveClipping: Sendable, Equatable {
     }
 
     /// Moves the clip after a round in which `unclipped` of the updates were within it, over
-    /// `expectedClients` (m); the count's noise is drawn from (seed, clipCount, round).
-    public mutating func update(unclipped: Int, expectedClients: Double, round: Int, seed: UInt64) {
-        var generator = SeededGenerator.derived(seed: seed, RandomStream.clipCount.rawValue, UInt64(round))
+    /// `expectedClients` (m); the count's noise comes from `noise` (seeded: (seed, clipCount, round)).
+    public mutating func update(unclipped: Int, expectedClients: Double, round: Int, noise: NoiseSource) {
+        var generator = noise.generator(.clipCount, round: round)
         let noised = Double(unclipped) + countNoise * generator.nextGaussian()
         clip = Float(Self.nextClip(Double(clip), unclippedFraction: noised / expectedClients, quantile: quantile, learningRate: learningRate))
     }

@@ -11,11 +11,12 @@ public struct ClippedSumOverExpected: Aggregator {
     public let expectedClients: Double
     public let parameterCount: Int
     public private(set) var adaptive: AdaptiveClipping?
-    public let seed: UInt64
+    /// The adaptive clip's count noise.
+    public let noise: NoiseSource
 
-    public init(clip: Double, expectedClients: Double, parameterCount: Int, adaptive: AdaptiveClipping? = nil, seed: UInt64 = 0) {
+    public init(clip: Double, expectedClients: Double, parameterCount: Int, adaptive: AdaptiveClipping? = nil, noise: NoiseSource = .seeded(0)) {
         precondition(clip > 0 && expectedClients > 0)
-        (self.clip, self.expectedClients, self.parameterCount, self.adaptive, self.seed) = (clip, expectedClients, parameterCount, adaptive, seed)
+        (self.clip, self.expectedClients, self.parameterCount, self.adaptive, self.noise) = (clip, expectedClients, parameterCount, adaptive, noise)
     }
 
     /// The clip of the next round.
@@ -30,7 +31,7 @@ public struct ClippedSumOverExpected: Aggregator {
             if L2Clip.clip(&delta, to: bound) <= bound { unclipped += 1 }
             return delta
         }
-        adaptive?.update(unclipped: unclipped, expectedClients: expectedClients, round: round, seed: seed)
+        adaptive?.update(unclipped: unclipped, expectedClients: expectedClients, round: round, noise: noise)
         let direction = clipped.isEmpty ? [Float](repeating: 0, count: parameterCount)
             : Aggregation.weightedSum(clipped, weights: [Double](repeating: 1 / expectedClients, count: clipped.count))
         return Aggregate(direction: direction, clip: bound)
@@ -44,17 +45,17 @@ public struct ClippedSumOverExpected: Aggregator {
 /// `N(0, (z·C)²) / (q·N)` on the aggregate, between the aggregator and the server optimizer (the
 /// optimizer's moments never see the noise-free mean).
 ///
-/// Randomness: in simulation a generator derived from (seed, centralNoise, round), so runs are
-/// reproducible; a deployed server must draw from a cryptographically secure generator instead.
+/// Randomness: `noise` (in simulation seeded from (seed, centralNoise, round), so runs are
+/// reproducible; a networked server uses the system's cryptographically secure generator).
 public struct CentralGaussianNoise: Sendable {
     public let noiseMultiplier: Double
     public let clip: Double
     public let expectedClients: Double
-    public let seed: UInt64
+    public let noise: NoiseSource
 
-    public init(noiseMultiplier: Double, clip: Double, expectedClients: Double, seed: UInt64) {
+    public init(noiseMultiplier: Double, clip: Double, expectedClients: Double, noise: NoiseSource) {
         precondition(noiseMultiplier >= 0 && clip > 0 && expectedClients > 0)
-        (self.noiseMultiplier, self.clip, self.expectedClients, self.seed) = (noiseMultiplier, clip, expectedClients, seed)
+        (self.noiseMultiplier, self.clip, self.expectedClients, self.noise) = (noiseMultiplier, clip, expectedClients, noise)
     }
 
     /// Standard deviation of the noise on the aggregate: `z·C / (q·N)`.
@@ -66,7 +67,7 @@ public struct CentralGaussianNoise: Sendable {
     /// round) when it carries one.
     public func addNoise(to aggregate: inout Aggregate, round: Int) {
         precondition(aggregate.scale == 1, "central DP noise needs an unscaled aggregate")
-        var generator = SeededGenerator.derived(seed: seed, RandomStream.centralNoise.rawValue, UInt64(round))
+        var generator = noise.generator(.centralNoise, round: round)
         let deviation = standardDeviation(clip: aggregate.clip ?? clip)
         for i in aggregate.direction.indices { aggregate.direction[i] += Float(deviation * generator.nextGaussian()) }
     }

@@ -50,15 +50,17 @@ public final class Simulation {
         let adversary = try Adversary(configuration: configuration)
         self.adversary = adversary
         triggeredTest = adversary?.spec.backdoorTarget.map { DataPoisoning.triggeredTest(test, target: $0) }
+        var strategy = StrategyFactory(federation: federation, training: configuration.training, privacy: configuration.privacy,
+                                       robustness: configuration.robustness)
+        // Clients in other processes: a deployed federation, whose DP noise must be unpredictable.
+        if remote != nil { strategy.noise = .secure }
         coordinator = RoundCoordinator(
             settings: .init(clients: federation.clients, sampledPerRound: federation.sampledPerRound, minSurvivors: federation.minSurvivors,
                             maxSamples: federation.maxSamples, localEpochs: configuration.training.localEpochs,
                             batchSize: configuration.training.batchSize, seed: seed, layout: layout, uplinkCodec: runtime.uplinkCodec.spec,
                             poissonRate: federation.poissonRate),
             global: network.initialParameters(using: &initGenerator),
-            strategy: try StrategyFactory(federation: federation, training: configuration.training, privacy: configuration.privacy,
-                                          robustness: configuration.robustness)
-                .make(parameterCount: layout.count),
+            strategy: try strategy.make(parameterCount: layout.count),
             downlink: Downlink(codec: try CodecRegistry.codec(parsing: compression.downCodec), layout: layout, seed: seed))
         if let remote {
             (transport, inProcess) = (remote, nil)

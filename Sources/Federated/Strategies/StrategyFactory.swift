@@ -19,6 +19,8 @@ public struct StrategyFactory: Sendable {
     public var robustness: RobustnessSection
     public var sampledPerRound: Int
     public var seed: UInt64
+    /// DP noise: seeded in simulation; `.secure` for a deployed server.
+    public var noise: NoiseSource
     public var poissonRate: Double?
     public var rounds: Int
 
@@ -32,6 +34,7 @@ public struct StrategyFactory: Sendable {
         self.robustness = robustness
         sampledPerRound = federation.poissonRate.map { Int(($0 * Double(federation.clients)).rounded(.down)) } ?? federation.sampledPerRound
         seed = federation.seed
+        noise = .seeded(federation.seed)
         poissonRate = federation.poissonRate
         rounds = federation.rounds
     }
@@ -105,7 +108,7 @@ public struct StrategyFactory: Sendable {
             return ComposedStrategy(spec: spec + " with central DP (clip \(clip), noise multiplier \(z))",
                                     aggregator: ClippedSumOverExpected(clip: clip, expectedClients: expected, parameterCount: parameterCount),
                                     optimizer: optimizer, proximalMu: proximalMu, controlVariate: controlVariate,
-                                    centralNoise: CentralGaussianNoise(noiseMultiplier: z, clip: clip, expectedClients: expected, seed: seed))
+                                    centralNoise: CentralGaussianNoise(noiseMultiplier: z, clip: clip, expectedClients: expected, noise: noise))
         }
         let countNoise = privacy.clipCountStddev ?? expected / 20
         guard let updateNoise = AdaptiveClipping.updateNoiseMultiplier(total: z, countNoise: countNoise) else {
@@ -115,9 +118,9 @@ public struct StrategyFactory: Sendable {
         return ComposedStrategy(spec: spec + " with central DP (adaptive clip from \(clip) to quantile \(quantile), noise multiplier \(z): "
                                     + "\(updateNoise) on the updates, \(countNoise) on the count)",
                                 aggregator: ClippedSumOverExpected(clip: clip, expectedClients: expected, parameterCount: parameterCount,
-                                                                   adaptive: adaptive, seed: seed),
+                                                                   adaptive: adaptive, noise: noise),
                                 optimizer: optimizer, proximalMu: proximalMu, controlVariate: controlVariate,
-                                centralNoise: CentralGaussianNoise(noiseMultiplier: updateNoise, clip: clip, expectedClients: expected, seed: seed))
+                                centralNoise: CentralGaussianNoise(noiseMultiplier: updateNoise, clip: clip, expectedClients: expected, noise: noise))
     }
 
     /// Parses `--server-optimizer`.
