@@ -119,8 +119,9 @@ struct RunOptions: ParsableArguments {
     }
 }
 
-private let dpHelp = "Differential privacy: off, or central (DP-FedAvg: the server clips, sums, adds Gaussian noise; needs --clip, "
-    + "--client-sampling poisson and --noise-multiplier or --target-epsilon) (default: off)."
+private let dpHelp = "Differential privacy: off; central (DP-FedAvg: the server clips, sums, adds Gaussian noise; needs --clip, "
+    + "--client-sampling poisson and --noise-multiplier or --target-epsilon); or local (each client clips and adds noise; needs --clip "
+    + "and --local-epsilon) (default: off)."
 
 /// Privacy of uploads.
 struct PrivacyOptions: ParsableArguments {
@@ -132,6 +133,8 @@ struct PrivacyOptions: ParsableArguments {
     @Option(name: .customLong("target-epsilon"), parsing: .unconditional, help: "Central DP: ε for the whole run; the noise is calibrated for the planned rounds.")
     var targetEpsilon: Double?
     @Option(parsing: .unconditional, help: "δ of the (ε, δ) guarantee (default: 1e-5).") var delta: Double?
+    @Option(name: .customLong("local-epsilon"), parsing: .unconditional, help: "Local DP: the ε of each round's update (with --dp local and --clip).")
+    var localEpsilon: Double?
     @Option(name: .customLong("adaptive-clip"), parsing: .unconditional,
             help: "Central DP: the clip starts at --clip and follows this quantile of the update norms (Andrew et al. 2021).")
     var adaptiveClip: Double?
@@ -146,6 +149,7 @@ struct PrivacyOptions: ParsableArguments {
         if let noiseMultiplier { section.noiseMultiplier = noiseMultiplier }
         if let targetEpsilon { section.targetEpsilon = targetEpsilon }
         if let delta { section.delta = delta }
+        if let localEpsilon { section.localEpsilon = localEpsilon }
         if let adaptiveClip { section.adaptiveClip = adaptiveClip }
         if let adaptiveClipLR { section.adaptiveClipLR = adaptiveClipLR }
         if let clipCountStddev { section.clipCountStddev = clipCountStddev }

@@ -27,7 +27,7 @@ public final class ClientHost: @unchecked Sendable {
             throw ConfigurationError("client \(client) is not in this job (it has \(partitions.count) clients)")
         }
         self.clients = clients
-        let runtime = try Simulation.clientRuntime(configuration: configuration)
+        let runtime = try Simulation.clientRuntime(configuration: configuration, secureNoise: true)
         transport = try InProcessTransport(runtime: runtime, network: configuration.data.model.network, data: train, partitions: partitions,
                                            serving: clients, faults: FaultPlan(seed: configuration.federation.seed),
                                            workers: min(threads, clients.count))

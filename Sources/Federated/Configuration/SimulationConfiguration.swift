@@ -287,8 +287,10 @@ public struct CompressionSection: Sendable, Equatable, Codable {
 /// Privacy of what clients upload: client-side clipping, and central differential privacy
 /// (DP-FedAvg) with its accountant.
 public struct PrivacySection: Sendable, Equatable, Codable {
-    /// `off`, or `central`: the server clips every decoded update to `clip`, sums them, adds
-    /// Gaussian noise of `noise_multiplier · clip` and divides by the expected number of clients.
+    /// `off`; `central`: the server clips every decoded update to `clip`, sums them, adds
+    /// Gaussian noise of `noise_multiplier · clip` and divides by the expected number of clients;
+    /// `local`: every client clips to `clip` and adds the noise that makes each round's update
+    /// (`local_epsilon`, `delta`)-DP.
     public var dp = "off"
     /// Without DP: clients clip their update (error-feedback residual included) to this L2 norm.
     /// With central DP: the server's clip (the sensitivity), which clients apply too.
@@ -298,6 +300,8 @@ public struct PrivacySection: Sendable, Equatable, Codable {
     /// The ε the whole run may spend: the noise is calibrated for the planned rounds.
     public var targetEpsilon: Double?
     public var delta = 1e-5
+    /// Local DP: the ε of each round's update.
+    public var localEpsilon: Double?
     /// Central DP: the clip follows this quantile of the update norms from `clip` (Andrew et al. 2021).
     public var adaptiveClip: Double?
     /// Its geometric step η.
@@ -310,6 +314,7 @@ public struct PrivacySection: Sendable, Equatable, Codable {
     public enum CodingKeys: String, CodingKey, CaseIterable {
         case dp, clip, noiseMultiplier = "noise_multiplier", targetEpsilon = "target_epsilon", delta
         case adaptiveClip = "adaptive_clip", adaptiveClipLR = "adaptive_clip_lr", clipCountStddev = "clip_count_stddev"
+        case localEpsilon = "local_epsilon"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -322,6 +327,7 @@ public struct PrivacySection: Sendable, Equatable, Codable {
         adaptiveClip = try c.decodeIfPresent(Double.self, forKey: .adaptiveClip)
         adaptiveClipLR = try c.decodeIfPresent(Double.self, forKey: .adaptiveClipLR) ?? d.adaptiveClipLR
         clipCountStddev = try c.decodeIfPresent(Double.self, forKey: .clipCountStddev)
+        localEpsilon = try c.decodeIfPresent(Double.self, forKey: .localEpsilon)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -334,13 +340,37 @@ public struct PrivacySection: Sendable, Equatable, Codable {
         if let adaptiveClip { try c.encodeDecimal(adaptiveClip, forKey: .adaptiveClip) }
         try c.encodeDecimal(adaptiveClipLR, forKey: .adaptiveClipLR)
         if let clipCountStddev { try c.encodeDecimal(clipCountStddev, forKey: .clipCountStddev) }
+        if let localEpsilon { try c.encodeDecimal(localEpsilon, forKey: .localEpsilon) }
     }
 
     public var isCentral: Bool { dp == "central" }
+    public var isLocal: Bool { dp == "local" }
 
-    /// The client stages these settings ask for, in order. With an adaptive clip only the server
-    /// clips: clients do not know the round's clip.
-    public var clientStages: [any UpdateStage] { adaptiveClip == nil ? clip.map { [L2Clip(bound: $0)] } ?? [] : [] }
+    /// Local DP's σ per coordinate, nil otherwise.
+    public var localNoise: Double? {
+        guard isLocal, let clip, let localEpsilon else { return nil }
+        return LocalGaussianNoise.standardDeviation(epsilon: localEpsilon, delta: delta, clip: clip)
+    }
+
+    /// The ε a run has spent after `rounds` rounds at `delta`: central DP's accountant over the
+    /// Poisson-sampled rounds; with local DP a client that took part in every round, the better of
+    /// basic composition (rounds · ε) and RDP composition of its Gaussian releases. Nil without DP.
+    public func spentEpsilon(rounds: Int, centralNoise: Double?, samplingRate: Double?) -> Double? {
+        if let localNoise, let localEpsilon, let clip {
+            let rdp = RDPAccountant.epsilon(samplingRate: 1, noiseMultiplier: localNoise / (2 * clip), steps: rounds, delta: delta).epsilon
+            return min(Double(rounds) * localEpsilon, rdp)
+        }
+        guard let centralNoise, let samplingRate else { return nil }
+        return RDPAccountant.epsilon(samplingRate: samplingRate, noiseMultiplier: centralNoise, steps: rounds, delta: delta).epsilon
+    }
+
+    /// The client stages these settings ask for, in order: the clip, then local DP's noise (from
+    /// the system's secure generator when `secure`). With an adaptive clip only the server clips:
+    /// clients do not know the round's clip.
+    public func clientStages(secure: Bool = false) -> [any UpdateStage] {
+        guard adaptiveClip == nil, let clip else { return [] }
+        return [L2Clip(bound: clip)] + (localNoise.map { [LocalGaussianNoise(standardDeviation: $0, secure: secure)] } ?? [])
+    }
 
     /// The noise multiplier the run uses: the given one, or the smallest whose `rounds` rounds at
     /// Poisson rate `rate` stay within `target_epsilon`. Nil without central DP.
@@ -363,13 +393,21 @@ public struct PrivacySection: Sendable, Equatable, Codable {
 
     func validate(federation: FederationSection, strategy: String) throws(ConfigurationError) {
         if let clip, !(clip > 0 && clip.isFinite) { throw ConfigurationError("clip must be a positive number (got \(clip))") }
-        guard ["off", "central"].contains(dp) else { throw ConfigurationError("dp must be off or central (got \(dp))") }
+        guard ["off", "central", "local"].contains(dp) else { throw ConfigurationError("dp must be off, central or local (got \(dp))") }
         guard delta > 0, delta < 1 else { throw ConfigurationError("delta must be in (0, 1) (got \(delta))") }
         if let noiseMultiplier, !(noiseMultiplier >= 0 && noiseMultiplier.isFinite) {
             throw ConfigurationError("noise_multiplier must be >= 0 (got \(noiseMultiplier))")
         }
         if let targetEpsilon, !(targetEpsilon > 0 && targetEpsilon.isFinite) {
             throw ConfigurationError("target_epsilon must be a positive number (got \(targetEpsilon))")
+        }
+        if let localEpsilon, !(localEpsilon > 0 && localEpsilon.isFinite) {
+            throw ConfigurationError("local_epsilon must be a positive number (got \(localEpsilon))")
+        }
+        if isLocal {
+            guard clip != nil, localEpsilon != nil else { throw ConfigurationError("dp local needs clip and local_epsilon (each round's ε), as in --clip 1 --local-epsilon 8") }
+        } else if localEpsilon != nil {
+            throw ConfigurationError("local_epsilon needs dp: local")
         }
         guard isCentral else {
             if noiseMultiplier != nil || targetEpsilon != nil { throw ConfigurationError("noise_multiplier and target_epsilon need dp: central") }

@@ -96,7 +96,8 @@ public final class Simulation {
     }
 
     /// The clients' side of the job: local training, uplink codec, error feedback and stages.
-    public static func clientRuntime(configuration: SimulationConfiguration) throws(ConfigurationError) -> ClientRuntime {
+    /// `secureNoise`: local DP draws from the system's secure generator (a deployed client).
+    public static func clientRuntime(configuration: SimulationConfiguration, secureNoise: Bool = false) throws(ConfigurationError) -> ClientRuntime {
         let compression = configuration.compression
         let uplink = try CodecRegistry.codec(parsing: compression.codec), downlink = try CodecRegistry.codec(parsing: compression.downCodec)
         let local = LocalTrainingConfiguration(epochs: configuration.training.localEpochs, batchSize: configuration.training.batchSize,
@@ -104,7 +105,7 @@ public final class Simulation {
         let attack = try Adversary(configuration: configuration)?.stage.map { [$0] } ?? []
         return ClientRuntime(layout: configuration.data.model.network.layout, training: local, uplinkCodec: uplink,
                              errorFeedback: compression.errorFeedback, keepsModelCopy: !downlink.isDense,
-                             stages: configuration.privacy.clientStages + attack, seed: configuration.federation.seed)
+                             stages: configuration.privacy.clientStages(secure: secureNoise) + attack, seed: configuration.federation.seed)
     }
 
     public var global: [Float] { coordinator.global }
@@ -137,10 +138,8 @@ public final class Simulation {
         result.committed = outcome.committed
         result.trainLoss = outcome.trainLoss
         if configuration.privacy.adaptiveClip != nil { result.clip = outcome.aggregate?.clip }
-        if let noiseMultiplier, let rate = configuration.federation.poissonRate {
-            result.epsilon = RDPAccountant.epsilon(samplingRate: rate, noiseMultiplier: noiseMultiplier, steps: outcome.round,
-                                                   delta: configuration.privacy.delta).epsilon
-        }
+        result.epsilon = configuration.privacy.spentEpsilon(rounds: outcome.round, centralNoise: noiseMultiplier,
+                                                            samplingRate: configuration.federation.poissonRate)
         if configuration.robustness.isActive {
             recordRobustness(&result, sampled: tasks.map(\.client), outcome: outcome, seconds: aggregationSeconds)
         }

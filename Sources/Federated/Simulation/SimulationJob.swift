@@ -49,7 +49,7 @@ public struct SimulationJob: Sendable {
         public var rejected: Int
         /// OpenBLAS's kernel set: results are bit-reproducible within one.
         public var openBLASKernels: String
-        /// Central DP: the ε spent by the whole run at `delta`.
+        /// With DP: the ε spent by the whole run at `delta` (local DP: by a client in every round).
         public var epsilon: Double?
         public var delta: Double?
 
@@ -147,7 +147,7 @@ public struct SimulationJob: Sendable {
                        secondsPerRound: metrics.isEmpty ? 0 : seconds / Double(metrics.count), imagesPerSecond: imagesPerSecond,
                        strategy: configuration.federation.strategy, partition: configuration.federation.partition,
                        rejected: metrics.reduce(0) { $0 + $1.rejected }, openBLASKernels: BLAS.kernelSet,
-                       epsilon: metrics.last?.epsilon, delta: configuration.privacy.isCentral ? configuration.privacy.delta : nil)
+                       epsilon: metrics.last?.epsilon, delta: configuration.privacy.dp == "off" ? nil : configuration.privacy.delta)
     }
 
     private func saveParameters(_ simulation: Simulation, to path: String) throws(JobError) {
