@@ -12,9 +12,8 @@ public enum OmniscientAttacks {
     public static func moments(_ honest: [[Float]]) -> (mean: [Double], std: [Double]) {
         precondition(!honest.isEmpty)
         let d = honest[0].count, n = Double(honest.count)
-        var mean = [Double](repeating: 0, count: d), squares = [Double](repeating: 0, count: d)
-        for row in honest { for k in 0..<d { mean[k] += Double(row[k]) } }
-        for k in 0..<d { mean[k] /= n }
+        let mean = Aggregation.mean(inDouble: honest)
+        var squares = [Double](repeating: 0, count: d)
         for row in honest {
             for k in 0..<d {
                 let difference = Double(row[k]) - mean[k]

@@ -20,9 +20,7 @@ public struct GeometricMedian: Aggregator {
     public func median(_ rows: [[Float]]) -> [Double] {
         precondition(!rows.isEmpty)
         let d = rows[0].count
-        var z = [Double](repeating: 0, count: d)
-        for row in rows { for k in 0..<d { z[k] += Double(row[k]) } }
-        for k in 0..<d { z[k] /= Double(rows.count) }
+        var z = Aggregation.mean(inDouble: rows)
         var distances = rows.map { Self.distance(z, $0) }
         var objective = distances.reduce(0, +)
         for _ in 0..<maxIterations {

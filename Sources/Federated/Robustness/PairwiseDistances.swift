@@ -20,11 +20,7 @@ public struct PairwiseDistances: Sendable {
         let d = rows[0].count
         precondition(rows.allSatisfy { $0.count == d }, "updates differ in length")
         count = n
-        var mean = [Double](repeating: 0, count: d)
-        mean.withUnsafeMutableBufferPointer { mean in
-            for row in rows { row.withUnsafeBufferPointer { row in for k in 0..<d { mean[k] += Double(row[k]) } } }
-            for k in 0..<d { mean[k] /= Double(n) }
-        }
+        let mean = Aggregation.mean(inDouble: rows)
         // Zero rows and columns pad the kernel's input to whole 4-row, 8-column tiles.
         let padded = (n + 3) / 4 * 4
         var gram = [Double](repeating: 0, count: padded * padded)

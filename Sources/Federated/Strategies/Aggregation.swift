@@ -26,6 +26,22 @@ public enum Aggregation {
         return weightedSum(vectors, weights: weights.map { $0 / total })
     }
 
+    /// The coordinate-wise mean of `rows` in Double (summed in row order, then divided): the
+    /// center robust rules and attacks start from.
+    public static func mean(inDouble rows: [[Float]]) -> [Double] {
+        precondition(!rows.isEmpty)
+        let d = rows[0].count
+        var mean = [Double](repeating: 0, count: d)
+        mean.withUnsafeMutableBufferPointer { mean in
+            for row in rows {
+                precondition(row.count == d, "vectors differ in length")
+                row.withUnsafeBufferPointer { row in for k in 0..<d { mean[k] += Double(row[k]) } }
+            }
+            for k in 0..<d { mean[k] /= Double(rows.count) }
+        }
+        return mean
+    }
+
     /// `x + scale · d`, element-wise.
     public static func adding(_ x: [Float], _ d: [Float], scale: Float = 1) -> [Float] {
         precondition(x.count == d.count)
