@@ -109,6 +109,46 @@ struct CompressionOptions: ParsableArguments {
     }
 }
 
+private let clockDefaults = ClockSection()
+
+/// The simulated clock.
+struct ClockOptions: ParsableArguments {
+    @Flag(name: .customLong("simulated-clock"), help: "Time rounds by simulated client speeds and links; metrics get simulated seconds.")
+    var simulatedClock = false
+    @Option(name: .customLong("sample-seconds"), parsing: .unconditional,
+            help: "Median client seconds per training sample (default: \(clockDefaults.sampleSeconds)).")
+    var sampleSeconds: Double?
+    @Option(name: .customLong("speed-spread"), parsing: .unconditional, help: "σ of the log-normal client speeds (default: \(clockDefaults.speedSpread)).")
+    var speedSpread: Double?
+    @Option(name: .customLong("slow-fraction"), parsing: .unconditional, help: "Fraction of clients slower by --slow-factor (default: 0).")
+    var slowFraction: Double?
+    @Option(name: .customLong("slow-factor"), parsing: .unconditional, help: "How much slower they are (default: \(clockDefaults.slowFactor)).")
+    var slowFactor: Double?
+    @Option(parsing: .unconditional, help: "Median client link in MB/s (default: \(clockDefaults.bandwidth)).") var bandwidth: Double?
+    @Option(name: .customLong("bandwidth-spread"), parsing: .unconditional,
+            help: "σ of the log-normal client links (default: \(clockDefaults.bandwidthSpread)).")
+    var bandwidthSpread: Double?
+    @Option(name: .customLong("clock-trace"), help: "File of one line per client: SECONDS_PER_SAMPLE MB_PER_SECOND.") var clockTrace: String?
+    @Option(parsing: .unconditional, help: "Simulated seconds after which a round closes with the replies it has (default: none).")
+    var deadline: Double?
+    @Option(name: .customLong("over-selection"), parsing: .unconditional,
+            help: "Sample this fraction more clients than a round needs and close on the first (default: 0).")
+    var overSelection: Double?
+
+    func apply(to section: inout ClockSection) {
+        if simulatedClock { section.simulatedClock = true }
+        if let sampleSeconds { section.sampleSeconds = sampleSeconds }
+        if let speedSpread { section.speedSpread = speedSpread }
+        if let slowFraction { section.slowFraction = slowFraction }
+        if let slowFactor { section.slowFactor = slowFactor }
+        if let bandwidth { section.bandwidth = bandwidth }
+        if let bandwidthSpread { section.bandwidthSpread = bandwidthSpread }
+        if let clockTrace { section.clockTrace = clockTrace }
+        if let deadline { section.deadline = deadline }
+        if let overSelection { section.overSelection = overSelection }
+    }
+}
+
 /// `--threads`.
 struct RunOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Worker threads (default: all cores, \(Parallelism.availableCores) here); results do not depend on it.")
@@ -203,7 +243,7 @@ struct NetworkOptions: ParsableArguments {
 /// flags of every section; validated.
 func resolveConfiguration(file: String?, data: DataOptions, federation: FederationOptions, training: LocalTrainingOptions,
                           compression: CompressionOptions, privacy: PrivacyOptions, robustness: RobustnessOptions, run: RunOptions,
-                          network: NetworkOptions? = nil) throws(ConfigurationError) -> SimulationConfiguration {
+                          clock: ClockOptions? = nil, network: NetworkOptions? = nil) throws(ConfigurationError) -> SimulationConfiguration {
     var configuration = SimulationConfiguration()
     if let file { configuration = try ConfigurationFile.read(file) }
     data.apply(to: &configuration.data)
@@ -212,6 +252,7 @@ func resolveConfiguration(file: String?, data: DataOptions, federation: Federati
     compression.apply(to: &configuration.compression)
     privacy.apply(to: &configuration.privacy)
     robustness.apply(to: &configuration.robustness)
+    clock?.apply(to: &configuration.clock)
     run.apply(to: &configuration.run)
     network?.apply(to: &configuration.network)
     try configuration.validate()

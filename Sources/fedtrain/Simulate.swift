@@ -15,6 +15,7 @@ struct Simulate: ParsableCommand {
     @OptionGroup(title: "Compression") var compression: CompressionOptions
     @OptionGroup(title: "Privacy") var privacy: PrivacyOptions
     @OptionGroup(title: "Robustness") var robustness: RobustnessOptions
+    @OptionGroup(title: "Simulated clock") var clock: ClockOptions
     @OptionGroup(title: "Run") var runOptions: RunOptions
     @Option(help: "Output directory: config.yaml, metrics.jsonl/csv, summary.json, model.safetensors, checkpoint/.") var out: String?
     @Flag(help: "Replace the run already in the --out directory.") var overwrite = false
@@ -25,7 +26,8 @@ struct Simulate: ParsableCommand {
     /// --config names another), then the flags.
     func resolved() throws(ConfigurationError) -> SimulationConfiguration {
         try resolveConfiguration(file: config ?? resume.map { "\($0)/config.yaml" }, data: dataOptions, federation: federation,
-                                 training: training, compression: compression, privacy: privacy, robustness: robustness, run: runOptions)
+                                 training: training, compression: compression, privacy: privacy, robustness: robustness, run: runOptions,
+                                 clock: clock)
     }
 
     func validate() throws {
@@ -86,8 +88,9 @@ func roundLine(_ m: RoundMetrics, rounds: Int) -> String {
     let robustness = (m.backdoorSuccess.map { "backdoor success \(format(100 * $0, 2))%, " } ?? "")
         + (m.attackersSampled.map { "\(plural($0.count, "attacker")) sampled, " } ?? "")
         + (m.selected.map { "kept \($0) (\(plural(m.attackersSelected ?? 0, "attacker"))), " } ?? "")
+    let simulated = m.simulatedTime.map { "simulated \(format(m.simulatedSeconds ?? 0, 1)) s (total \(format($0, 1)) s), " } ?? ""
     let remaining = Double(rounds - m.round) * m.seconds
-    return "round \(m.round)/\(rounds): \(accuracy), \(robustness)\(clientAccuracy)train loss \(m.trainLoss.map { format($0) } ?? "-"), "
+    return "round \(m.round)/\(rounds): \(accuracy), \(robustness)\(simulated)\(clientAccuracy)train loss \(m.trainLoss.map { format($0) } ?? "-"), "
         + "clients \(m.clients)\(m.failures > 0 ? " (\(m.failures) dropped)" : "")\(m.committed ? "" : ", model kept"), "
         + "up \(megabytes(m.bytesUp))\(ratio(m.compressionUp)), down \(megabytes(m.bytesDown))\(ratio(m.compressionDown)), "
         + rejected + privacy + "\(Int(m.imagesPerSecond)) img/s, \(format(m.seconds, 2)) s, ETA \(format(remaining, 0)) s"

@@ -15,6 +15,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
     public var compression = CompressionSection()
     public var privacy = PrivacySection()
     public var robustness = RobustnessSection()
+    public var clock = ClockSection()
     public var run = RunSection()
     public var network = NetworkSection()
 
@@ -27,6 +28,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         compression = try CompressionSection(from: decoder)
         privacy = try PrivacySection(from: decoder)
         robustness = try RobustnessSection(from: decoder)
+        clock = try ClockSection(from: decoder)
         run = try RunSection(from: decoder)
         network = try NetworkSection(from: decoder)
     }
@@ -38,6 +40,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         try compression.encode(to: encoder)
         try privacy.encode(to: encoder)
         try robustness.encode(to: encoder)
+        try clock.encode(to: encoder)
         try run.encode(to: encoder)
         try network.encode(to: encoder)
     }
@@ -46,7 +49,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
     public static let keys: [String] = DataSection.CodingKeys.allCases.map(\.rawValue)
         + FederationSection.CodingKeys.allCases.map(\.rawValue) + LocalTrainingSection.CodingKeys.allCases.map(\.rawValue)
         + CompressionSection.CodingKeys.allCases.map(\.rawValue) + PrivacySection.CodingKeys.allCases.map(\.rawValue)
-        + RobustnessSection.CodingKeys.allCases.map(\.rawValue)
+        + RobustnessSection.CodingKeys.allCases.map(\.rawValue) + ClockSection.CodingKeys.allCases.map(\.rawValue)
         + RunSection.CodingKeys.allCases.map(\.rawValue) + NetworkSection.CodingKeys.allCases.map(\.rawValue)
 
     /// Keys whose value does not change results: they may differ when a run is resumed.
@@ -62,6 +65,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         try compression.validate()
         try privacy.validate(federation: federation, strategy: federation.strategy)
         try robustness.validate(federation: federation, privacy: privacy, classes: data.model.classes)
+        try clock.validate(federation: federation)
         try run.validate()
         try network.validate(clients: federation.clients)
         _ = try StrategyFactory(federation: federation, training: training, privacy: privacy, robustness: robustness).make(parameterCount: 1)
@@ -567,6 +571,9 @@ extension SimulationConfiguration {
         }
         if federation.clientEvaluation {
             throw ConfigurationError("client_evaluation is not supported by fedtrain server yet (the server evaluates on the test set)")
+        }
+        if clock.simulatedClock {
+            throw ConfigurationError("simulated_clock simulates client speeds; a networked job has real ones (remove it for fedtrain server)")
         }
         if robustness.attack != "none" {
             throw ConfigurationError("attack simulates hostile clients; a networked job has real ones (remove attack and attackers for fedtrain server)")

@@ -27,6 +27,10 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
     public var clientAccuracyWorstDecile: Double?
     /// Central DP: the (ε at the run's δ) spent after this round.
     public var epsilon: Double?
+    /// With the simulated clock: this round's simulated seconds, and the simulated time since the
+    /// first round began.
+    public var simulatedSeconds: Double?
+    public var simulatedTime: Double?
     /// Central DP with an adaptive clip: the clip this round used.
     public var clip: Double?
     /// Robustness (with a robust rule or an attack): attackers among the sampled clients, the
@@ -59,6 +63,7 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         case compressionUp = "compression_up", compressionDown = "compression_down"
         case attackersSampled = "attackers_sampled", selected, attackersSelected = "attackers_selected", honestDistance = "honest_distance", honestNormMedian = "honest_norm_median"
         case aggregationSeconds = "aggregation_seconds", backdoorSuccess = "backdoor_success"
+        case simulatedSeconds = "simulated_seconds", simulatedTime = "simulated_time"
     }
 
     public init(round: Int, clients: Int, failures: Int, rejected: Int, bytesUp: Int, bytesDown: Int, denseBytesUp: Int,
@@ -83,6 +88,8 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         committed = try c.decodeIfPresent(Bool.self, forKey: .committed) ?? true
         epsilon = try c.decodeIfPresent(Double.self, forKey: .epsilon)
         clip = try c.decodeIfPresent(Double.self, forKey: .clip)
+        simulatedSeconds = try c.decodeIfPresent(Double.self, forKey: .simulatedSeconds)
+        simulatedTime = try c.decodeIfPresent(Double.self, forKey: .simulatedTime)
         denseBytesUp = try c.decodeIfPresent(Int.self, forKey: .denseBytesUp) ?? bytesUp
         denseBytesDown = try c.decodeIfPresent(Int.self, forKey: .denseBytesDown) ?? bytesDown
         seconds = try c.decode(Double.self, forKey: .seconds)
@@ -112,6 +119,8 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         try c.encode(committed, forKey: .committed)
         try c.encodeIfPresent(epsilon.flatMap(\.finiteValue), forKey: .epsilon)
         try c.encodeIfPresent(clip, forKey: .clip)
+        try c.encodeIfPresent(simulatedSeconds, forKey: .simulatedSeconds)
+        try c.encodeIfPresent(simulatedTime, forKey: .simulatedTime)
         try c.encode(bytesUp, forKey: .bytesUp)
         try c.encode(bytesDown, forKey: .bytesDown)
         try c.encode(denseBytesUp, forKey: .denseBytesUp)

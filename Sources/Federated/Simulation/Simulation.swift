@@ -28,6 +28,8 @@ public final class Simulation {
     private let evaluator: SupervisedTraining
     /// Central DP's noise multiplier (given, or calibrated for the planned rounds), for the accountant.
     public let noiseMultiplier: Double?
+    /// Simulated client durations, deadline and over-selection (`simulated_clock`).
+    public let simulatedClock: SimulatedClock?
     /// The simulated attack, if the job has one.
     public let adversary: Adversary?
     /// The backdoor's triggered test set (non-target images, stamped, labelled with the target).
@@ -54,8 +56,10 @@ public final class Simulation {
                                        robustness: configuration.robustness)
         // Clients in other processes: a deployed federation, whose DP noise must be unpredictable.
         if remote != nil { strategy.noise = .secure }
+        simulatedClock = configuration.clock.simulatedClock ? try SimulatedClock(section: configuration.clock, clients: federation.clients, seed: seed) : nil
         coordinator = RoundCoordinator(
-            settings: .init(clients: federation.clients, sampledPerRound: federation.sampledPerRound, minSurvivors: federation.minSurvivors,
+            settings: .init(clients: federation.clients, sampledPerRound: configuration.clock.sampled(needed: federation.sampledPerRound, clients: federation.clients),
+                            minSurvivors: federation.minSurvivors,
                             maxSamples: federation.maxSamples, localEpochs: configuration.training.localEpochs,
                             batchSize: configuration.training.batchSize, seed: seed, layout: layout, uplinkCodec: runtime.uplinkCodec.spec,
                             poissonRate: federation.poissonRate),
@@ -126,6 +130,20 @@ public final class Simulation {
         var replies = transport.exchange(tasks, clientDone: clientDone)
         let trainingSeconds = (clock.now - start).seconds
         if let adversary, let inProcess { replies = adversary.forge(replies, runtime: inProcess.runtime) }
+        var simulatedSeconds: Double?
+        if let simulatedClock {
+            let taskBytes = Dictionary(uniqueKeysWithValues: tasks.map { ($0.client, $0.bytes.count) })
+            let arrivals = replies.map { reply in
+                (client: reply.client, seconds: simulatedClock.duration(client: reply.client, samples: partitions[reply.client].count,
+                                                               epochs: configuration.training.localEpochs, bytesDown: taskBytes[reply.client] ?? 0,
+                                                               bytesUp: reply.bytes.count))
+            }
+            let target = configuration.clock.overSelection > 0 ? configuration.federation.sampledPerRound : tasks.count
+            let closed = simulatedClock.close(arrivals: arrivals, target: target)
+            let kept = Set(closed.kept)
+            replies = replies.filter { kept.contains($0.client) }
+            simulatedSeconds = closed.seconds
+        }
         for reply in replies { _ = coordinator.accept(reply.bytes, from: reply.client) }
         let aggregationStart = clock.now
         let outcome = coordinator.finish()
@@ -138,6 +156,10 @@ public final class Simulation {
         result.committed = outcome.committed
         result.trainLoss = outcome.trainLoss
         if configuration.privacy.adaptiveClip != nil { result.clip = outcome.aggregate?.clip }
+        if let simulatedSeconds {
+            result.simulatedSeconds = simulatedSeconds
+            result.simulatedTime = (metrics.last?.simulatedTime ?? 0) + simulatedSeconds
+        }
         result.epsilon = configuration.privacy.spentEpsilon(rounds: outcome.round, centralNoise: noiseMultiplier,
                                                             samplingRate: configuration.federation.poissonRate)
         if configuration.robustness.isActive {

@@ -52,6 +52,8 @@ public struct SimulationJob: Sendable {
         /// With DP: the ε spent by the whole run at `delta` (local DP: by a client in every round).
         public var epsilon: Double?
         public var delta: Double?
+        /// With the simulated clock: the run's simulated seconds.
+        public var simulatedTime: Double?
 
         enum CodingKeys: String, CodingKey {
             case rounds, strategy, partition, rejected
@@ -59,7 +61,7 @@ public struct SimulationJob: Sendable {
             case clientAccuracyMean = "client_accuracy_mean", clientAccuracyWorstDecile = "client_accuracy_worst_decile"
             case secondsPerRound = "seconds_per_round", imagesPerSecond = "images_per_second"
             case compressionUp = "compression_up", compressionDown = "compression_down", codec, downCodec = "down_codec"
-            case errorFeedback = "error_feedback", openBLASKernels = "openblas_kernels", epsilon, delta
+            case errorFeedback = "error_feedback", openBLASKernels = "openblas_kernels", epsilon, delta, simulatedTime = "simulated_time"
         }
     }
 
@@ -147,7 +149,8 @@ public struct SimulationJob: Sendable {
                        secondsPerRound: metrics.isEmpty ? 0 : seconds / Double(metrics.count), imagesPerSecond: imagesPerSecond,
                        strategy: configuration.federation.strategy, partition: configuration.federation.partition,
                        rejected: metrics.reduce(0) { $0 + $1.rejected }, openBLASKernels: BLAS.kernelSet,
-                       epsilon: metrics.last?.epsilon, delta: configuration.privacy.dp == "off" ? nil : configuration.privacy.delta)
+                       epsilon: metrics.last?.epsilon, delta: configuration.privacy.dp == "off" ? nil : configuration.privacy.delta,
+                       simulatedTime: metrics.last?.simulatedTime)
     }
 
     private func saveParameters(_ simulation: Simulation, to path: String) throws(JobError) {

@@ -1,0 +1,83 @@
+import Engine
+@testable import Federated
+import Foundation
+import Testing
+
+@Suite struct SimulatedClockTests {
+    let clock = SimulatedClock(profiles: [.init(secondsPerSample: 0.01, bytesPerSecond: 1e6), .init(secondsPerSample: 0.002, bytesPerSecond: 5e5),
+                                          .init(secondsPerSample: 0.001, bytesPerSecond: 2e6)], deadline: nil)
+
+    /// Task bytes / link + samples · epochs · seconds per sample + reply bytes / link.
+    @Test func durationsFollowTheDefinition() {
+        #expect(clock.duration(client: 0, samples: 100, epochs: 2, bytesDown: 250_000, bytesUp: 250_000) == 0.5 + 2)
+        #expect(clock.duration(client: 1, samples: 100, epochs: 1, bytesDown: 100_000, bytesUp: 50_000) == 0.3 + 0.2)
+    }
+
+    /// Arrivals in time order (ties by client id); the round ends at the last kept arrival, or at
+    /// the deadline when fewer than the target made it.
+    @Test func roundsCloseOnTheFirstArrivalsOrTheDeadline() {
+        let arrivals = [(client: 4, seconds: 3.0), (client: 1, seconds: 2.0), (client: 7, seconds: 2.0), (client: 2, seconds: 9.0)]
+        let all = clock.close(arrivals: arrivals, target: 4)
+        #expect(all.kept == [1, 7, 4, 2] && all.seconds == 9)
+        let first = clock.close(arrivals: arrivals, target: 2)
+        #expect(first.kept == [1, 7] && first.seconds == 2)
+        let timed = SimulatedClock(profiles: clock.profiles, deadline: 5)
+        let late = timed.close(arrivals: arrivals, target: 4)
+        #expect(late.kept == [1, 7, 4] && late.seconds == 5)
+        #expect(timed.close(arrivals: [], target: 3).seconds == 5)
+    }
+
+    @Test func profilesAreDrawnOnceFromTheSeed() throws {
+        var section = ClockSection()
+        section.simulatedClock = true
+        section.slowFraction = 0.2
+        let a = try SimulatedClock(section: section, clients: 1000, seed: 3), b = try SimulatedClock(section: section, clients: 1000, seed: 3)
+        #expect(a.profiles == b.profiles)
+        #expect(try SimulatedClock(section: section, clients: 1000, seed: 4).profiles != a.profiles)
+        section.speedSpread = 0
+        section.bandwidthSpread = 0
+        let flat = try SimulatedClock(section: section, clients: 1000, seed: 3).profiles
+        let slow = flat.filter { $0.secondsPerSample == section.sampleSeconds * section.slowFactor }.count
+        #expect(flat.allSatisfy { $0.secondsPerSample == section.sampleSeconds || $0.secondsPerSample == section.sampleSeconds * section.slowFactor })
+        #expect((150...250).contains(slow), "\(slow) slow clients of 1000 at 20%")
+        #expect(flat.allSatisfy { $0.bytesPerSecond == 1e6 })
+    }
+
+    @Test func tracesAreReadAndHostileOnesRefused() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fedtrain-trace-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        func write(_ text: String) -> String {
+            let path = "\(directory)/\(UUID().uuidString).txt"
+            FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+            return path
+        }
+        let good = write("# seconds per sample, MB/s\n0.001 2\n\n0.005\t0.5  # a slow phone\n")
+        #expect(try SimulatedClock.readTrace(good, clients: 2) == [.init(secondsPerSample: 0.001, bytesPerSecond: 2e6), .init(secondsPerSample: 0.005, bytesPerSecond: 5e5)])
+        for bad in ["0.001 2\n", "0.001 2\n0.002\n", "0.001 2\n-1 2\n", "0.001 2\nnan 1\n", "0.001 2\n1 2 3\n", "0.001 2\n0 1\n", "a b\nc d\n"] {
+            #expect(throws: ConfigurationError.self) { try SimulatedClock.readTrace(write(bad), clients: 2) }
+        }
+        #expect(throws: ConfigurationError.self) { try SimulatedClock.readTrace("\(directory)/missing.txt", clients: 2) }
+        FileManager.default.createFile(atPath: "\(directory)/binary.txt", contents: Data([0xff, 0xfe, 0x00, 0x80]))
+        #expect(throws: ConfigurationError.self) { try SimulatedClock.readTrace("\(directory)/binary.txt", clients: 2) }
+    }
+
+    /// Over-selection samples ⌈m(1 + o)⌉ and aggregates the first m; time accumulates over rounds.
+    @Test func overSelectedRoundsKeepTheFirstArrivals() throws {
+        let simulation = try smallSimulation {
+            $0.federation.clients = 6
+            $0.federation.fraction = 0.5
+            $0.clock.simulatedClock = true
+            $0.clock.overSelection = 0.5
+        }
+        let first = simulation.runRound(), second = simulation.runRound()
+        #expect(first.clients == 3 && first.failures == 2 && second.clients == 3)
+        #expect(second.simulatedTime! == first.simulatedSeconds! + second.simulatedSeconds! && first.simulatedSeconds! > 0)
+        var configuration = SimulationConfiguration()
+        configuration.clock.deadline = 10
+        #expect(throws: ConfigurationError.self) { try configuration.validate() }  // needs simulated_clock
+        configuration.clock.simulatedClock = true
+        try configuration.validate()
+        #expect(throws: ConfigurationError.self) { try configuration.checkNetworked() }
+    }
+}
