@@ -173,6 +173,8 @@ struct PrivacyOptions: ParsableArguments {
     @Option(name: .customLong("target-epsilon"), parsing: .unconditional, help: "Central DP: ε for the whole run; the noise is calibrated for the planned rounds.")
     var targetEpsilon: Double?
     @Option(parsing: .unconditional, help: "δ of the (ε, δ) guarantee (default: 1e-5).") var delta: Double?
+    @Flag(name: .customLong("clip-per-layer"), help: "Clip every parameter tensor to C/√L instead of the whole update to C.")
+    var clipPerLayer = false
     @Option(name: .customLong("local-epsilon"), parsing: .unconditional, help: "Local DP: the ε of each round's update (with --dp local and --clip).")
     var localEpsilon: Double?
     @Option(name: .customLong("adaptive-clip"), parsing: .unconditional,
@@ -189,6 +191,7 @@ struct PrivacyOptions: ParsableArguments {
         if let noiseMultiplier { section.noiseMultiplier = noiseMultiplier }
         if let targetEpsilon { section.targetEpsilon = targetEpsilon }
         if let delta { section.delta = delta }
+        if clipPerLayer { section.clipPerLayer = true }
         if let localEpsilon { section.localEpsilon = localEpsilon }
         if let adaptiveClip { section.adaptiveClip = adaptiveClip }
         if let adaptiveClipLR { section.adaptiveClipLR = adaptiveClipLR }

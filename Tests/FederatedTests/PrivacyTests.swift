@@ -338,7 +338,7 @@ import Testing
         configuration.privacy.clip = 0.1
         configuration.privacy.noiseMultiplier = 1
         configuration.privacy.adaptiveClip = 0.5
-        #expect(configuration.privacy.clientStages().isEmpty)
+        #expect(configuration.privacy.clientStages(layout: LeNet5.grayscale.layout).isEmpty)
         // m = 10 expected clients: σ_b = 0.5 leaves no noise for the updates at z = 1.
         #expect(throws: ConfigurationError.self) { try configuration.validate() }
         configuration.privacy.clipCountStddev = 2
@@ -377,14 +377,14 @@ import Testing
         func noised(secure: Bool) -> [Float] {
             var update = [Float](repeating: 0, count: n)
             var generator = SeededGenerator.derived(seed: 1, 2, 3)
-            for stage in configuration.clientStages(secure: secure) { stage.apply(to: &update, round: 1, client: 0, generator: &generator) }
+            for stage in configuration.clientStages(layout: LeNet5.grayscale.layout, secure: secure) { stage.apply(to: &update, round: 1, client: 0, generator: &generator) }
             return update
         }
         let update = noised(secure: false)
         let deviation = (update.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(n)).squareRoot()
         #expect(abs(deviation - sigma) <= 5 * sigma / (2.0 * Double(n)).squareRoot(), "deviation \(deviation), expected \(sigma)")
         #expect(noised(secure: false) == update && noised(secure: true) != noised(secure: true))
-        #expect(configuration.clientStages().count == 2)
+        #expect(configuration.clientStages(layout: LeNet5.grayscale.layout).count == 2)
     }
 
     /// Per round the client spends ε (the analytic mechanism is exact); over many rounds RDP
@@ -415,5 +415,27 @@ import Testing
         }
         let metrics = simulation.runRound()
         #expect(metrics.epsilon! <= 50 && metrics.clients == 3)
+    }
+}
+
+@Suite struct PerLayerClipTests {
+    /// Every tensor within C/√L (recomputed in Double), so the whole update within C; a tensor
+    /// already inside its share is left as it is; the returned norm is the update's before.
+    @Test func everyTensorIsClippedToItsShare() {
+        var layout = ParameterLayout()
+        layout.append(name: "a", shape: [3])
+        layout.append(name: "b", shape: [2, 2])
+        layout.append(name: "c", shape: [1])
+        var update: [Float] = [30, 40, 0, 0.1, 0.1, 0.1, 0.1, -100]
+        let before = update
+        let norm = L2Clip.clip(&update, to: 3, layers: layout)
+        #expect(abs(norm - L2Clip.norm(before)) < 1e-9)
+        let share = 3 / 3.0.squareRoot()
+        for entry in layout.entries {
+            #expect(L2Clip.norm(Array(update[entry.offset..<(entry.offset + entry.count)])) <= share)
+        }
+        #expect(update[3..<7] == before[3..<7])
+        #expect(L2Clip.norm(update) <= 3)
+        #expect(abs(Double(update[0]) / Double(update[1]) - 0.75) < 1e-6)  // direction kept within a tensor
     }
 }

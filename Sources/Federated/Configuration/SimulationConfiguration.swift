@@ -306,6 +306,8 @@ public struct PrivacySection: Sendable, Equatable, Codable {
     public var delta = 1e-5
     /// Local DP: the ε of each round's update.
     public var localEpsilon: Double?
+    /// Clip every parameter tensor to `clip / √L` instead of the whole update to `clip`.
+    public var clipPerLayer = false
     /// Central DP: the clip follows this quantile of the update norms from `clip` (Andrew et al. 2021).
     public var adaptiveClip: Double?
     /// Its geometric step η.
@@ -318,7 +320,7 @@ public struct PrivacySection: Sendable, Equatable, Codable {
     public enum CodingKeys: String, CodingKey, CaseIterable {
         case dp, clip, noiseMultiplier = "noise_multiplier", targetEpsilon = "target_epsilon", delta
         case adaptiveClip = "adaptive_clip", adaptiveClipLR = "adaptive_clip_lr", clipCountStddev = "clip_count_stddev"
-        case localEpsilon = "local_epsilon"
+        case localEpsilon = "local_epsilon", clipPerLayer = "clip_per_layer"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -332,6 +334,7 @@ public struct PrivacySection: Sendable, Equatable, Codable {
         adaptiveClipLR = try c.decodeIfPresent(Double.self, forKey: .adaptiveClipLR) ?? d.adaptiveClipLR
         clipCountStddev = try c.decodeIfPresent(Double.self, forKey: .clipCountStddev)
         localEpsilon = try c.decodeIfPresent(Double.self, forKey: .localEpsilon)
+        clipPerLayer = try c.decodeIfPresent(Bool.self, forKey: .clipPerLayer) ?? d.clipPerLayer
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -345,6 +348,7 @@ public struct PrivacySection: Sendable, Equatable, Codable {
         try c.encodeDecimal(adaptiveClipLR, forKey: .adaptiveClipLR)
         if let clipCountStddev { try c.encodeDecimal(clipCountStddev, forKey: .clipCountStddev) }
         if let localEpsilon { try c.encodeDecimal(localEpsilon, forKey: .localEpsilon) }
+        try c.encode(clipPerLayer, forKey: .clipPerLayer)
     }
 
     public var isCentral: Bool { dp == "central" }
@@ -371,9 +375,10 @@ public struct PrivacySection: Sendable, Equatable, Codable {
     /// The client stages these settings ask for, in order: the clip, then local DP's noise (from
     /// the system's secure generator when `secure`). With an adaptive clip only the server clips:
     /// clients do not know the round's clip.
-    public func clientStages(secure: Bool = false) -> [any UpdateStage] {
+    /// `layout`: the model's, for per-layer clipping.
+    public func clientStages(layout: ParameterLayout, secure: Bool = false) -> [any UpdateStage] {
         guard adaptiveClip == nil, let clip else { return [] }
-        return [L2Clip(bound: clip)] + (localNoise.map { [LocalGaussianNoise(standardDeviation: $0, secure: secure)] } ?? [])
+        return [L2Clip(bound: clip, layers: clipPerLayer ? layout : nil)] + (localNoise.map { [LocalGaussianNoise(standardDeviation: $0, secure: secure)] } ?? [])
     }
 
     /// The noise multiplier the run uses: the given one, or the smallest whose `rounds` rounds at
@@ -404,6 +409,9 @@ public struct PrivacySection: Sendable, Equatable, Codable {
         }
         if let targetEpsilon, !(targetEpsilon > 0 && targetEpsilon.isFinite) {
             throw ConfigurationError("target_epsilon must be a positive number (got \(targetEpsilon))")
+        }
+        if clipPerLayer, clip == nil || adaptiveClip != nil {
+            throw ConfigurationError("clip_per_layer needs clip, and does not go with adaptive_clip")
         }
         if let localEpsilon, !(localEpsilon > 0 && localEpsilon.isFinite) {
             throw ConfigurationError("local_epsilon must be a positive number (got \(localEpsilon))")

@@ -13,10 +13,14 @@ public struct ClippedSumOverExpected: Aggregator {
     public private(set) var adaptive: AdaptiveClipping?
     /// The adaptive clip's count noise.
     public let noise: NoiseSource
+    /// Per-layer clipping: each tensor to `clip / √L` (the update's norm stays within `clip`).
+    public let layers: ParameterLayout?
 
-    public init(clip: Double, expectedClients: Double, parameterCount: Int, adaptive: AdaptiveClipping? = nil, noise: NoiseSource = .seeded(0)) {
-        precondition(clip > 0 && expectedClients > 0)
+    public init(clip: Double, expectedClients: Double, parameterCount: Int, adaptive: AdaptiveClipping? = nil, noise: NoiseSource = .seeded(0),
+                layers: ParameterLayout? = nil) {
+        precondition(clip > 0 && expectedClients > 0 && (adaptive == nil || layers == nil))
         (self.clip, self.expectedClients, self.parameterCount, self.adaptive, self.noise) = (clip, expectedClients, parameterCount, adaptive, noise)
+        self.layers = layers
     }
 
     /// The clip of the next round.
@@ -28,7 +32,7 @@ public struct ClippedSumOverExpected: Aggregator {
         var unclipped = 0
         let clipped = results.map { result -> [Float] in
             var delta = result.delta
-            if L2Clip.clip(&delta, to: bound) <= bound { unclipped += 1 }
+            if L2Clip.clip(&delta, to: bound, layers: layers) <= bound { unclipped += 1 }
             return delta
         }
         adaptive?.update(unclipped: unclipped, expectedClients: expectedClients, round: round, noise: noise)

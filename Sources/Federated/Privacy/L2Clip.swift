@@ -7,16 +7,36 @@ import Engine
 /// ulp at a time until it fits. Updates within the bound, the zero update included, pass
 /// unchanged. Input must be finite (the client pipeline rejects non-finite updates before its
 /// stages run).
+///
+/// With `layers` (per-layer clipping, McMahan et al. 2018), each of the L tensors of the layout
+/// is clipped on its own to `bound / √L`, so ΣC_l² = C² and the whole update stays within C.
 public struct L2Clip: UpdateStage {
     public let bound: Double
+    public let layers: ParameterLayout?
 
-    public init(bound: Double) {
+    public init(bound: Double, layers: ParameterLayout? = nil) {
         precondition(bound > 0 && bound.isFinite, "clip bound must be a positive number")
-        self.bound = bound
+        (self.bound, self.layers) = (bound, layers)
     }
 
     public func apply(to update: inout [Float], round: Int, client: Int, generator: inout SeededGenerator) {
-        Self.clip(&update, to: bound)
+        Self.clip(&update, to: bound, layers: layers)
+    }
+
+    /// Clips flat, or per tensor of `layers`; returns the update's norm before clipping.
+    @discardableResult
+    public static func clip(_ values: inout [Float], to bound: Double, layers: ParameterLayout?) -> Double {
+        guard let layers else { return clip(&values, to: bound) }
+        precondition(layers.count == values.count, "update and layout differ in length")
+        let layerBound = bound / Double(layers.entries.count).squareRoot()
+        var squared = 0.0
+        for entry in layers.entries {
+            var slice = Array(values[entry.offset..<(entry.offset + entry.count)])
+            let norm = clip(&slice, to: layerBound)
+            squared += norm * norm
+            values.replaceSubrange(entry.offset..<(entry.offset + entry.count), with: slice)
+        }
+        return squared.squareRoot()
     }
 
     /// The L2 norm, summed in Double.

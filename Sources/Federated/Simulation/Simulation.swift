@@ -56,6 +56,7 @@ public final class Simulation {
                                        robustness: configuration.robustness)
         // Clients in other processes: a deployed federation, whose DP noise must be unpredictable.
         if remote != nil { strategy.noise = .secure }
+        if configuration.privacy.clipPerLayer { strategy.clipLayers = layout }
         simulatedClock = configuration.clock.simulatedClock ? try SimulatedClock(section: configuration.clock, clients: federation.clients, seed: seed) : nil
         coordinator = RoundCoordinator(
             settings: .init(clients: federation.clients, sampledPerRound: configuration.clock.sampled(needed: federation.sampledPerRound, clients: federation.clients),
@@ -109,7 +110,7 @@ public final class Simulation {
         let attack = try Adversary(configuration: configuration)?.stage.map { [$0] } ?? []
         return ClientRuntime(layout: configuration.data.model.network.layout, training: local, uplinkCodec: uplink,
                              errorFeedback: compression.errorFeedback, keepsModelCopy: !downlink.isDense,
-                             stages: configuration.privacy.clientStages(secure: secureNoise) + attack, seed: configuration.federation.seed)
+                             stages: configuration.privacy.clientStages(layout: configuration.data.model.network.layout, secure: secureNoise) + attack, seed: configuration.federation.seed)
     }
 
     public var global: [Float] { coordinator.global }

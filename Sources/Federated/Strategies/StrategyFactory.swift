@@ -1,3 +1,5 @@
+import Engine
+
 /// Builds the strategy a configuration names: `--strategy` picks the aggregator, the client
 /// instructions and a default server optimizer; `--server-optimizer` replaces that optimizer for
 /// the strategies whose own step is plain (FedAvg, FedProx, SCAFFOLD, FedNova), so for example
@@ -21,6 +23,8 @@ public struct StrategyFactory: Sendable {
     public var seed: UInt64
     /// DP noise: seeded in simulation; `.secure` for a deployed server.
     public var noise: NoiseSource
+    /// Central DP's server-side clip per tensor of this layout (`clip_per_layer`), nil: flat.
+    public var clipLayers: ParameterLayout?
     public var poissonRate: Double?
     public var rounds: Int
 
@@ -106,7 +110,8 @@ public struct StrategyFactory: Sendable {
         let expected = rate * Double(totalClients)
         guard let quantile = privacy.adaptiveClip else {
             return ComposedStrategy(spec: spec + " with central DP (clip \(clip), noise multiplier \(z))",
-                                    aggregator: ClippedSumOverExpected(clip: clip, expectedClients: expected, parameterCount: parameterCount),
+                                    aggregator: ClippedSumOverExpected(clip: clip, expectedClients: expected, parameterCount: parameterCount,
+                                                                       layers: clipLayers),
                                     optimizer: optimizer, proximalMu: proximalMu, controlVariate: controlVariate,
                                     centralNoise: CentralGaussianNoise(noiseMultiplier: z, clip: clip, expectedClients: expected, noise: noise))
         }
