@@ -2,7 +2,8 @@
 /// (a Gram matrix), register-blocked 4 rows by 4 rows with one vector accumulator per pair, for
 /// robust aggregation's pairwise distances. OpenBLAS's `dsyrk` takes about 100 ms for 100 rows of
 /// 61,706 where this runs on the SIMD unit the build targets. Deterministic: each entry sums the
-/// same products in the same order whatever the machine load.
+/// same products in the same order whatever the machine load; the order depends on the build's
+/// vector width (AVX-512 or AVX2 builds may round differently, like the engine's other kernels).
 public enum GramKernel {
     /// `rows` must be a multiple of 4 and `width` of 8 (callers pad with zeros); `c` is
     /// `rows × rows` row-major. Entries `(i, j)` with `i <= j` are updated (and, in the 4×4

@@ -79,7 +79,7 @@ import Testing
         #expect(try AttackSpec(parsing: "alie").kind == .alie(z: nil))
         #expect(try AttackSpec(parsing: "min-max:std").kind == .minMax(.std))
         #expect(try AttackSpec(parsing: "backdoor:3").kind == .backdoor(target: 3, boost: 5, fraction: 0.5))
-        for bad in ["ipm:-1", "min-max:cosine", "backdoor:1.5", "backdoor:1:2:0", "sign-flip:2", "poison"] {
+        for bad in ["ipm:-1", "min-max:cosine", "backdoor:1.5", "backdoor:1:2:0", "sign-flip:2", "poison", "backdoor:1e20"] {
             #expect(throws: ConfigurationError.self) { try AttackSpec(parsing: bad) }
         }
         var configuration = SimulationConfiguration()

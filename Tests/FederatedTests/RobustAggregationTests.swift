@@ -69,6 +69,13 @@ func gaussianRows(_ count: Int, _ length: Int, seed: UInt64, scale: Double = 1) 
         #expect(result.selected == [3, 1, 6, 0, 2])
     }
 
+    /// Ties: of 0 0 0 2 4 4 4 (median 2) the three closest, ties to the smaller value, are 2 0 0.
+    @Test func bulyanAveragesTheValuesClosestToTheMedianWithTies() {
+        #expect(close(Bulyan.closestToMedianMean([[0], [4], [0], [2], [4], [0], [4]], keep: 3), [2.0 / 3]))
+        #expect(Bulyan.closestToMedianMean([[1], [9], [5]], keep: 3) == [5])
+        #expect(Bulyan.closestToMedianMean([[1], [9], [5], [6]], keep: 1) == [5])  // median 5.5: 5 and 6 tie, the smaller wins
+    }
+
     @Test func bulyanIsRefusedBelowFourFPlusThree() throws {
         #expect(Bulyan(byzantine: 2).minimumUpdates == 11)
         var configuration = SimulationConfiguration()
@@ -198,10 +205,11 @@ func gaussianRows(_ count: Int, _ length: Int, seed: UInt64, scale: Double = 1) 
         #expect(try AggregatorSpec(parsing: "multi-krum:2:5").rule == .multiKrum(2, 5))
         #expect(try AggregatorSpec(parsing: "centered-clip:0.5").rule == .centeredClip(0.5, 3))
         #expect(try AggregatorSpec(parsing: "mean").isPlainMean)
-        for bad in ["krum", "krum:x", "trimmed-mean:-1", "median:3", "centered-clip:0", "multi-krum:1:0", "avg"] {
+        for bad in ["krum", "krum:x", "trimmed-mean:-1", "median:3", "centered-clip:0", "multi-krum:1:0", "avg", "krum:5000000000000000000", "bulyan:1000001"] {
             #expect(throws: ConfigurationError.self) { try AggregatorSpec(parsing: bad) }
         }
         #expect(throws: ConfigurationError.self) { try AggregatorSpec(parsing: "median", bucketing: 1) }
+        #expect(throws: ConfigurationError.self) { try AggregatorSpec(parsing: "median", bucketing: Int.max) }
         #expect(throws: ConfigurationError.self) { try AggregatorSpec(parsing: "median", normBound: 0) }
         var configuration = SimulationConfiguration()
         configuration.robustness.aggregator = "krum:4"

@@ -25,6 +25,11 @@ import Testing
         let late = timed.close(arrivals: arrivals, target: 4)
         #expect(late.kept == [1, 7, 4] && late.seconds == 5)
         #expect(timed.close(arrivals: [], target: 3).seconds == 5)
+        #expect(clock.close(arrivals: [], target: 0).kept.isEmpty)  // a Poisson round that sampled nobody
+        var section = ClockSection()
+        section.simulatedClock = true
+        section.overSelection = 1e19
+        #expect(section.sampled(needed: 10, clients: 50) == 50)
     }
 
     @Test func profilesAreDrawnOnceFromTheSeed() throws {

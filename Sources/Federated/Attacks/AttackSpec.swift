@@ -65,7 +65,7 @@ public struct AttackSpec: Sendable, Equatable {
         case "backdoor":
             try arity(3)
             let target = try number(1, 0)
-            guard target == target.rounded() else { throw ConfigurationError("attack \(spec): the target must be a class number") }
+            guard target == target.rounded(), target < 256 else { throw ConfigurationError("attack \(spec): the target must be a class number") }
             let fraction = try number(3, 0.5)
             guard fraction > 0, fraction <= 1 else { throw ConfigurationError("attack \(spec): the poisoned fraction must be in (0, 1]") }
             kind = .backdoor(target: Int(target), boost: try number(2, 5), fraction: fraction)

@@ -85,6 +85,6 @@ public struct ClockSection: Sendable, Equatable, Codable {
     /// at most `clients`.
     public func sampled(needed: Int, clients: Int) -> Int {
         guard simulatedClock, overSelection > 0 else { return needed }
-        return min(clients, Int((Double(needed) * (1 + overSelection)).rounded(.up)))
+        return Int(min(Double(clients), (Double(needed) * (1 + overSelection)).rounded(.up)))
     }
 }

@@ -9,6 +9,9 @@ public struct AggregatorSpec: Sendable, Equatable {
         case mean, uniformMean, median, trimmedMean(Int), krum(Int), multiKrum(Int, Int?), bulyan(Int), geometricMedian, centeredClip(Double, Int)
     }
 
+    /// The largest F, B, M or bucket size accepted (no federation is larger; keeps 4F + 3 in range).
+    static let largestCount = 1_000_000
+
     public var rule: Rule
     public var normBound: Double?
     public var bucketing: Int?
@@ -19,8 +22,8 @@ public struct AggregatorSpec: Sendable, Equatable {
     public init(parsing spec: String, normBound: Double? = nil, bucketing: Int? = nil) throws(ConfigurationError) {
         let parts = spec.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         func count(_ index: Int) throws(ConfigurationError) -> Int {
-            guard index < parts.count, let value = Int(parts[index]), value >= 0 else {
-                throw ConfigurationError("aggregator \(spec): \(parts[0]) needs a whole number as parameter \(index), as in \(parts[0]):2")
+            guard index < parts.count, let value = Int(parts[index]), value >= 0, value <= Self.largestCount else {
+                throw ConfigurationError("aggregator \(spec): \(parts[0]) needs a whole number up to \(Self.largestCount) as parameter \(index), as in \(parts[0]):2")
             }
             return value
         }
@@ -54,7 +57,9 @@ public struct AggregatorSpec: Sendable, Equatable {
             throw ConfigurationError("unknown aggregator \(spec); expected \(Self.help)")
         }
         if let normBound, !(normBound > 0 && normBound.isFinite) { throw ConfigurationError("norm_bound must be a positive number (got \(normBound))") }
-        if let bucketing, bucketing < 2 { throw ConfigurationError("bucketing must be a bucket size of at least 2 (got \(bucketing))") }
+        if let bucketing, !(2...Self.largestCount).contains(bucketing) {
+            throw ConfigurationError("bucketing must be a bucket size from 2 to \(Self.largestCount) (got \(bucketing))")
+        }
         (self.normBound, self.bucketing) = (normBound, bucketing)
     }
 

@@ -79,15 +79,18 @@ public struct Bulyan: Aggregator {
     public static func closestToMedianMean(_ rows: [[Float]], keep: Int) -> [Float] {
         precondition(keep >= 1 && keep <= rows.count)
         return CoordinateWise.reduce(rows) { sorted in
-            // The `keep` values closest to the median form a window of the sorted values.
+            // The closest values form a window of the sorted values: grow it from the median's
+            // place, one value at a time, from whichever side is closer (the lower on a tie).
             let median = CoordinateWise.median(ofSorted: sorted)
             var low = 0
-            for start in stride(from: 1, through: sorted.count - keep, by: 1) {
-                let current = max(median - Double(sorted[low]), Double(sorted[low + keep - 1]) - median)
-                let candidate = max(median - Double(sorted[start]), Double(sorted[start + keep - 1]) - median)
-                if candidate < current { low = start }
+            while low < sorted.count && Double(sorted[low]) < median { low += 1 }
+            var high = low
+            while high - low < keep {
+                let below = low > 0 ? median - Double(sorted[low - 1]) : .infinity
+                let above = high < sorted.count ? Double(sorted[high]) - median : .infinity
+                if below <= above { low -= 1 } else { high += 1 }
             }
-            return CoordinateWise.mean(sorted, low..<(low + keep))
+            return CoordinateWise.mean(sorted, low..<high)
         }
     }
 }

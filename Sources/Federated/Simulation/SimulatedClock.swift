@@ -72,7 +72,7 @@ public struct SimulatedClock: Sendable {
         let ordered = arrivals.sorted { ($0.seconds, $0.client) < ($1.seconds, $1.client) }
         let inTime = ordered.filter { deadline == nil || $0.seconds <= deadline! }
         let kept = Array(inTime.prefix(target))
-        let seconds = kept.count < target ? (deadline ?? kept.last?.seconds ?? 0) : kept.last!.seconds
+        let seconds = kept.count < target ? (deadline ?? kept.last?.seconds ?? 0) : (kept.last?.seconds ?? 0)
         return (kept.map(\.client), seconds)
     }
 }
