@@ -13,6 +13,8 @@ public struct AggregatorSpec: Sendable, Equatable {
     static let largestCount = 1_000_000
 
     public var rule: Rule
+    /// The rule's text, as parsed.
+    public let spec: String
     public var normBound: Double?
     public var bucketing: Int?
 
@@ -20,6 +22,7 @@ public struct AggregatorSpec: Sendable, Equatable {
     public var isPlainMean: Bool { rule == .mean && normBound == nil && bucketing == nil }
 
     public init(parsing spec: String, normBound: Double? = nil, bucketing: Int? = nil) throws(ConfigurationError) {
+        self.spec = spec
         let parts = spec.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         func count(_ index: Int) throws(ConfigurationError) -> Int {
             guard index < parts.count, let value = Int(parts[index]), value >= 0, value <= Self.largestCount else {
@@ -86,21 +89,8 @@ public struct AggregatorSpec: Sendable, Equatable {
         return aggregator
     }
 
+    /// The rule as given, with its wrappers.
     public var description: String {
-        var text: String
-        switch rule {
-        case .mean: text = "mean"
-        case .uniformMean: text = "uniform-mean"
-        case .median: text = "median"
-        case .trimmedMean(let b): text = "trimmed-mean:\(b)"
-        case .krum(let f): text = "krum:\(f)"
-        case .multiKrum(let f, let m): text = "multi-krum:\(f)" + (m.map { ":\($0)" } ?? "")
-        case .bulyan(let f): text = "bulyan:\(f)"
-        case .geometricMedian: text = "geomedian"
-        case .centeredClip(let radius, let iterations): text = "centered-clip:\(radius):\(iterations)"
-        }
-        if let bucketing { text += " in buckets of \(bucketing)" }
-        if let normBound { text += " with norm bound \(normBound)" }
-        return text
+        spec + (bucketing.map { " in buckets of \($0)" } ?? "") + (normBound.map { " with norm bound \($0)" } ?? "")
     }
 }

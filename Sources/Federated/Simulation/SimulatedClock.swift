@@ -65,6 +65,21 @@ public struct SimulatedClock: Sendable {
         return Double(bytesDown + bytesUp) / profile.bytesPerSecond + Double(samples * epochs) * profile.secondsPerSample
     }
 
+    /// The replies of a round (to `tasks`) that make it, and the round's simulated seconds: each
+    /// reply arrives after its task's and its own bytes over the client's link and `samples(client)`
+    /// · `epochs` samples of training; then `close`.
+    public func closeRound(tasks: [ClientMessage], replies: [ClientMessage], samples: (Int) -> Int, epochs: Int,
+                           target: Int) -> (replies: [ClientMessage], seconds: Double) {
+        let taskBytes = Dictionary(uniqueKeysWithValues: tasks.map { ($0.client, $0.bytes.count) })
+        let arrivals = replies.map { reply in
+            (client: reply.client, seconds: duration(client: reply.client, samples: samples(reply.client), epochs: epochs,
+                                                     bytesDown: taskBytes[reply.client] ?? 0, bytesUp: reply.bytes.count))
+        }
+        let closed = close(arrivals: arrivals, target: target)
+        let kept = Set(closed.kept)
+        return (replies.filter { kept.contains($0.client) }, closed.seconds)
+    }
+
     /// The replies that make the round, by arrival (ties by client id), and the round's length:
     /// the `target` first arrivals within the deadline; the round ends at the last kept arrival,
     /// or at the deadline when fewer than `target` made it. `arrivals` are (client, seconds).

@@ -133,17 +133,11 @@ public final class Simulation {
         if let adversary, let inProcess { replies = adversary.forge(replies, runtime: inProcess.runtime) }
         var simulatedSeconds: Double?
         if let simulatedClock {
-            let taskBytes = Dictionary(uniqueKeysWithValues: tasks.map { ($0.client, $0.bytes.count) })
-            let arrivals = replies.map { reply in
-                (client: reply.client, seconds: simulatedClock.duration(client: reply.client, samples: partitions[reply.client].count,
-                                                               epochs: configuration.training.localEpochs, bytesDown: taskBytes[reply.client] ?? 0,
-                                                               bytesUp: reply.bytes.count))
-            }
+            // Over-selection closes on the round's size; otherwise every sampled client is awaited.
             let target = configuration.clock.overSelection > 0 ? configuration.federation.sampledPerRound : tasks.count
-            let closed = simulatedClock.close(arrivals: arrivals, target: target)
-            let kept = Set(closed.kept)
-            replies = replies.filter { kept.contains($0.client) }
-            simulatedSeconds = closed.seconds
+            let partitions = self.partitions
+            (replies, simulatedSeconds) = simulatedClock.closeRound(tasks: tasks, replies: replies, samples: { partitions[$0].count },
+                                                                    epochs: configuration.training.localEpochs, target: target)
         }
         for reply in replies { _ = coordinator.accept(reply.bytes, from: reply.client) }
         let aggregationStart = clock.now
@@ -178,8 +172,7 @@ public final class Simulation {
 
     /// The robustness metrics of a round: the attackers sampled, those a selecting rule kept, the
     /// distance of the aggregate from the plain mean of the honest updates, the honest updates'
-    /// median norm, and the time the
-    /// coordinator took to aggregate.
+    /// median norm, and the time the coordinator took to aggregate.
     private func recordRobustness(_ result: inout RoundMetrics, sampled: [Int], outcome: RoundCoordinator.Outcome, seconds: Double) {
         let attackers = adversary?.attackers ?? []
         result.aggregationSeconds = seconds
