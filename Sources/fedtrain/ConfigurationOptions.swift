@@ -149,6 +149,37 @@ struct ClockOptions: ParsableArguments {
     }
 }
 
+private let asyncDefaults = AsyncSection()
+
+/// Asynchronous modes (FedBuff, FedAsync) on the simulated clock.
+struct AsyncOptions: ParsableArguments {
+    @Option(help: "sync, fedbuff or fedasync (default: sync); the asynchronous modes need --simulated-clock.") var mode: AsyncSection.Mode?
+    @Option(parsing: .unconditional, help: "FedBuff: updates per server step, K (default: \(asyncDefaults.buffer)).") var buffer: Int?
+    @Option(parsing: .unconditional, help: "Clients training at once, C (default: the round size).") var concurrency: Int?
+    @Option(help: "Staleness weight: \(Staleness.help) (default: \(asyncDefaults.staleness)).") var staleness: String?
+    @Option(name: .customLong("max-staleness"), parsing: .unconditional, help: "Refuse updates older than this many versions (default: none).")
+    var maxStaleness: Int?
+    @Option(parsing: .unconditional, help: "FedAsync's mixing α (default: \(asyncDefaults.mixing)).") var mixing: Double?
+    @Option(name: .customLong("server-lr"), parsing: .unconditional, help: "The plain server step's learning rate: shorthand for --server-optimizer sgd:ETA.")
+    var serverLR: Double?
+
+    func apply(to section: inout AsyncSection, federation: inout FederationSection) throws(ConfigurationError) {
+        if let mode { section.mode = mode }
+        if let buffer { section.buffer = buffer }
+        if let concurrency { section.concurrency = concurrency }
+        if let staleness { section.staleness = staleness }
+        if let maxStaleness { section.maxStaleness = maxStaleness }
+        if let mixing { section.mixing = mixing }
+        if let serverLR {
+            guard serverLR > 0, serverLR.isFinite else { throw ConfigurationError("--server-lr must be a positive number (got \(serverLR))") }
+            guard federation.serverOptimizer == nil else { throw ConfigurationError("--server-lr and server_optimizer both set the server's step; keep one") }
+            federation.serverOptimizer = "sgd:\(serverLR)"
+        }
+    }
+}
+
+extension AsyncSection.Mode: ExpressibleByArgument {}
+
 /// `--threads`.
 struct RunOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Worker threads (default: all cores, \(Parallelism.availableCores) here); results do not depend on it.")
@@ -246,7 +277,7 @@ struct NetworkOptions: ParsableArguments {
 /// flags of every section; validated.
 func resolveConfiguration(file: String?, data: DataOptions, federation: FederationOptions, training: LocalTrainingOptions,
                           compression: CompressionOptions, privacy: PrivacyOptions, robustness: RobustnessOptions, run: RunOptions,
-                          clock: ClockOptions? = nil, network: NetworkOptions? = nil) throws(ConfigurationError) -> SimulationConfiguration {
+                          clock: ClockOptions? = nil, asynchrony: AsyncOptions? = nil, network: NetworkOptions? = nil) throws(ConfigurationError) -> SimulationConfiguration {
     var configuration = SimulationConfiguration()
     if let file { configuration = try ConfigurationFile.read(file) }
     data.apply(to: &configuration.data)
@@ -256,6 +287,7 @@ func resolveConfiguration(file: String?, data: DataOptions, federation: Federati
     privacy.apply(to: &configuration.privacy)
     robustness.apply(to: &configuration.robustness)
     clock?.apply(to: &configuration.clock)
+    try asynchrony?.apply(to: &configuration.asynchrony, federation: &configuration.federation)
     run.apply(to: &configuration.run)
     network?.apply(to: &configuration.network)
     try configuration.validate()

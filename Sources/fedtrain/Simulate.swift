@@ -16,6 +16,7 @@ struct Simulate: ParsableCommand {
     @OptionGroup(title: "Privacy") var privacy: PrivacyOptions
     @OptionGroup(title: "Robustness") var robustness: RobustnessOptions
     @OptionGroup(title: "Simulated clock") var clock: ClockOptions
+    @OptionGroup(title: "Asynchronous modes") var asynchrony: AsyncOptions
     @OptionGroup(title: "Run") var runOptions: RunOptions
     @Option(help: "Output directory: config.yaml, metrics.jsonl/csv, summary.json, model.safetensors, checkpoint/.") var out: String?
     @Flag(help: "Replace the run already in the --out directory.") var overwrite = false
@@ -27,7 +28,7 @@ struct Simulate: ParsableCommand {
     func resolved() throws(ConfigurationError) -> SimulationConfiguration {
         try resolveConfiguration(file: config ?? resume.map { "\($0)/config.yaml" }, data: dataOptions, federation: federation,
                                  training: training, compression: compression, privacy: privacy, robustness: robustness, run: runOptions,
-                                 clock: clock)
+                                 clock: clock, asynchrony: asynchrony)
     }
 
     func validate() throws {

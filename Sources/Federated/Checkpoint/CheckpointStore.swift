@@ -12,6 +12,14 @@ public struct CheckpointSnapshot: Sendable {
     public var changedMirrors: [Int: DownlinkMirror]
     public var metrics: [RoundMetrics]
     public var configuration: SimulationConfiguration
+    /// An asynchronous run's buffer, trips in flight and simulated time.
+    public var asynchrony: AsyncCheckpoint?
+}
+
+/// What an asynchronous run adds to its checkpoint (`async-ROUND.json`).
+public struct AsyncCheckpoint: Sendable, Codable, Equatable {
+    public var coordinator: AsyncCoordinator.State
+    public var schedule: AsyncSchedule
 }
 
 /// A run's checkpoint directory, versioned. After every round: the model and the server state
@@ -37,6 +45,8 @@ public struct CheckpointStore: Sendable {
         public var round: Int
         public var model: String
         public var server: String?
+        /// An asynchronous run's `AsyncCheckpoint`.
+        public var asynchrony: String?
         public var clients: [String: String]
         public var mirrors: [String: String]
         public var configuration: SimulationConfiguration
@@ -57,6 +67,13 @@ public struct CheckpointStore: Sendable {
             serverName = "server-\(round).safetensors"
             try write(Self.encode(snapshot.strategyState), serverName!)
         }
+        var asyncName: String?
+        if let asynchrony = snapshot.asynchrony {
+            asyncName = "async-\(round).json"
+            let data: Data
+            do { data = try JSONEncoder().encode(asynchrony) } catch { throw CheckpointError("cannot encode checkpoint: \(error)") }
+            try write(Array(data), asyncName!)
+        }
         for (client, state) in snapshot.changedClients.sorted(by: { $0.key < $1.key }) {
             let name = "client-\(client)-r\(round).safetensors"
             try write(Self.encode(state.vectors), name)
@@ -67,7 +84,7 @@ public struct CheckpointStore: Sendable {
             try write(Self.encode(mirror.vectors), name)
             mirrorFiles[client] = name
         }
-        let record = Record(format: Self.format, round: round, model: modelName, server: serverName,
+        let record = Record(format: Self.format, round: round, model: modelName, server: serverName, asynchrony: asyncName,
                             clients: Dictionary(uniqueKeysWithValues: clientFiles.map { (String($0.key), $0.value) }),
                             mirrors: Dictionary(uniqueKeysWithValues: mirrorFiles.map { (String($0.key), $0.value) }),
                             configuration: snapshot.configuration, metrics: snapshot.metrics)
@@ -76,12 +93,12 @@ public struct CheckpointStore: Sendable {
         let json: Data
         do { json = try encoder.encode(record) } catch { throw CheckpointError("cannot encode checkpoint: \(error)") }
         try write(Array(json), "checkpoint.json")
-        removeUnreferenced(keeping: Set([modelName, serverName].compactMap { $0 } + clientFiles.values + mirrorFiles.values))
+        removeUnreferenced(keeping: Set([modelName, serverName, asyncName].compactMap { $0 } + clientFiles.values + mirrorFiles.values))
     }
 
     private func removeUnreferenced(keeping current: Set<String>) {
         guard let files = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
-        for file in files where file.hasSuffix(".safetensors") && !current.contains(file) {
+        for file in files where (file.hasSuffix(".safetensors") || file.hasPrefix("async-")) && !current.contains(file) {
             try? FileManager.default.removeItem(atPath: "\(directory)/\(file)")
         }
     }
@@ -103,7 +120,8 @@ public struct CheckpointStore: Sendable {
 
     /// Loads the files `record` names: the model, the server state, client states and mirrors.
     public mutating func load(_ record: Record) throws(CheckpointError) -> (global: [Float], strategyState: [String: [Float]],
-                                                                             clients: [Int: ClientState], mirrors: [Int: DownlinkMirror]) {
+                                                                             clients: [Int: ClientState], mirrors: [Int: DownlinkMirror],
+                                                                             asynchrony: AsyncCheckpoint?) {
         guard record.round == record.metrics.count else { throw CheckpointError("cannot resume from \(directory): checkpoint round \(record.round) has \(record.metrics.count) rounds of metrics") }
         let global: [Float]
         guard !record.model.contains("/") else { throw CheckpointError("checkpoint: \(record.model) is not a file name") }
@@ -123,8 +141,15 @@ public struct CheckpointStore: Sendable {
             }
             (mirrors[client], mirrorFiles[client]) = (mirror, name)
         }
+        var asynchrony: AsyncCheckpoint?
+        if let name = record.asynchrony {
+            guard !name.contains("/") else { throw CheckpointError("checkpoint: \(name) is not a file name") }
+            do {
+                asynchrony = try JSONDecoder().decode(AsyncCheckpoint.self, from: Data(try AtomicFile.read("\(directory)/\(name)")))
+            } catch { throw CheckpointError("cannot resume from \(directory): \(name) is missing or corrupt (\(error))") }
+        }
         (self.clientFiles, self.mirrorFiles) = (clientFiles, mirrorFiles)
-        return (global, strategyState, clients, mirrors)
+        return (global, strategyState, clients, mirrors, asynchrony)
     }
 
     /// A client id as `save` writes it (canonical decimal, non-negative), nil otherwise.

@@ -16,6 +16,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
     public var privacy = PrivacySection()
     public var robustness = RobustnessSection()
     public var clock = ClockSection()
+    public var asynchrony = AsyncSection()
     public var run = RunSection()
     public var network = NetworkSection()
 
@@ -29,6 +30,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         privacy = try PrivacySection(from: decoder)
         robustness = try RobustnessSection(from: decoder)
         clock = try ClockSection(from: decoder)
+        asynchrony = try AsyncSection(from: decoder)
         run = try RunSection(from: decoder)
         network = try NetworkSection(from: decoder)
     }
@@ -41,6 +43,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         try privacy.encode(to: encoder)
         try robustness.encode(to: encoder)
         try clock.encode(to: encoder)
+        try asynchrony.encode(to: encoder)
         try run.encode(to: encoder)
         try network.encode(to: encoder)
     }
@@ -50,6 +53,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         + FederationSection.CodingKeys.allCases.map(\.rawValue) + LocalTrainingSection.CodingKeys.allCases.map(\.rawValue)
         + CompressionSection.CodingKeys.allCases.map(\.rawValue) + PrivacySection.CodingKeys.allCases.map(\.rawValue)
         + RobustnessSection.CodingKeys.allCases.map(\.rawValue) + ClockSection.CodingKeys.allCases.map(\.rawValue)
+        + AsyncSection.CodingKeys.allCases.map(\.rawValue)
         + RunSection.CodingKeys.allCases.map(\.rawValue) + NetworkSection.CodingKeys.allCases.map(\.rawValue)
 
     /// Keys whose value does not change results: they may differ when a run is resumed.
@@ -66,9 +70,15 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         try privacy.validate(federation: federation, strategy: federation.strategy)
         try robustness.validate(federation: federation, privacy: privacy, classes: data.model.classes)
         try clock.validate(federation: federation)
+        try asynchrony.validate(federation: federation, clock: clock, privacy: privacy, robustness: robustness)
         try run.validate()
         try network.validate(clients: federation.clients)
-        _ = try StrategyFactory(federation: federation, training: training, privacy: privacy, robustness: robustness).make(parameterCount: 1)
+        let strategy = try StrategyFactory(federation: federation, training: training, privacy: privacy, robustness: robustness,
+                                           asynchrony: asynchrony).make(parameterCount: 1)
+        if asynchrony.isAsynchronous, strategy.minimumUpdates > asynchrony.updatesPerStep {
+            throw ConfigurationError("aggregator \(robustness.aggregator) needs \(strategy.minimumUpdates) updates per step; "
+                + "mode \(asynchrony.mode.rawValue) steps on \(asynchrony.updatesPerStep) (raise buffer)")
+        }
     }
 }
 
@@ -580,6 +590,9 @@ extension SimulationConfiguration {
         if federation.clientEvaluation {
             throw ConfigurationError("client_evaluation is not supported by fedtrain server yet (the server evaluates on the test set)")
         }
+        if asynchrony.isAsynchronous {
+            throw ConfigurationError("mode \(asynchrony.mode.rawValue) is not supported by fedtrain server yet (only fedtrain simulate runs it)")
+        }
         if clock.simulatedClock {
             throw ConfigurationError("simulated_clock simulates client speeds; a networked job has real ones (remove it for fedtrain server)")
         }
@@ -591,7 +604,7 @@ extension SimulationConfiguration {
     /// The fewest accepted replies a round needs to be aggregated: `min_survivors`, or more when
     /// the aggregation rule is defined only for more (Krum, Bulyan, trimmed mean).
     public func requiredReplies() throws(ConfigurationError) -> Int {
-        let strategy = try StrategyFactory(federation: federation, training: training, privacy: privacy, robustness: robustness).make(parameterCount: 1)
+        let strategy = try StrategyFactory(federation: federation, training: training, privacy: privacy, robustness: robustness, asynchrony: asynchrony).make(parameterCount: 1)
         return max(federation.minSurvivors, strategy.minimumUpdates)
     }
 

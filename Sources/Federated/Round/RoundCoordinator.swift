@@ -91,8 +91,13 @@ public struct RoundCoordinator: Sendable {
     public func sample(round: Int, available: [Int]) -> [Int] {
         var generator = SeededGenerator.derived(seed: settings.seed, RandomStream.sampling.rawValue, UInt64(round))
         if let rate = settings.poissonRate { return available.filter { _ in generator.nextUnitDouble() < rate } }
-        var clients = available
-        let count = min(settings.sampledPerRound, clients.count)
+        return Self.draw(min(settings.sampledPerRound, available.count), from: available, generator: &generator)
+    }
+
+    /// `count` of `clients` without replacement, in drawn order: a partial Fisher-Yates shuffle.
+    static func draw(_ count: Int, from clients: [Int], generator: inout SeededGenerator) -> [Int] {
+        precondition(count <= clients.count)
+        var clients = clients
         for i in 0..<count {
             let j = i + Int(generator.next(upperBound: UInt64(clients.count - i)))
             clients.swapAt(i, j)
@@ -112,34 +117,48 @@ public struct RoundCoordinator: Sendable {
     /// `parallelFor`; the result does not depend on how.
     public mutating func begin(available: [Int], parallelFor: ParallelFor = serially) -> [ClientMessage] {
         precondition(open == nil, "a round is already open")
+        let sampled = sample(round: completedRounds + 1, available: available)
+        let built = tasks(for: sampled, parallelFor: parallelFor)
+        var state = OpenRound(round: completedRounds + 1, sampled: sampled, check: replyCheck(version: completedRounds, instructions: built.instructions))
+        (state.bytesDown, state.denseBytesDown) = (built.bytes, built.denseBytes)
+        open = state
+        return built.messages
+    }
+
+    /// The training tasks of `clients` (in that order) from the current model, as round
+    /// `completedRounds + 1`; updates their downlink mirrors. `bytes` and `denseBytes` count the
+    /// envelopes as sent and as they would be uncompressed.
+    mutating func tasks(for clients: [Int], parallelFor: ParallelFor) -> (messages: [ClientMessage], bytes: Int, denseBytes: Int,
+                                                                          instructions: RoundInstructions) {
         let round = completedRounds + 1, layout = settings.layout, version = completedRounds
-        let sampled = sample(round: round, available: available)
         let instructions = strategy.configure(round: round)
         let fullModel = UpdateMessage.encodeDense(global, kind: .model, round: round, layout: layout)
         let control = instructions.serverControl.map { UpdateMessage.encodeDense($0, kind: .control, round: round, layout: layout) }
-        let mirrors = downlink.mirrors(for: sampled)
-        var slots = sampled.indices.map { TaskSlot(mirror: mirrors.isEmpty ? nil : mirrors[$0]) }
+        let mirrors = downlink.mirrors(for: clients)
+        var slots = clients.indices.map { TaskSlot(mirror: mirrors.isEmpty ? nil : mirrors[$0]) }
         let downlink = self.downlink, global = self.global
         slots.withUnsafeMutableBufferPointer { slots in
-            parallelFor(sampled.count) { index in
-                var task = Envelope(kind: .train, client: sampled[index], round: round, modelVersion: version)
+            parallelFor(clients.count) { index in
+                var task = Envelope(kind: .train, client: clients[index], round: round, modelVersion: version)
                 task.proximalMu = instructions.proximalMu
-                task.payloads[.model] = downlink.message(for: sampled[index], mirror: &slots[index].mirror, global: global, round: round,
+                task.payloads[.model] = downlink.message(for: clients[index], mirror: &slots[index].mirror, global: global, round: round,
                                                          fullModel: fullModel)
                 task.payloads[.serverControl] = control
                 slots[index].bytes = task.bytes
                 slots[index].denseLength = task.denseLength(encodedLength: slots[index].bytes.count, parameterCount: layout.count)
             }
         }
-        if self.downlink.compresses { self.downlink.store(slots.map { $0.mirror! }, for: sampled) }
-        var state = OpenRound(round: round, sampled: sampled,
-                              check: ReplyCheck(round: round, modelVersion: version, layout: layout, codecSpec: settings.uplinkCodec,
-                                                maxSamples: settings.maxSamples, localEpochs: settings.localEpochs, batchSize: settings.batchSize,
-                                                needsControlChange: instructions.serverControl != nil))
-        state.bytesDown = slots.reduce(0) { $0 + $1.bytes.count }
-        state.denseBytesDown = slots.reduce(0) { $0 + $1.denseLength }
-        open = state
-        return zip(sampled, slots).map { ClientMessage(client: $0, bytes: $1.bytes) }
+        if self.downlink.compresses { self.downlink.store(slots.map { $0.mirror! }, for: clients) }
+        return (zip(clients, slots).map { ClientMessage(client: $0, bytes: $1.bytes) }, slots.reduce(0) { $0 + $1.bytes.count },
+                slots.reduce(0) { $0 + $1.denseLength }, instructions)
+    }
+
+    /// What a reply to a task sent at model `version` (as round `version + 1`) with
+    /// `instructions` must satisfy.
+    func replyCheck(version: Int, instructions: RoundInstructions) -> ReplyCheck {
+        ReplyCheck(round: version + 1, modelVersion: version, layout: settings.layout, codecSpec: settings.uplinkCodec,
+                   maxSamples: settings.maxSamples, localEpochs: settings.localEpochs, batchSize: settings.batchSize,
+                   needsControlChange: instructions.serverControl != nil)
     }
 
     /// One task being built: the client's downlink mirror (nil without compression) going in,
@@ -181,20 +200,7 @@ public struct RoundCoordinator: Sendable {
         open = nil
         let results = state.sampled.compactMap { state.accepted[$0] }
         let failures = state.sampled.filter { state.accepted[$0] == nil }
-        var committed = false
-        var aggregate: Aggregate?
-        if results.count >= max(settings.minSurvivors, strategy.minimumUpdates) || strategy.aggregatesEmptyRounds {
-            var candidate = strategy
-            let next = candidate.aggregate(round: state.round, global: global, results: results, failures: failures)
-            aggregate = candidate.lastAggregate
-            if let next, next.allSatisfy(\.isFinite) {
-                precondition(next.count == global.count)
-                strategy = candidate
-                global = next
-                committed = true
-            }
-        }
-        completedRounds = state.round
+        let (committed, aggregate) = commit(round: state.round, results: results, failures: failures)
         var rejections = state.rejectedUnattributed
         for reason in state.rejected.values { rejections[reason, default: 0] += 1 }
         let samples = results.reduce(0) { $0 + $1.samples }
@@ -204,6 +210,22 @@ public struct RoundCoordinator: Sendable {
             denseBytesUp: state.denseBytesUp, denseBytesDown: state.denseBytesDown,
             trainLoss: results.isEmpty ? nil : results.reduce(0.0) { $0 + $1.trainLoss * Double($1.samples) } / Double(samples),
             samples: samples, updates: results, aggregate: aggregate)
+    }
+
+    /// Ends round `round` (the next one): the strategy aggregates `results` into a copy of itself,
+    /// kept with the new model when there are at least `minSurvivors` results (and the strategy's
+    /// minimum) and the model is finite. Returns whether it was kept, and the strategy's aggregate.
+    mutating func commit(round: Int, results: [ClientUpdate], failures: [Int]) -> (committed: Bool, aggregate: Aggregate?) {
+        precondition(round == completedRounds + 1)
+        completedRounds = round
+        guard results.count >= max(settings.minSurvivors, strategy.minimumUpdates) || strategy.aggregatesEmptyRounds else { return (false, nil) }
+        var candidate = strategy
+        let next = candidate.aggregate(round: round, global: global, results: results, failures: failures)
+        guard let next, next.allSatisfy(\.isFinite) else { return (false, candidate.lastAggregate) }
+        precondition(next.count == global.count)
+        strategy = candidate
+        global = next
+        return (true, candidate.lastAggregate)
     }
 
     /// Tasks asking each of `clients` to evaluate the current model on its own data.

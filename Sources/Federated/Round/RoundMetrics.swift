@@ -31,6 +31,11 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
     /// first round began.
     public var simulatedSeconds: Double?
     public var simulatedTime: Double?
+    /// Asynchronous runs (one row per server step): client trips that ended since the previous
+    /// step, and the mean and largest staleness (versions) of the step's updates.
+    public var trips: Int?
+    public var stalenessMean: Double?
+    public var stalenessMax: Int?
     /// Central DP with an adaptive clip: the clip this round used.
     public var clip: Double?
     /// Robustness (with a robust rule or an attack): attackers among the sampled clients, the
@@ -64,6 +69,7 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         case attackersSampled = "attackers_sampled", selected, attackersSelected = "attackers_selected", honestDistance = "honest_distance", honestNormMedian = "honest_norm_median"
         case aggregationSeconds = "aggregation_seconds", backdoorSuccess = "backdoor_success"
         case simulatedSeconds = "simulated_seconds", simulatedTime = "simulated_time"
+        case trips, stalenessMean = "staleness_mean", stalenessMax = "staleness_max"
     }
 
     public init(round: Int, clients: Int, failures: Int, rejected: Int, bytesUp: Int, bytesDown: Int, denseBytesUp: Int,
@@ -90,6 +96,9 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         clip = try c.decodeIfPresent(Double.self, forKey: .clip)
         simulatedSeconds = try c.decodeIfPresent(Double.self, forKey: .simulatedSeconds)
         simulatedTime = try c.decodeIfPresent(Double.self, forKey: .simulatedTime)
+        trips = try c.decodeIfPresent(Int.self, forKey: .trips)
+        stalenessMean = try c.decodeIfPresent(Double.self, forKey: .stalenessMean)
+        stalenessMax = try c.decodeIfPresent(Int.self, forKey: .stalenessMax)
         denseBytesUp = try c.decodeIfPresent(Int.self, forKey: .denseBytesUp) ?? bytesUp
         denseBytesDown = try c.decodeIfPresent(Int.self, forKey: .denseBytesDown) ?? bytesDown
         seconds = try c.decode(Double.self, forKey: .seconds)
@@ -121,6 +130,9 @@ public struct RoundMetrics: Sendable, Codable, Equatable {
         try c.encodeIfPresent(clip, forKey: .clip)
         try c.encodeIfPresent(simulatedSeconds, forKey: .simulatedSeconds)
         try c.encodeIfPresent(simulatedTime, forKey: .simulatedTime)
+        try c.encodeIfPresent(trips, forKey: .trips)
+        try c.encodeIfPresent(stalenessMean, forKey: .stalenessMean)
+        try c.encodeIfPresent(stalenessMax, forKey: .stalenessMax)
         try c.encode(bytesUp, forKey: .bytesUp)
         try c.encode(bytesDown, forKey: .bytesDown)
         try c.encode(denseBytesUp, forKey: .denseBytesUp)

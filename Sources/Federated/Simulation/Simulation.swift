@@ -20,7 +20,12 @@ public final class Simulation {
     public let train: LabeledImages
     public let test: LabeledImages
     public let partitions: [[Int]]
-    public private(set) var coordinator: RoundCoordinator
+    /// The rounds' coordinator (in an asynchronous run, the one the `AsyncCoordinator` steps).
+    public var coordinator: RoundCoordinator { asynchronous?.rounds ?? synchronous }
+    private var synchronous: RoundCoordinator
+    /// FedBuff or FedAsync (`mode`): the coordinator and the trips in simulated time.
+    public private(set) var asynchronous: AsyncCoordinator?
+    public private(set) var schedule = AsyncSchedule()
     /// Carries tasks and replies; `inProcess` when the clients run here (it holds their state).
     public let transport: any ClientTransport
     public let inProcess: InProcessTransport?
@@ -53,12 +58,12 @@ public final class Simulation {
         self.adversary = adversary
         triggeredTest = adversary?.spec.backdoorTarget.map { DataPoisoning.triggeredTest(test, target: $0) }
         var strategy = StrategyFactory(federation: federation, training: configuration.training, privacy: configuration.privacy,
-                                       robustness: configuration.robustness)
+                                       robustness: configuration.robustness, asynchrony: configuration.asynchrony)
         // Clients in other processes: a deployed federation, whose DP noise must be unpredictable.
         if remote != nil { strategy.noise = .secure }
         if configuration.privacy.clipPerLayer { strategy.clipLayers = layout }
         simulatedClock = configuration.clock.simulatedClock ? try SimulatedClock(section: configuration.clock, clients: federation.clients, seed: seed) : nil
-        coordinator = RoundCoordinator(
+        synchronous = RoundCoordinator(
             settings: .init(clients: federation.clients, sampledPerRound: configuration.clock.sampled(needed: federation.sampledPerRound, clients: federation.clients),
                             minSurvivors: federation.minSurvivors,
                             maxSamples: federation.maxSamples, localEpochs: configuration.training.localEpochs,
@@ -67,6 +72,12 @@ public final class Simulation {
             global: network.initialParameters(using: &initGenerator),
             strategy: try strategy.make(parameterCount: layout.count),
             downlink: Downlink(codec: try CodecRegistry.codec(parsing: compression.downCodec), layout: layout, seed: seed))
+        let asynchrony = configuration.asynchrony
+        if asynchrony.isAsynchronous {
+            asynchronous = AsyncCoordinator(rounds: synchronous, settings: .init(
+                updatesPerStep: asynchrony.updatesPerStep, staleness: try Staleness(parsing: asynchrony.staleness),
+                maxStaleness: asynchrony.maxStaleness, rebases: asynchrony.mode == .fedasync))
+        }
         if let remote {
             (transport, inProcess) = (remote, nil)
         } else {
@@ -126,8 +137,9 @@ public final class Simulation {
     /// Runs the next round. `clientDone(done, total)` reports progress on the calling thread.
     @discardableResult
     public func runRound(clientDone: ((Int, Int) -> Void)? = nil) -> RoundMetrics {
+        if asynchronous != nil { return runAsyncStep(clientDone: clientDone) }
         let clock = ContinuousClock(), start = clock.now
-        let tasks = coordinator.begin(available: transport.available(from: allClients), parallelFor: tasksInParallel)
+        let tasks = synchronous.begin(available: transport.available(from: allClients), parallelFor: tasksInParallel)
         var replies = transport.exchange(tasks, clientDone: clientDone)
         let trainingSeconds = (clock.now - start).seconds
         if let adversary, let inProcess { replies = adversary.forge(replies, runtime: inProcess.runtime) }
@@ -139,10 +151,49 @@ public final class Simulation {
             (replies, simulatedSeconds) = simulatedClock.closeRound(tasks: tasks, replies: replies, samples: { partitions[$0].count },
                                                                     epochs: configuration.training.localEpochs, target: target)
         }
-        for reply in replies { _ = coordinator.accept(reply.bytes, from: reply.client) }
+        for reply in replies { _ = synchronous.accept(reply.bytes, from: reply.client) }
         let aggregationStart = clock.now
-        let outcome = coordinator.finish()
+        let outcome = synchronous.finish()
         let aggregationSeconds = (clock.now - aggregationStart).seconds
+        var result = record(outcome, sampled: tasks.map(\.client), trainingSeconds: trainingSeconds, aggregationSeconds: aggregationSeconds)
+        if let simulatedSeconds {
+            result.simulatedSeconds = simulatedSeconds
+            result.simulatedTime = (metrics.last?.simulatedTime ?? 0) + simulatedSeconds
+        }
+        return finishRecord(result, start: start)
+    }
+
+    /// Runs events until the next server step of an asynchronous run; its metrics.
+    private func runAsyncStep(clientDone: ((Int, Int) -> Void)?) -> RoundMetrics {
+        let clock = ContinuousClock(), start = clock.now
+        let partitions = self.partitions, transport = self.transport
+        var trainingSeconds = 0.0, trainedSamples = 0
+        let clients = AsyncSchedule.Clients(clock: simulatedClock!, samples: { partitions[$0].count }, epochs: configuration.training.localEpochs) { tasks in
+            let trainingStart = clock.now
+            defer { trainingSeconds += (clock.now - trainingStart).seconds }
+            trainedSamples += tasks.reduce(0) { $0 + partitions[$1.client].count }
+            return transport.exchange(tasks, clientDone: clientDone)
+        }
+        let event = schedule.runUntilStep(&asynchronous!, concurrency: configuration.asynchrony.clientsInFlight(federation: configuration.federation),
+                                          available: transport.available(from: allClients), clients: clients)
+        var result = record(event.step.outcome, sampled: event.step.outcome.updates.map(\.client), trainingSeconds: trainingSeconds,
+                            aggregationSeconds: nil)
+        // Clients train ahead of simulated time, so a step's own updates may have trained in an
+        // earlier step: the rate is that of the training this step ran (0 when it ran none).
+        result.imagesPerSecond = trainingSeconds > 0 ? Double(trainedSamples * configuration.training.localEpochs) / trainingSeconds : 0
+        result.simulatedSeconds = event.seconds
+        result.simulatedTime = schedule.now
+        result.trips = event.trips
+        let staleness = event.step.staleness
+        if !staleness.isEmpty {
+            result.stalenessMean = Double(staleness.reduce(0, +)) / Double(staleness.count)
+            result.stalenessMax = staleness.max()
+        }
+        return finishRecord(result, start: start)
+    }
+
+    /// A round's (or server step's) metrics from its outcome.
+    private func record(_ outcome: RoundCoordinator.Outcome, sampled: [Int], trainingSeconds: Double, aggregationSeconds: Double?) -> RoundMetrics {
         var result = RoundMetrics(round: outcome.round, clients: outcome.accepted, failures: outcome.failures,
                                   rejected: outcome.rejections.values.reduce(0, +), bytesUp: outcome.bytesUp, bytesDown: outcome.bytesDown,
                                   denseBytesUp: outcome.denseBytesUp, denseBytesDown: outcome.denseBytesDown, seconds: 0,
@@ -151,21 +202,23 @@ public final class Simulation {
         result.committed = outcome.committed
         result.trainLoss = outcome.trainLoss
         if configuration.privacy.adaptiveClip != nil { result.clip = outcome.aggregate?.clip }
-        if let simulatedSeconds {
-            result.simulatedSeconds = simulatedSeconds
-            result.simulatedTime = (metrics.last?.simulatedTime ?? 0) + simulatedSeconds
-        }
         result.epsilon = configuration.privacy.spentEpsilon(rounds: outcome.round, centralNoise: noiseMultiplier,
                                                             samplingRate: configuration.federation.poissonRate)
         if configuration.robustness.isActive {
-            recordRobustness(&result, sampled: tasks.map(\.client), outcome: outcome, seconds: aggregationSeconds)
+            recordRobustness(&result, sampled: sampled, outcome: outcome, seconds: aggregationSeconds)
         }
-        if outcome.round % configuration.federation.evalEvery == 0 || outcome.round == configuration.federation.rounds {
+        return result
+    }
+
+    /// Evaluates when the round calls for it, times the round and appends its metrics.
+    private func finishRecord(_ result: RoundMetrics, start: ContinuousClock.Instant) -> RoundMetrics {
+        var result = result
+        if result.round % configuration.federation.evalEvery == 0 || result.round == configuration.federation.rounds {
             (result.testLoss, result.testAccuracy) = evaluator.evaluate(parameters: global, data: test)
             if let triggeredTest { result.backdoorSuccess = evaluator.evaluate(parameters: global, data: triggeredTest).accuracy }
             if configuration.federation.clientEvaluation { evaluateOnClients(&result) }
         }
-        result.seconds = (clock.now - start).seconds
+        result.seconds = (ContinuousClock.now - start).seconds
         metrics.append(result)
         return result
     }
@@ -173,7 +226,7 @@ public final class Simulation {
     /// The robustness metrics of a round: the attackers sampled, those a selecting rule kept, the
     /// distance of the aggregate from the plain mean of the honest updates, the honest updates'
     /// median norm, and the time the coordinator took to aggregate.
-    private func recordRobustness(_ result: inout RoundMetrics, sampled: [Int], outcome: RoundCoordinator.Outcome, seconds: Double) {
+    private func recordRobustness(_ result: inout RoundMetrics, sampled: [Int], outcome: RoundCoordinator.Outcome, seconds: Double?) {
         let attackers = adversary?.attackers ?? []
         result.aggregationSeconds = seconds
         result.attackersSampled = sampled.filter { attackers.contains($0) }.sorted()
@@ -216,22 +269,31 @@ public final class Simulation {
         CheckpointSnapshot(round: completedRounds, global: global, strategyState: coordinator.strategy.state,
                            changedClients: inProcess.map { local in local.states.filter { local.changed.contains($0.key) } } ?? [:],
                            changedMirrors: coordinator.downlink.mirrors.filter { coordinator.downlink.changed.contains($0.key) },
-                           metrics: metrics, configuration: configuration)
+                           metrics: metrics, configuration: configuration,
+                           asynchrony: asynchronous.map { AsyncCheckpoint(coordinator: $0.state, schedule: schedule) })
     }
 
     public func markSaved() {
         inProcess?.markSaved()
         transport.checkpointed(round: completedRounds)
-        coordinator.markMirrorsSaved()
+        if asynchronous != nil { asynchronous!.markMirrorsSaved() } else { synchronous.markMirrorsSaved() }
     }
 
     /// Continues from a checkpoint's contents.
     public func restore(round: Int, global: [Float], strategyState: [String: [Float]], clients: [Int: ClientState],
-                        mirrors: [Int: DownlinkMirror], metrics: [RoundMetrics]) throws(CheckpointError) {
+                        mirrors: [Int: DownlinkMirror], metrics: [RoundMetrics], asynchrony: AsyncCheckpoint? = nil) throws(CheckpointError) {
         guard round == metrics.count, round <= configuration.federation.rounds else {
             throw CheckpointError("checkpoint round \(round) does not fit a run of \(configuration.federation.rounds) rounds")
         }
-        try coordinator.restore(round: round, global: global, strategyState: strategyState, mirrors: mirrors)
+        switch (asynchronous, asynchrony) {
+        case (nil, nil):
+            try synchronous.restore(round: round, global: global, strategyState: strategyState, mirrors: mirrors)
+        case (.some, .some(let saved)):
+            try asynchronous!.restore(round: round, global: global, strategyState: strategyState, mirrors: mirrors, state: saved.coordinator)
+            schedule = saved.schedule
+        default:
+            throw CheckpointError("checkpoint: the run was \(asynchrony == nil ? "synchronous" : "asynchronous"), this one is not")
+        }
         if let inProcess {
             try inProcess.restore(clients)
         } else if !clients.isEmpty {

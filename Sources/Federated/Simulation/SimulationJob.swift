@@ -99,7 +99,7 @@ public struct SimulationJob: Sendable {
             do {
                 let loaded = try loader.load(record)
                 try simulation.restore(round: record.round, global: loaded.global, strategyState: loaded.strategyState,
-                                       clients: loaded.clients, mirrors: loaded.mirrors, metrics: record.metrics)
+                                       clients: loaded.clients, mirrors: loaded.mirrors, metrics: record.metrics, asynchrony: loaded.asynchrony)
             } catch { throw .checkpoint(error) }
             store = loader
         }
@@ -134,7 +134,9 @@ public struct SimulationJob: Sendable {
     func summarize(_ metrics: [RoundMetrics]) -> Summary {
         let evaluated = metrics.compactMap(\.testAccuracy)
         let seconds = metrics.reduce(0.0) { $0 + $1.seconds }
-        let imagesPerSecond = metrics.isEmpty ? 0 : metrics.map(\.imagesPerSecond).sorted()[metrics.count / 2]
+        // Asynchronous steps that trained nothing report 0 and are left out of the median.
+        let rates = metrics.map(\.imagesPerSecond).filter { $0 > 0 }.sorted()
+        let imagesPerSecond = rates.isEmpty ? 0 : rates[rates.count / 2]
         let bytesUp = metrics.reduce(0) { $0 + $1.bytesUp }, bytesDown = metrics.reduce(0) { $0 + $1.bytesDown }
         let denseUp = metrics.reduce(0) { $0 + $1.denseBytesUp }, denseDown = metrics.reduce(0) { $0 + $1.denseBytesDown }
         let lastClientEvaluation = metrics.last { $0.clientAccuracyMean != nil }

@@ -29,14 +29,16 @@ public struct StrategyFactory: Sendable {
     public var rounds: Int
 
     public init(federation: FederationSection, training: LocalTrainingSection, privacy: PrivacySection = PrivacySection(),
-                robustness: RobustnessSection = RobustnessSection()) {
+                robustness: RobustnessSection = RobustnessSection(), asynchrony: AsyncSection = AsyncSection()) {
         strategy = federation.strategy
-        serverOptimizer = federation.serverOptimizer
+        // FedAsync's mixing α is a plain server step of α on the (staleness-weighted) rebased update.
+        serverOptimizer = asynchrony.mode == .fedasync ? "sgd:\(asynchrony.mixing)" : federation.serverOptimizer
         localMomentum = training.momentum
         totalClients = federation.clients
         self.privacy = privacy
         self.robustness = robustness
-        sampledPerRound = federation.poissonRate.map { Int(($0 * Double(federation.clients)).rounded(.down)) } ?? federation.sampledPerRound
+        sampledPerRound = asynchrony.isAsynchronous ? asynchrony.updatesPerStep
+            : federation.poissonRate.map { Int(($0 * Double(federation.clients)).rounded(.down)) } ?? federation.sampledPerRound
         seed = federation.seed
         noise = .seeded(federation.seed)
         poissonRate = federation.poissonRate
