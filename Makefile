@@ -11,7 +11,7 @@ TORCH_SCRIPTS := scripts/torch_lenet5.py scripts/script_support.py
 # $(call require_files,TARGET,FILES[,HINT]): a recipe line that stops with one line and status 2 when a file is missing
 require_files = @for f in $(2); do [ -e "$$f" ] || { echo "make $(1): $$f does not exist$(if $(3), ($(3)))"; exit 2; }; done
 
-.PHONY: federation fuzz bench-transport compare-federation deps build run train test bench compare experiment plot niid-bench compression-sweep robustness-bench compare-fedavg accuracy-seeds check-checkpoint clean
+.PHONY: federation fuzz bench-transport compare-federation deps build run train test bench compare experiment plot niid-bench compression-sweep robustness-bench async-bench compare-fedavg accuracy-seeds check-checkpoint clean
 
 ## deps: install the Debian packages fedtrain needs, only those that are missing
 deps:
@@ -139,6 +139,17 @@ compression-sweep: build
 	@cat results/compression.md
 	@if [ -x $(PYTHON) ] && $(PYTHON) -c "import matplotlib" 2>/dev/null; then $(PYTHON) scripts/compression_plot.py results/compression; \
 	else echo "compression-sweep: PNG skipped (make plot installs matplotlib into $(VENV))"; fi
+
+## async-bench: synchronous FedAvg (with and without deadline and over-selection), FedBuff over a few K and FedAsync
+## (experiments/async-modes.txt) on 100 clients with heavy-tailed speeds (experiments/async-bench.yaml), 3 seeds
+## (~40 min on 2 cores), then results/async.md (simulated time and trips to 85%) and results/async/async.png.
+## Finished runs are skipped, interrupted ones resumed; subsets: MODES="sync fedbuff-k10" ASYNC_SEEDS="0"
+async-bench: build
+	$(call require_files,async-bench,scripts/async_bench.sh scripts/async_table.py experiments/async-bench.yaml experiments/async-modes.txt)
+	MODES="$(MODES)" SEEDS="$(or $(ASYNC_SEEDS),0 1 2)" scripts/async_bench.sh
+	@PY=python3; if [ -x $(PYTHON) ] && $(PYTHON) -c "import matplotlib" 2>/dev/null; then PY=$(PYTHON); \
+	else echo "async-bench: PNG skipped (make plot installs matplotlib into $(VENV))"; fi; \
+	$$PY scripts/async_table.py results/async > results/async.md
 
 ## robustness-bench: every attack of experiments/robustness-attacks.txt x every defense of experiments/robustness-defenses.txt
 ## on Dirichlet 0.5 and IID (50 clients, 30 rounds, ~90 s a cell on 2 cores: the whole grid takes hours), then

@@ -239,6 +239,9 @@ struct RobustnessOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Average updates in shuffled buckets of this size before the rule.") var bucketing: Int?
     @Option(help: "Simulated attack: \(AttackSpec.help) (default: none).") var attack: String?
     @Option(parsing: .unconditional, help: "Fraction of all clients that attack, chosen once from the seed.") var attackers: Double?
+    @Option(name: .customLong("client-momentum"), parsing: .unconditional,
+            help: "Clients send the momentum β·m + (1 − β)·Δ of their updates (Karimireddy et al. 2021; default: off).")
+    var clientMomentum: Double?
 
     func apply(to section: inout RobustnessSection) {
         if let aggregator { section.aggregator = aggregator }
@@ -246,6 +249,7 @@ struct RobustnessOptions: ParsableArguments {
         if let bucketing { section.bucketing = bucketing }
         if let attack { section.attack = attack }
         if let attackers { section.attackers = attackers }
+        if let clientMomentum { section.clientMomentum = clientMomentum }
     }
 }
 

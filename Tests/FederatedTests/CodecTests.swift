@@ -244,6 +244,24 @@ func referenceTopK(_ values: [Float], k: Int) -> [UInt32] {
         #expect(state == before)
     }
 
+    /// Client momentum: the first reply is the delta, then m = β·m + (1 − β)·Δ on literal values;
+    /// the momentum survives a checkpoint of the client's state; a non-finite delta leaves it alone.
+    @Test func clientMomentumFollowsItsRecursion() throws {
+        let shapes = layout([[3]])
+        let runtime = ClientRuntime(layout: shapes, training: LocalTrainingConfiguration(epochs: 1, batchSize: 1, optimizer: SGDConfiguration(learningRate: 0.1)),
+                                    uplinkCodec: DenseCodec(), errorFeedback: false, keepsModelCopy: false, seed: 5, momentum: 0.75)
+        var state = runtime.initialState(client: 0)
+        func send(_ delta: [Float], round: Int) throws -> [Float] {
+            try UpdateMessage.decode(try #require(runtime.encode(delta, round: round, client: 0, state: &state)), layout: shapes).values
+        }
+        #expect(try send([4, -8, 0], round: 1) == [4, -8, 0])
+        #expect(try send([8, 0, 4], round: 2) == [5, -6, 1])  // 0.75·[4, −8, 0] + 0.25·[8, 0, 4]
+        state = try #require(ClientState(vectors: state.vectors))
+        let before = state
+        #expect(runtime.encode([.nan, 0, 0], round: 3, client: 0, state: &state) == nil && state == before)
+        #expect(try send([1, 2, 3], round: 3) == [4, -4, 1.5])
+    }
+
     /// Downlink: the client's copy tracks the global model through compressed changes, and the
     /// server's mirror of it stays equal to it.
     @Test func downlinkCopyTracksTheGlobalModel() throws {

@@ -36,11 +36,13 @@ public struct ClientRuntime: Sendable {
     public let keepsModelCopy: Bool
     public let stages: [any UpdateStage]
     public let seed: UInt64
+    /// β of the momentum the client sends instead of its delta (`client_momentum`), nil: off.
+    public let momentum: Float?
 
     public init(layout: ParameterLayout, training: LocalTrainingConfiguration, uplinkCodec: any UpdateCodec, errorFeedback: Bool,
-                keepsModelCopy: Bool, stages: [any UpdateStage] = [], seed: UInt64) {
+                keepsModelCopy: Bool, stages: [any UpdateStage] = [], seed: UInt64, momentum: Float? = nil) {
         (self.layout, self.training, self.uplinkCodec, self.errorFeedback) = (layout, training, uplinkCodec, errorFeedback)
-        (self.keepsModelCopy, self.stages, self.seed) = (keepsModelCopy, stages, seed)
+        (self.keepsModelCopy, self.stages, self.seed, self.momentum) = (keepsModelCopy, stages, seed, momentum)
     }
 
     /// The state of a client that has not taken part yet (its codec's initial state).
@@ -127,10 +129,15 @@ public struct ClientRuntime: Sendable {
         return reply.bytes
     }
 
-    /// The one encode path: delta plus residual (error feedback), the stages, the codec; keeps
-    /// the new residual and codec state. Nil, with `state` untouched, for a non-finite update.
+    /// The one encode path: the delta (or with `momentum` β, `m = β·m + (1 − β)·Δ`, m starting
+    /// at the first Δ) plus residual (error feedback), the stages, the codec; keeps the new
+    /// momentum, residual and codec state. Nil, with `state` untouched, for a non-finite update.
     public func encode(_ delta: [Float], round: Int, client: Int, state: inout ClientState) -> [UInt8]? {
         var corrected = delta
+        if let beta = momentum, let previous = state.momentum {
+            for i in corrected.indices { corrected[i] = beta * previous[i] + (1 - beta) * corrected[i] }
+        }
+        let newMomentum = momentum == nil ? nil : corrected
         if errorFeedback, let residual = state.residual {
             for i in corrected.indices { corrected[i] += residual[i] }
         }
@@ -150,6 +157,7 @@ public struct ClientRuntime: Sendable {
             state.residual = zip(corrected, sent.values).map { $0 - $1 }
         }
         state.uplinkState = codecState
+        if let newMomentum { state.momentum = newMomentum }
         return message
     }
 }

@@ -11,6 +11,8 @@ public struct ClientState: Sendable, Equatable {
     /// The client's copy of the global model, brought up to date by each downlink message.
     public var copy: [Float]?
     public var control: [Float]?
+    /// The momentum of the client's updates (`client_momentum`).
+    public var momentum: [Float]?
 
     public init() {}
 
@@ -21,6 +23,7 @@ public struct ClientState: Sendable, Equatable {
         if !uplinkState.isEmpty { named["uplink_state"] = uplinkState }
         if let copy { named["copy"] = copy }
         if let control { named["control"] = control }
+        if let momentum { named["momentum"] = momentum }
         return named
     }
 
@@ -32,6 +35,7 @@ public struct ClientState: Sendable, Equatable {
             case "uplink_state": uplinkState = vector
             case "copy": copy = vector
             case "control": control = vector
+            case "momentum": momentum = vector
             default: return nil
             }
         }

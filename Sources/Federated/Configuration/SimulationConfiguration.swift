@@ -470,11 +470,15 @@ public struct RobustnessSection: Sendable, Equatable, Codable {
     public var attack = "none"
     /// The fraction of all clients that attack.
     public var attackers = 0.0
+    /// Clients send the momentum of their updates, `m = β·m + (1 − β)·Δ` (m starts at the first
+    /// Δ), instead of Δ: Karimireddy et al. 2021's defence against attacks that hide in the
+    /// variance of honest updates. nil: off.
+    public var clientMomentum: Double?
 
     public init() {}
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
-        case aggregator, normBound = "norm_bound", bucketing, attack, attackers
+        case aggregator, normBound = "norm_bound", bucketing, attack, attackers, clientMomentum = "client_momentum"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -484,6 +488,7 @@ public struct RobustnessSection: Sendable, Equatable, Codable {
         bucketing = try c.decodeIfPresent(Int.self, forKey: .bucketing)
         attack = try c.decodeIfPresent(String.self, forKey: .attack) ?? d.attack
         attackers = try c.decodeIfPresent(Double.self, forKey: .attackers) ?? d.attackers
+        clientMomentum = try c.decodeIfPresent(Double.self, forKey: .clientMomentum)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -493,6 +498,7 @@ public struct RobustnessSection: Sendable, Equatable, Codable {
         try c.encodeIfPresent(bucketing, forKey: .bucketing)
         try c.encode(attack, forKey: .attack)
         try c.encodeDecimal(attackers, forKey: .attackers)
+        if let clientMomentum { try c.encodeDecimal(clientMomentum, forKey: .clientMomentum) }
     }
 
     public func aggregatorSpec() throws(ConfigurationError) -> AggregatorSpec {
@@ -511,6 +517,9 @@ public struct RobustnessSection: Sendable, Equatable, Codable {
         let spec = try aggregatorSpec()
         if !spec.isPlainMean, privacy.isCentral {
             throw ConfigurationError("aggregator \(spec.description) does not go with dp central (its accountant assumes a clipped sum)")
+        }
+        if let clientMomentum, !(clientMomentum.isFinite && (0..<1).contains(clientMomentum)) {
+            throw ConfigurationError("client_momentum must be in [0, 1) (got \(clientMomentum))")
         }
         guard attackers.isFinite, (0..<1).contains(attackers) else { throw ConfigurationError("attackers must be a fraction in [0, 1) (got \(attackers))") }
         let attack = try attackSpec()

@@ -121,7 +121,8 @@ public final class Simulation {
         let attack = try Adversary(configuration: configuration)?.stage.map { [$0] } ?? []
         return ClientRuntime(layout: configuration.data.model.network.layout, training: local, uplinkCodec: uplink,
                              errorFeedback: compression.errorFeedback, keepsModelCopy: !downlink.isDense,
-                             stages: configuration.privacy.clientStages(layout: configuration.data.model.network.layout, secure: secureNoise) + attack, seed: configuration.federation.seed)
+                             stages: configuration.privacy.clientStages(layout: configuration.data.model.network.layout, secure: secureNoise) + attack,
+                             seed: configuration.federation.seed, momentum: configuration.robustness.clientMomentum.map(Float.init))
     }
 
     public var global: [Float] { coordinator.global }
