@@ -27,6 +27,8 @@ public enum FederationClient {
         public var giveUpAfter: Duration
         /// Fault injection for tests: exit abruptly (status 3, no reply) on receiving a task of this round.
         public var crashInRound: Int?
+        /// Waited after each batch of tasks before replying (a slow device, for experiments).
+        public var slowDown: Duration = .zero
         /// Benchmark: reply with the model unchanged instead of training (`ClientHost.echo`).
         public var echo = false
 
@@ -272,6 +274,7 @@ private final class Session: Sendable {
             }
         }
         let replies = await onDedicatedThread { host.run(tasks) }
+        if settings.slowDown > .zero { try? await Task.sleep(for: settings.slowDown) }
         heartbeat.cancel()
         for reply in replies {
             let receipt = try FederationProtocol.decodeJSONFromServer(FederationProtocol.PushReceipt.self,

@@ -56,11 +56,12 @@ struct Server: ParsableCommand {
     @OptionGroup(title: "Privacy") var privacy: PrivacyOptions
     @OptionGroup(title: "Robustness") var robustness: RobustnessOptions
     @OptionGroup(title: "Network") var network: NetworkOptions
+    @OptionGroup(title: "Asynchronous modes") var asynchrony: AsyncOptions
     @OptionGroup(title: "Run") var runOptions: RunOptions
 
     func resolved() throws(ConfigurationError) -> SimulationConfiguration {
         try resolveConfiguration(file: config, data: dataOptions, federation: federation, training: training, compression: compression,
-                                 privacy: privacy, robustness: robustness, run: runOptions, network: network)
+                                 privacy: privacy, robustness: robustness, run: runOptions, asynchrony: asynchrony, network: network)
     }
 
     func security() throws(ConfigurationError) -> (TransportSecurity, Authenticator) {
@@ -141,6 +142,9 @@ struct Client: ParsableCommand {
     @Option(name: .customLong("give-up"), parsing: .unconditional, help: "Seconds without reaching the server before giving up (default: 300).")
     var giveUp: Double = 300
     @Option(name: .customLong("crash-in-round"), help: .hidden) var crashInRound: Int?
+    @Option(name: .customLong("slow-down"), parsing: .unconditional,
+            help: "Wait this many seconds after each task before replying: a slow device, for experiments (default: 0).")
+    var slowDown: Double = 0
     @Flag(help: "Benchmark only: reply with the model unchanged, without training (measures the federation's own cost).") var echo = false
 
     func run() throws {
@@ -153,9 +157,11 @@ struct Client: ParsableCommand {
             let threads = self.threads ?? Parallelism.availableCores
             guard threads >= 1 else { throw ConfigurationError("--threads must be at least 1") }
             guard giveUp > 0 else { throw ConfigurationError("--give-up must be positive seconds") }
+            guard slowDown >= 0, slowDown.isFinite else { throw ConfigurationError("--slow-down must be seconds >= 0") }
             settings = .init(server: address, security: security, token: token, clients: clients, dataDirectory: data, threads: threads,
                              giveUpAfter: .milliseconds(Int64(giveUp * 1000)), crashInRound: crashInRound)
             settings.echo = echo
+            settings.slowDown = .milliseconds(Int64(slowDown * 1000))
         } catch { fail(error.description) }
         switch FederationClient.run(settings: settings, log: EventLog(component: "client")) {
         case .jobDone, .signalled: return
@@ -222,6 +228,41 @@ struct CertificateAuthorityCommand: ParsableCommand {
         func run() throws {
             do { try CertificateAuthority(directory: dir).issueToken(name: name, clients: try ClientIDs.parse(clients)) } catch { fail(error.description) }
             print("token \(dir)/\(name).token (give it to the client); its hash is in \(dir)/tokens.txt (for the server)")
+        }
+    }
+}
+
+struct Replay: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-run a networked asynchronous run from its state directory's event log, in this process, and compare the final models.",
+        discussion: "The clients are trained here on their partitions of the job's data set, in the order the server logged in events.jsonl.")
+
+    @Argument(help: "The state directory of a `fedtrain server --mode fedbuff|fedasync` run.") var state: String
+    @Option(help: "Also save the replayed model to this safetensors file.") var save: String?
+    @Option(parsing: .unconditional, help: "Worker threads (default: all cores, \(Parallelism.availableCores) here); results do not depend on it.")
+    var threads: Int?
+
+    func run() throws {
+        if let threads, threads < 1 { fail("--threads must be at least 1") }
+        if let save {
+            do { try AtomicFile.checkWritable(save) } catch { fail("--save \(error.description)") }
+        }
+        let result: ReplayJob.Result
+        do {
+            result = try ReplayJob(state: state, threads: threads).run { metrics in
+                print("step \(metrics.round): clients \(metrics.clients), trips \(metrics.trips ?? 0)"
+                    + (metrics.testAccuracy.map { ", accuracy \(format(100 * $0, 2))%" } ?? ""))
+            }
+        } catch { fail(error.description) }
+        if let save {
+            do { try Safetensors.save(result.global, layout: result.layout, to: save, metadata: ["format": "pt", "producer": "fedtrain replay"]) } catch {
+                fail(error.description)
+            }
+        }
+        switch result.matchesRun {
+        case true?: print("replayed \(plural(result.steps, "step")): the model is identical to \(state)/model.safetensors")
+        case false?: fail("replayed \(plural(result.steps, "step")): the model differs from \(state)/model.safetensors")
+        case nil: print("replayed \(plural(result.steps, "step")); \(state) has no final model to compare with (the run is unfinished)")
         }
     }
 }

@@ -178,7 +178,6 @@ func equalClientsTrace(_ clients: Int) -> String {
             return false
         }
         #expect(!refused { _ in })
-        #expect(refused { $0.clock.simulatedClock = false })
         #expect(refused { $0.asynchrony.buffer = 11 })
         #expect(refused { $0.asynchrony.concurrency = -1 })
         #expect(refused { $0.asynchrony.staleness = "poly" })
@@ -192,9 +191,12 @@ func equalClientsTrace(_ clients: Int) -> String {
         #expect(refused { $0.asynchrony.mode = .fedasync; $0.federation.serverOptimizer = "sgd:0.5" })
         #expect(refused { $0.asynchrony.mode = .fedasync; $0.asynchrony.mixing = 0 })
         #expect(refused { $0.federation.clientSampling = "poisson" })
+        // A simulation needs the clock to time its trips; a networked server has real ones.
+        #expect(throws: ConfigurationError.self) { try smallSimulation { $0.asynchrony.mode = .fedbuff; $0.asynchrony.buffer = 2 } }
         var networked = SimulationConfiguration()
-        networked.clock.simulatedClock = true
         networked.asynchrony.mode = .fedbuff
+        #expect(throws: Never.self) { try networked.checkNetworked() }
+        networked.clock.simulatedClock = true
         #expect(throws: ConfigurationError.self) { try networked.checkNetworked() }
     }
 }

@@ -213,4 +213,42 @@ final class FederationFixture: @unchecked Sendable {
         #expect(simulation.wait(timeout: .seconds(120)) == 0)
         expectSameRun(fixture)
     }
+
+    /// FedBuff over 10 client processes, two slowed down (their updates arrive stale), with the
+    /// server killed after its first step and restarted on its state: the trips it had out are
+    /// logged as failed, and `fedtrain replay` re-runs the logged order to the identical model.
+    @Test func networkedFedBuffReplaysToTheSameModel() throws {
+        let fixture = try FederationFixture(job: """
+            clients: 10
+            rounds: 5
+            partition: dirichlet:0.5
+            batch_size: 32
+            round_deadline: 60
+            mode: fedbuff
+            buffer: 3
+            concurrency: 5
+            """)
+        let (first, port) = try fixture.startServer(["--insecure", "--threads", "1"])
+        let clients = try (0..<10).map { client in
+            try fixture.start(["client", "--server", "127.0.0.1:\(port)", "--client-id", "\(client)", "--threads", "1", "--give-up", "60", "--insecure"]
+                              + (client < 2 ? ["--slow-down", "2"] : []), name: "client-\(client)")
+        }
+        let deadline = ContinuousClock.now + .seconds(120)
+        while !first.error.contains("\"round_done\"") && ContinuousClock.now < deadline { usleep(20_000) }
+        first.kill9()
+        let (second, _) = try fixture.startServer(["--insecure", "--threads", "1"], port: port, name: "restarted")
+        #expect(second.wait(timeout: .seconds(240)) == 0, "restarted server: \(second.error)")
+        #expect(second.output.contains("resumed after round"))
+        for client in clients { #expect(client.wait(timeout: .seconds(30)) == 0, "client: \(client.error)") }
+        let events = (try? String(contentsOfFile: "\(fixture.directory)/state/events.jsonl", encoding: .utf8)) ?? ""
+        #expect(events.contains("\"fail\""), "the restart abandons the trips that were out")
+        let metrics = ((try? String(contentsOfFile: "\(fixture.directory)/state/metrics.jsonl", encoding: .utf8)) ?? "").split(separator: "\n")
+        let staleness = metrics.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["staleness_max"] as? Int }
+        #expect(metrics.count == 5 && staleness.count == 5)
+        #expect(staleness.contains { $0 > 0 }, "slow clients reply from older versions: \(staleness)")
+        let replay = try fixture.start(["replay", "state", "--threads", "2", "--save", "replayed.safetensors"], name: "replay")
+        #expect(replay.wait(timeout: .seconds(240)) == 0, "replay: \(replay.error)")
+        #expect(replay.output.contains("the model is identical"), "\(replay.output)")
+        #expect(fixture.sha256("replayed.safetensors") != "missing replayed.safetensors")
+    }
 }

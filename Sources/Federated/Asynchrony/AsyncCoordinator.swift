@@ -84,7 +84,19 @@ public struct AsyncCoordinator: Sendable {
         var generator = draws == 0 ? SeededGenerator.derived(seed: seed, sampling, round)
             : SeededGenerator.derived(seed: seed, sampling, round, UInt64(draws))
         draws += 1
-        let chosen = RoundCoordinator.draw(drawn, from: eligible, generator: &generator)
+        return dispatch(clients: RoundCoordinator.draw(drawn, from: eligible, generator: &generator), parallelFor: parallelFor)
+    }
+
+    /// Whether `client` may be dispatched now: a client of the federation, neither in flight nor
+    /// dispatched at this version.
+    public func mayDispatch(_ client: Int) -> Bool {
+        (0..<rounds.settings.clients).contains(client) && inFlight[client] == nil && !dispatchedAtVersion.contains(client)
+    }
+
+    /// Dispatches exactly `clients` (each must satisfy `mayDispatch`): what `fedtrain replay`
+    /// does with a logged run's choices.
+    public mutating func dispatch(clients chosen: [Int], parallelFor: RoundCoordinator.ParallelFor = RoundCoordinator.serially) -> [ClientMessage] {
+        precondition(chosen.allSatisfy(mayDispatch) && Set(chosen).count == chosen.count)
         let built = rounds.tasks(for: chosen, parallelFor: parallelFor)
         precondition(built.instructions.serverControl == nil, "control variates need synchronous rounds")
         window.bytesDown += built.bytes

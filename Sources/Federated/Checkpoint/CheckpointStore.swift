@@ -20,6 +20,8 @@ public struct CheckpointSnapshot: Sendable {
 public struct AsyncCheckpoint: Sendable, Codable, Equatable {
     public var coordinator: AsyncCoordinator.State
     public var schedule: AsyncSchedule
+    /// A networked run: the events its log held at this checkpoint.
+    public var events: Int?
 }
 
 /// A run's checkpoint directory, versioned. After every round: the model and the server state
@@ -119,9 +121,11 @@ public struct CheckpointStore: Sendable {
     }
 
     /// Loads the files `record` names: the model, the server state, client states and mirrors.
-    public mutating func load(_ record: Record) throws(CheckpointError) -> (global: [Float], strategyState: [String: [Float]],
-                                                                             clients: [Int: ClientState], mirrors: [Int: DownlinkMirror],
-                                                                             asynchrony: AsyncCheckpoint?) {
+    /// What `load` reads.
+    public typealias Loaded = (global: [Float], strategyState: [String: [Float]], clients: [Int: ClientState], mirrors: [Int: DownlinkMirror],
+                               asynchrony: AsyncCheckpoint?)
+
+    public mutating func load(_ record: Record) throws(CheckpointError) -> Loaded {
         guard record.round == record.metrics.count else { throw CheckpointError("cannot resume from \(directory): checkpoint round \(record.round) has \(record.metrics.count) rounds of metrics") }
         let global: [Float]
         guard !record.model.contains("/") else { throw CheckpointError("checkpoint: \(record.model) is not a file name") }

@@ -66,7 +66,6 @@ public struct AsyncSection: Sendable, Equatable, Codable {
         guard mixing > 0, mixing <= 1 else { throw ConfigurationError("mixing must be in (0, 1] (got \(mixing))") }
         if let maxStaleness, maxStaleness < 0 { throw ConfigurationError("max_staleness must be at least 0 (got \(maxStaleness))") }
         let mode = self.mode.rawValue
-        guard clock.simulatedClock else { throw ConfigurationError("mode \(mode) runs on the simulated clock: add simulated_clock: true (--simulated-clock)") }
         guard clock.deadline == 0, clock.overSelection == 0 else {
             throw ConfigurationError("deadline and over_selection close synchronous rounds; mode \(mode) has none")
         }

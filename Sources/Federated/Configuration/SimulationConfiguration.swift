@@ -599,9 +599,6 @@ extension SimulationConfiguration {
         if federation.clientEvaluation {
             throw ConfigurationError("client_evaluation is not supported by fedtrain server yet (the server evaluates on the test set)")
         }
-        if asynchrony.isAsynchronous {
-            throw ConfigurationError("mode \(asynchrony.mode.rawValue) is not supported by fedtrain server yet (only fedtrain simulate runs it)")
-        }
         if clock.simulatedClock {
             throw ConfigurationError("simulated_clock simulates client speeds; a networked job has real ones (remove it for fedtrain server)")
         }

@@ -26,6 +26,8 @@ public final class Simulation {
     /// FedBuff or FedAsync (`mode`): the coordinator and the trips in simulated time.
     public private(set) var asynchronous: AsyncCoordinator?
     public private(set) var schedule = AsyncSchedule()
+    /// An asynchronous run over remote clients: their trips in real time, logged.
+    public let networkSchedule: NetworkSchedule?
     /// Carries tasks and replies; `inProcess` when the clients run here (it holds their state).
     public let transport: any ClientTransport
     public let inProcess: InProcessTransport?
@@ -42,9 +44,11 @@ public final class Simulation {
     /// Builds the coordinator's tasks (downlink encoding) across the cores.
     private let tasksInParallel: RoundCoordinator.ParallelFor
 
-    /// `remote`: the clients run elsewhere and this transport reaches them (nil: in this process).
+    /// `remote`: the clients run elsewhere and this transport reaches them (nil: in this process);
+    /// in an asynchronous mode it must be an `AsyncClientTransport`, and `eventLog` records the run.
+    /// `replaying`: an asynchronous run replayed from its event log (`replayStep`), in this process.
     public init(configuration: SimulationConfiguration, train: LabeledImages, test: LabeledImages,
-                remote: (any ClientTransport)? = nil) throws(ConfigurationError) {
+                remote: (any ClientTransport)? = nil, eventLog: AsyncEventLog? = nil, replaying: Bool = false) throws(ConfigurationError) {
         try configuration.validate()
         self.configuration = configuration
         let federation = configuration.federation, seed = federation.seed
@@ -78,9 +82,21 @@ public final class Simulation {
                 updatesPerStep: asynchrony.updatesPerStep, staleness: try Staleness(parsing: asynchrony.staleness),
                 maxStaleness: asynchrony.maxStaleness, rebases: asynchrony.mode == .fedasync))
         }
+        if asynchronous != nil, remote == nil, simulatedClock == nil, !replaying {
+            throw ConfigurationError("mode \(asynchrony.mode.rawValue) in simulation runs on the simulated clock: add simulated_clock: true (--simulated-clock)")
+        }
         if let remote {
             (transport, inProcess) = (remote, nil)
+            if asynchronous != nil {
+                guard let clients = remote as? any AsyncClientTransport, let eventLog else {
+                    throw ConfigurationError("mode \(asynchrony.mode.rawValue) needs asynchronous clients and an event log")
+                }
+                networkSchedule = NetworkSchedule(transport: clients, log: eventLog)
+            } else {
+                networkSchedule = nil
+            }
         } else {
+            networkSchedule = nil
             let workers = min(configuration.run.threads, max(federation.sampledPerRound, federation.clientEvaluation ? federation.clients : 1))
             let split = partitions
             let poisoned = adversary.flatMap { adversary in
@@ -167,6 +183,11 @@ public final class Simulation {
     /// Runs events until the next server step of an asynchronous run; its metrics.
     private func runAsyncStep(clientDone: ((Int, Int) -> Void)?) -> RoundMetrics {
         let clock = ContinuousClock(), start = clock.now
+        if let networkSchedule {
+            let concurrency = configuration.asynchrony.clientsInFlight(federation: configuration.federation)
+            let (step, trips) = networkSchedule.runUntilStep(&asynchronous!, concurrency: concurrency, all: allClients)
+            return recordStep(step, trips: trips, trainingSeconds: 0, trainedSamples: 0, start: start)
+        }
         let partitions = self.partitions, transport = self.transport
         var trainingSeconds = 0.0, trainedSamples = 0
         let clients = AsyncSchedule.Clients(clock: simulatedClock!, samples: { partitions[$0].count }, epochs: configuration.training.localEpochs) { tasks in
@@ -177,20 +198,36 @@ public final class Simulation {
         }
         let event = schedule.runUntilStep(&asynchronous!, concurrency: configuration.asynchrony.clientsInFlight(federation: configuration.federation),
                                           available: transport.available(from: allClients), clients: clients)
-        var result = record(event.step.outcome, sampled: event.step.outcome.updates.map(\.client), trainingSeconds: trainingSeconds,
-                            aggregationSeconds: nil)
-        // Clients train ahead of simulated time, so a step's own updates may have trained in an
-        // earlier step: the rate is that of the training this step ran (0 when it ran none).
-        result.imagesPerSecond = trainingSeconds > 0 ? Double(trainedSamples * configuration.training.localEpochs) / trainingSeconds : 0
+        var result = stepMetrics(event.step, trips: event.trips, trainingSeconds: trainingSeconds, trainedSamples: trainedSamples)
         result.simulatedSeconds = event.seconds
         result.simulatedTime = schedule.now
-        result.trips = event.trips
-        let staleness = event.step.staleness
-        if !staleness.isEmpty {
-            result.stalenessMean = Double(staleness.reduce(0, +)) / Double(staleness.count)
-            result.stalenessMax = staleness.max()
-        }
         return finishRecord(result, start: start)
+    }
+
+    /// Replays a networked asynchronous run's events through its next step (`fedtrain replay`).
+    public func replayStep(_ replay: inout ReplaySchedule) throws(ConfigurationError) -> RoundMetrics {
+        precondition(asynchronous != nil && inProcess != nil)
+        let start = ContinuousClock.now, transport = self.transport
+        let (step, trips) = try replay.runUntilStep(&asynchronous!) { transport.exchange($0, clientDone: nil) }
+        return recordStep(step, trips: trips, trainingSeconds: 0, trainedSamples: 0, start: start)
+    }
+
+    private func recordStep(_ step: AsyncCoordinator.Step, trips: Int, trainingSeconds: Double, trainedSamples: Int,
+                            start: ContinuousClock.Instant) -> RoundMetrics {
+        finishRecord(stepMetrics(step, trips: trips, trainingSeconds: trainingSeconds, trainedSamples: trainedSamples), start: start)
+    }
+
+    /// A server step's metrics. Clients may train ahead of the step that aggregates them: the
+    /// training rate is that of the training this step ran (0 when it ran none here).
+    private func stepMetrics(_ step: AsyncCoordinator.Step, trips: Int, trainingSeconds: Double, trainedSamples: Int) -> RoundMetrics {
+        var result = record(step.outcome, sampled: step.outcome.updates.map(\.client), trainingSeconds: trainingSeconds, aggregationSeconds: nil)
+        result.imagesPerSecond = trainingSeconds > 0 ? Double(trainedSamples * configuration.training.localEpochs) / trainingSeconds : 0
+        result.trips = trips
+        if !step.staleness.isEmpty {
+            result.stalenessMean = Double(step.staleness.reduce(0, +)) / Double(step.staleness.count)
+            result.stalenessMax = step.staleness.max()
+        }
+        return result
     }
 
     /// A round's (or server step's) metrics from its outcome.
@@ -271,7 +308,7 @@ public final class Simulation {
                            changedClients: inProcess.map { local in local.states.filter { local.changed.contains($0.key) } } ?? [:],
                            changedMirrors: coordinator.downlink.mirrors.filter { coordinator.downlink.changed.contains($0.key) },
                            metrics: metrics, configuration: configuration,
-                           asynchrony: asynchronous.map { AsyncCheckpoint(coordinator: $0.state, schedule: schedule) })
+                           asynchrony: asynchronous.map { AsyncCheckpoint(coordinator: $0.state, schedule: schedule, events: networkSchedule?.log.count) })
     }
 
     public func markSaved() {
@@ -292,6 +329,7 @@ public final class Simulation {
         case (.some, .some(let saved)):
             try asynchronous!.restore(round: round, global: global, strategyState: strategyState, mirrors: mirrors, state: saved.coordinator)
             schedule = saved.schedule
+            networkSchedule?.abandonTrips(&asynchronous!)
         default:
             throw CheckpointError("checkpoint: the run was \(asynchrony == nil ? "synchronous" : "asynchronous"), this one is not")
         }

@@ -65,6 +65,9 @@ public struct SimulationJob: Sendable {
         }
     }
 
+    /// A networked asynchronous run's `AsyncEventLog`, in its state directory.
+    public static let eventLogName = "events.jsonl"
+
     /// Events for progress output.
     public enum Event {
         case started(Simulation)
@@ -93,20 +96,29 @@ public struct SimulationJob: Sendable {
         }
         let data: (train: LabeledImages, test: LabeledImages)
         do { data = try configuration.data.model.loadData(directory: configuration.data.directory!) } catch { throw .data(error) }
+        // A networked asynchronous run logs its events beside its checkpoints, for `fedtrain replay`.
+        let eventLog = remote is any AsyncClientTransport && configuration.asynchrony.isAsynchronous
+            ? output.map { AsyncEventLog(path: "\($0.path)/\(Self.eventLogName)") } : nil
         let simulation: Simulation
-        do { simulation = try Simulation(configuration: configuration, train: data.train, test: data.test, remote: remote) } catch { throw .configuration(error) }
+        do {
+            simulation = try Simulation(configuration: configuration, train: data.train, test: data.test, remote: remote, eventLog: eventLog)
+        } catch { throw .configuration(error) }
+        var loaded: CheckpointStore.Loaded?
         if let record, var loader = store {
-            do {
-                let loaded = try loader.load(record)
-                try simulation.restore(round: record.round, global: loaded.global, strategyState: loaded.strategyState,
-                                       clients: loaded.clients, mirrors: loaded.mirrors, metrics: record.metrics, asynchrony: loaded.asynchrony)
-            } catch { throw .checkpoint(error) }
+            do { loaded = try loader.load(record) } catch { throw .checkpoint(error) }
             store = loader
         }
         if let output {
             if record == nil { try output.prepareNewRun(overwrite: overwrite) }
             try output.write(Array((OutputDirectory.configHeader + " (OpenBLAS kernels: \(BLAS.kernelSet))\n"
                 + ConfigurationFile.encode(configuration)).utf8), "config.yaml")
+        }
+        do { try eventLog?.start(keeping: loaded?.asynchrony?.events ?? 0) } catch { throw .output(error.description) }
+        if let record, let loaded {
+            do {
+                try simulation.restore(round: record.round, global: loaded.global, strategyState: loaded.strategyState,
+                                       clients: loaded.clients, mirrors: loaded.mirrors, metrics: record.metrics, asynchrony: loaded.asynchrony)
+            } catch { throw .checkpoint(error) }
         }
         events?(.started(simulation))
         let clock = ContinuousClock()
@@ -115,6 +127,7 @@ public struct SimulationJob: Sendable {
             let metrics = simulation.runRound { done, total in
                 events?(.clientDone(round: round, done: done, total: total, seconds: (clock.now - start).seconds))
             }
+            if let error = simulation.networkSchedule?.writeError { throw .output(error.description) }
             if let output, store != nil {
                 do { try store!.save(simulation.snapshot()) } catch { throw .checkpoint(error) }
                 simulation.markSaved()

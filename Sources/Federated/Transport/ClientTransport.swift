@@ -23,8 +23,25 @@ extension ClientTransport {
     public var stopRequested: Bool { false }
 }
 
+/// A transport whose clients work asynchronously: tasks go out one by one and each trip ends
+/// on its own (a networked server's `RemoteClients`).
+public protocol AsyncClientTransport: ClientTransport {
+    /// Offers each task to its client without waiting for replies.
+    func dispatch(_ tasks: [ClientMessage])
+    /// Waits until at least one trip has ended and returns every ended trip (replies in arrival
+    /// order); empty when no trip is out.
+    func awaitEnds() -> [TripEnd]
+}
+
+/// How an asynchronous trip ended.
+public enum TripEnd: Sendable, Equatable {
+    case replied(ClientMessage)
+    /// The client left, went silent, or did not reply within the deadline.
+    case failed(client: Int)
+}
+
 /// Envelope bytes to or from one client.
-public struct ClientMessage: Sendable {
+public struct ClientMessage: Sendable, Equatable {
     public var client: Int
     public var bytes: [UInt8]
     public init(client: Int, bytes: [UInt8]) { (self.client, self.bytes) = (client, bytes) }

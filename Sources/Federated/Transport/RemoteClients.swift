@@ -39,7 +39,7 @@ public enum UnderflowPolicy: Sendable, Equatable, CustomStringConvertible {
 /// least `minSurvivors` replies; otherwise `underflow` decides. It never waits forever for a
 /// reply. Replies are checked for routing (kind, round, client, duplicates) here and in full by
 /// the coordinator; every accepted reply is in the `journal` before `deliver` returns.
-public final class RemoteClients: ClientTransport, @unchecked Sendable {
+public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
     public struct Settings: Sendable {
         /// Clients that must be connected before a round starts.
         public var minClients: Int
@@ -89,7 +89,10 @@ public final class RemoteClients: ClientTransport, @unchecked Sendable {
     private var lastSeen: [Int: ContinuousClock.Instant] = [:]
     private var polling: [Int: Int] = [:]
     private var left: Set<Int> = []
-    private var open: OpenRound?
+    /// Every task out, by client: the open round's (synchronous), or trips of different model
+    /// versions at once (asynchronous).
+    private var trips: [Int: Trip] = [:]
+    private var arrivals = 0
     private var waiters: [UInt64: Waiter] = [:]
     private var nextWaiter: UInt64 = 0
     private var finished = false
@@ -102,10 +105,13 @@ public final class RemoteClients: ClientTransport, @unchecked Sendable {
     /// The sampled clients that did not reply in the last closed round (failed, left or late).
     public private(set) var lastMissing: [Int] = []
 
-    private struct OpenRound {
+    private struct Trip {
         var round: Int
-        var tasks: [Int: [UInt8]]
-        var replies: [Int: [UInt8]] = [:]
+        var task: [UInt8]
+        var sent: ContinuousClock.Instant
+        var reply: [UInt8]?
+        /// The reply's place in arrival order.
+        var arrival = 0
     }
 
     private struct Waiter {
@@ -202,8 +208,7 @@ public final class RemoteClients: ClientTransport, @unchecked Sendable {
 
     /// Caller holds the lock.
     private func pendingTasks(for clients: Set<Int>) -> [[UInt8]] {
-        guard let open else { return [] }
-        return open.tasks.filter { clients.contains($0.key) && open.replies[$0.key] == nil }.sorted { $0.key < $1.key }.map(\.value)
+        trips.filter { clients.contains($0.key) && $0.value.reply == nil }.sorted { $0.key < $1.key }.map(\.value.task)
     }
 
     /// Takes a reply from a sender allowed to speak for the clients `mayAct(client)` accepts;
@@ -215,12 +220,15 @@ public final class RemoteClients: ClientTransport, @unchecked Sendable {
         guard mayAct(header.client) else { return .rejected("not allowed to reply for client \(header.client)") }
         return lock.withLock {
             lastSeen[header.client] = clock.now
-            guard var round = open, round.round == header.round else { return .stale }
-            guard round.tasks[header.client] != nil else { return .rejected("client \(header.client) was not sampled in round \(header.round)") }
-            guard round.replies[header.client] == nil else { return .duplicate }
+            guard var trip = trips[header.client], trip.round == header.round else {
+                let roundIsOpen = trips.values.contains { $0.round == header.round }
+                return roundIsOpen ? .rejected("client \(header.client) was not sampled in round \(header.round)") : .stale
+            }
+            guard trip.reply == nil else { return .duplicate }
             do { try journal?.append(bytes, round: header.round) } catch { return .rejected("server cannot journal the reply: \(error)") }
-            round.replies[header.client] = bytes
-            open = round
+            arrivals += 1
+            (trip.reply, trip.arrival) = (bytes, arrivals)
+            trips[header.client] = trip
             lock.broadcast()
             return .accepted
         }
@@ -238,7 +246,10 @@ public final class RemoteClients: ClientTransport, @unchecked Sendable {
 
     /// The open round and how many of its sampled clients replied.
     public func progress() -> (round: Int, replied: Int, sampled: Int)? {
-        lock.withLock { open.map { ($0.round, $0.replies.count, $0.tasks.count) } }
+        lock.withLock {
+            guard let round = trips.values.map(\.round).max() else { return nil }
+            return (round, trips.values.filter { $0.reply != nil }.count, trips.count)
+        }
     }
 
     /// Caller holds the lock.
@@ -268,31 +279,25 @@ public final class RemoteClients: ClientTransport, @unchecked Sendable {
         guard let first = tasks.first, let round = try? Envelope.header(of: first.bytes).round else { return [] }
         let sampled = Set(tasks.map(\.client))
         lock.withLock {
-            var state = OpenRound(round: round, tasks: Dictionary(uniqueKeysWithValues: tasks.map { ($0.client, $0.bytes) }))
+            precondition(trips.isEmpty, "a round is already open")
+            offer(tasks, round: { _ in round })
             for reply in journal?.replies(round: round) ?? [] {
-                if let header = try? Envelope.header(of: reply), sampled.contains(header.client) { state.replies[header.client] = reply }
-            }
-            open = state
-            for (key, waiter) in waiters {
-                let pending = pendingTasks(for: waiter.clients)
-                guard !pending.isEmpty else { continue }
-                waiters[key] = nil
-                waiter.continuation.resume(returning: .tasks(pending))
+                if let header = try? Envelope.header(of: reply), sampled.contains(header.client) { trips[header.client]!.reply = reply }
             }
         }
         var deadline = clock.now + settings.roundDeadline, extensions = 0
         return lock.withLock {
             var reported = -1
             while true {
-                let state = open!
-                if state.replies.count != reported {
-                    reported = state.replies.count
+                let replied = trips.values.filter { $0.reply != nil }.count
+                if replied != reported {
+                    reported = replied
                     clientDone?(reported, tasks.count)
                 }
-                let outstanding = sampled.filter { state.replies[$0] == nil && !left.contains($0) }
+                let outstanding = sampled.filter { trips[$0]!.reply == nil && !left.contains($0) }
                 if outstanding.isEmpty { break }
                 if clock.now >= deadline {
-                    if state.replies.count >= settings.minSurvivors { break }
+                    if replied >= settings.minSurvivors { break }
                     if case .extend(let limit) = settings.underflow, extensions < limit {
                         extensions += 1
                         deadline = clock.now + settings.roundDeadline
@@ -304,10 +309,55 @@ public final class RemoteClients: ClientTransport, @unchecked Sendable {
                 let remaining = (deadline - clock.now).seconds
                 _ = lock.wait(until: Date().addingTimeInterval(min(remaining, 0.5)))
             }
-            let replies = tasks.compactMap { task in open!.replies[task.client].map { ClientMessage(client: task.client, bytes: $0) } }
-            lastMissing = tasks.map(\.client).filter { open!.replies[$0] == nil }.sorted()
-            open = nil
+            let replies = tasks.compactMap { task in trips[task.client]!.reply.map { ClientMessage(client: task.client, bytes: $0) } }
+            lastMissing = tasks.map(\.client).filter { trips[$0]!.reply == nil }.sorted()
+            trips = [:]
             return replies
+        }
+    }
+
+    /// Caller holds the lock. Opens a trip per task (its round from `round(task)`) and hands
+    /// waiting polls their tasks.
+    private func offer(_ tasks: [ClientMessage], round: (ClientMessage) -> Int) {
+        let now = clock.now
+        for task in tasks {
+            precondition(trips[task.client] == nil, "client \(task.client) already has a task out")
+            trips[task.client] = Trip(round: round(task), task: task.bytes, sent: now)
+        }
+        for (key, waiter) in waiters {
+            let pending = pendingTasks(for: waiter.clients)
+            guard !pending.isEmpty else { continue }
+            waiters[key] = nil
+            waiter.continuation.resume(returning: .tasks(pending))
+        }
+    }
+
+    // MARK: Asynchronous trips
+
+    /// Offers each task to its client (none may have a task out) without waiting for replies.
+    public func dispatch(_ tasks: [ClientMessage]) {
+        lock.withLock {
+            offer(tasks) { (try? Envelope.header(of: $0.bytes).round) ?? 0 }
+        }
+    }
+
+    /// Waits until at least one trip has ended (replied; or its client left, went silent or
+    /// exceeded `roundDeadline` since its task went out) and returns every ended trip, replies in
+    /// arrival order then failures by client id, forgetting them. Empty when no trip is out.
+    public func awaitEnds() -> [TripEnd] {
+        lock.withLock {
+            while !trips.isEmpty {
+                let now = clock.now
+                let replied = trips.filter { $0.value.reply != nil }.sorted { $0.value.arrival < $1.value.arrival }
+                let failed = trips.filter { $0.value.reply == nil && (left.contains($0.key) || !isLive($0.key, now: now)
+                                                                      || now - $0.value.sent >= settings.roundDeadline) }.keys.sorted()
+                if !replied.isEmpty || !failed.isEmpty {
+                    for client in replied.map(\.key) + failed { trips[client] = nil }
+                    return replied.map { .replied(ClientMessage(client: $0.key, bytes: $0.value.reply!)) } + failed.map { .failed(client: $0) }
+                }
+                _ = lock.wait(until: Date().addingTimeInterval(0.2))
+            }
+            return []
         }
     }
 
