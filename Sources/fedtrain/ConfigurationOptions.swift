@@ -134,6 +134,11 @@ struct ClockOptions: ParsableArguments {
     @Option(name: .customLong("over-selection"), parsing: .unconditional,
             help: "Sample this fraction more clients than a round needs and close on the first (default: 0).")
     var overSelection: Double?
+    @Option(parsing: .unconditional, help: "Fraction of time each client is online, in windows of --availability-period (default: 1).")
+    var availability: Double?
+    @Option(name: .customLong("availability-period"), parsing: .unconditional,
+            help: "Simulated seconds of one online/offline cycle (default: \(clockDefaults.availabilityPeriod)).")
+    var availabilityPeriod: Double?
 
     func apply(to section: inout ClockSection) {
         if simulatedClock { section.simulatedClock = true }
@@ -146,6 +151,8 @@ struct ClockOptions: ParsableArguments {
         if let clockTrace { section.clockTrace = clockTrace }
         if let deadline { section.deadline = deadline }
         if let overSelection { section.overSelection = overSelection }
+        if let availability { section.availability = availability }
+        if let availabilityPeriod { section.availabilityPeriod = availabilityPeriod }
     }
 }
 

@@ -86,3 +86,49 @@ import Testing
         #expect(throws: ConfigurationError.self) { try configuration.checkNetworked() }
     }
 }
+
+@Suite struct AvailabilityTests {
+    /// Client 0 (phase 0.25) is online while frac(t / 100 + 0.25) < 0.5: t in [0, 25) and [75, 125)...
+    let clock = SimulatedClock(profiles: [.init(secondsPerSample: 0.01, bytesPerSecond: 1e6), .init(secondsPerSample: 0.01, bytesPerSecond: 1e6)],
+                               deadline: nil, availability: .init(fraction: 0.5, period: 100, phases: [0.25, 0.9]))
+
+    @Test func windowsFollowTheirDefinition() {
+        #expect(clock.isOnline(0, at: 0) && clock.isOnline(0, at: 24.9) && !clock.isOnline(0, at: 25) && !clock.isOnline(0, at: 74.9))
+        #expect(clock.isOnline(0, at: 75) && clock.windowEnd(0, at: 80) == 125 && clock.windowEnd(0, at: 10) == 25)
+        #expect(clock.nextOnline(0, after: 30) == 75)
+        // Client 1 (phase 0.9): online for t in [10, 60).
+        #expect(!clock.isOnline(1, at: 5) && clock.isOnline(1, at: 10) && clock.windowEnd(1, at: 10) == 60)
+        #expect(clock.firstOnline([0, 1], from: 30) == 30 && clock.firstOnline([0], from: 30) == 75 && clock.firstOnline([], from: 3) == nil)
+        // A trip that outlasts its window fails when the window closes.
+        #expect(clock.tripEnd(0, start: 20, seconds: 4) == (24, false) && clock.tripEnd(0, start: 20, seconds: 6) == (25, true))
+        // Without availability everyone is always online.
+        let always = SimulatedClock(profiles: clock.profiles, deadline: nil)
+        #expect(always.isOnline(1, at: 5) && always.tripEnd(1, start: 3, seconds: 1e9) == (1e9 + 3, false))
+    }
+
+    /// Rounds sample only online clients; trips cut by a window's end fail; asynchronous runs wait
+    /// for a client to come online rather than stepping on nothing.
+    @Test func onlineWindowsShapeRounds() throws {
+        for mode in [AsyncSection.Mode.sync, .fedbuff] {
+            let simulation = try smallSimulation {
+                $0.federation.clients = 12
+                $0.federation.fraction = 0.25
+                $0.federation.rounds = 8
+                $0.clock.simulatedClock = true
+                $0.clock.availability = 0.3
+                $0.clock.availabilityPeriod = 2
+                $0.asynchrony.mode = mode
+                if mode != .sync { $0.asynchrony.buffer = 2 }
+            }
+            var failures = 0
+            for _ in 0..<8 {
+                let before = simulation.metrics.last?.simulatedTime ?? 0
+                let metrics = simulation.runRound()
+                failures += metrics.failures
+                #expect(metrics.simulatedTime! > before)
+            }
+            #expect(failures > 0, "\(mode): windows of 0.6 s cut some trips")
+            #expect(simulation.metrics.contains { $0.clients > 0 && $0.committed })
+        }
+    }
+}

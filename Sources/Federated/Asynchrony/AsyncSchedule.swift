@@ -64,12 +64,20 @@ public struct AsyncSchedule: Sendable, Codable, Equatable {
                 continue
             }
             if trips.count < concurrency {
-                for task in coordinator.dispatch(concurrency - trips.count, available: available) {
+                let online = available.filter { clients.clock.isOnline($0, at: now) }
+                for task in coordinator.dispatch(concurrency - trips.count, available: online) {
                     trips.append(Trip(client: task.client, sequence: sequence, start: now, task: Data(task.bytes)))
                     sequence += 1
                 }
             }
-            if trips.isEmpty { return stepped(&coordinator) }
+            if trips.isEmpty {
+                // Nobody out and nobody online to send: wait for a client that may train at this version.
+                if let next = clients.clock.firstOnline(available.filter(coordinator.mayDispatch), from: now), next > now {
+                    now = next
+                    continue
+                }
+                return stepped(&coordinator)
+            }
             train(clients)
             now = trips[nextTrip()!].arrival!
         }
@@ -92,8 +100,9 @@ public struct AsyncSchedule: Sendable, Codable, Equatable {
         guard !untrained.isEmpty else { return }
         let firstKnown = nextTrip().map { trips[$0].arrival! }
         func earliest(_ trip: Trip) -> Double {
-            trip.start + clients.clock.duration(client: trip.client, samples: clients.samples(trip.client), epochs: clients.epochs,
-                                                bytesDown: trip.task!.count, bytesUp: 0)
+            min(trip.start + clients.clock.duration(client: trip.client, samples: clients.samples(trip.client), epochs: clients.epochs,
+                                                    bytesDown: trip.task!.count, bytesUp: 0),
+                clients.clock.windowEnd(trip.client, at: trip.start))
         }
         if let firstKnown, !untrained.contains(where: { earliest(trips[$0]) <= firstKnown }) { return }
         let replies = clients.train(untrained.map { ClientMessage(client: trips[$0].client, bytes: [UInt8](trips[$0].task!)) })
@@ -101,9 +110,12 @@ public struct AsyncSchedule: Sendable, Codable, Equatable {
         for reply in replies { byClient[reply.client] = reply.bytes }
         for index in untrained {
             let trip = trips[index], reply = byClient[trip.client]
-            trips[index].arrival = trip.start + clients.clock.duration(client: trip.client, samples: clients.samples(trip.client), epochs: clients.epochs,
-                                                                       bytesDown: trip.task!.count, bytesUp: reply?.count ?? 0)
-            trips[index].reply = reply.map { Data($0) }
+            let seconds = clients.clock.duration(client: trip.client, samples: clients.samples(trip.client), epochs: clients.epochs,
+                                                 bytesDown: trip.task!.count, bytesUp: reply?.count ?? 0)
+            // A client whose online window closes first fails then; its reply never leaves.
+            let end = clients.clock.tripEnd(trip.client, start: trip.start, seconds: seconds)
+            trips[index].arrival = end.time
+            trips[index].reply = end.failed ? nil : reply.map { Data($0) }
             trips[index].task = nil
         }
     }

@@ -21,6 +21,11 @@ public struct ClockSection: Sendable, Equatable, Codable {
     public var deadline = 0.0
     /// Sample this fraction more clients than a round needs and close on the first ones.
     public var overSelection = 0.0
+    /// The fraction of time a client is online: each client is online for `availability` of
+    /// every `availability_period` seconds, from a phase drawn from the seed (1: always online).
+    /// A client is sampled only while online, and a trip still running when its window closes fails then.
+    public var availability = 1.0
+    public var availabilityPeriod = 3600.0
 
     public init() {}
 
@@ -28,6 +33,7 @@ public struct ClockSection: Sendable, Equatable, Codable {
         case simulatedClock = "simulated_clock", sampleSeconds = "sample_seconds", speedSpread = "speed_spread"
         case slowFraction = "slow_fraction", slowFactor = "slow_factor", bandwidth, bandwidthSpread = "bandwidth_spread"
         case clockTrace = "clock_trace", deadline, overSelection = "over_selection"
+        case availability, availabilityPeriod = "availability_period"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -42,6 +48,8 @@ public struct ClockSection: Sendable, Equatable, Codable {
         clockTrace = try c.decodeIfPresent(String.self, forKey: .clockTrace)
         deadline = try c.decodeIfPresent(Double.self, forKey: .deadline) ?? d.deadline
         overSelection = try c.decodeIfPresent(Double.self, forKey: .overSelection) ?? d.overSelection
+        availability = try c.decodeIfPresent(Double.self, forKey: .availability) ?? d.availability
+        availabilityPeriod = try c.decodeIfPresent(Double.self, forKey: .availabilityPeriod) ?? d.availabilityPeriod
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -56,6 +64,8 @@ public struct ClockSection: Sendable, Equatable, Codable {
         try c.encodeIfPresent(clockTrace, forKey: .clockTrace)
         try c.encodeDecimal(deadline, forKey: .deadline)
         try c.encodeDecimal(overSelection, forKey: .overSelection)
+        try c.encodeDecimal(availability, forKey: .availability)
+        try c.encodeDecimal(availabilityPeriod, forKey: .availabilityPeriod)
     }
 
     func validate(federation: FederationSection) throws(ConfigurationError) {
@@ -72,9 +82,11 @@ public struct ClockSection: Sendable, Equatable, Codable {
         try nonNegative(bandwidthSpread, .bandwidthSpread)
         try nonNegative(deadline, .deadline)
         try nonNegative(overSelection, .overSelection)
+        try positive(availabilityPeriod, .availabilityPeriod)
         guard (0...1).contains(slowFraction) else { throw ConfigurationError("slow_fraction must be in [0, 1] (got \(slowFraction))") }
-        guard simulatedClock || (deadline == 0 && overSelection == 0 && clockTrace == nil) else {
-            throw ConfigurationError("deadline, over_selection and clock_trace need simulated_clock: true (--simulated-clock)")
+        guard availability > 0, availability <= 1 else { throw ConfigurationError("availability must be in (0, 1] (got \(availability))") }
+        guard simulatedClock || (deadline == 0 && overSelection == 0 && clockTrace == nil && availability == 1) else {
+            throw ConfigurationError("deadline, over_selection, clock_trace and availability need simulated_clock: true (--simulated-clock)")
         }
         if overSelection > 0, federation.poissonRate != nil {
             throw ConfigurationError("over_selection needs client_sampling fixed (Poisson sampling has no round size to over-select)")

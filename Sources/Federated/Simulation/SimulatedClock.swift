@@ -13,16 +13,33 @@ public struct SimulatedClock: Sendable {
         public init(secondsPerSample: Double, bytesPerSecond: Double) { (self.secondsPerSample, self.bytesPerSecond) = (secondsPerSample, bytesPerSecond) }
     }
 
+    /// Online windows: client c is online at t when frac(t / period + phases[c]) < fraction.
+    public struct Availability: Sendable, Equatable {
+        public var fraction: Double
+        public var period: Double
+        public var phases: [Double]
+        public init(fraction: Double, period: Double, phases: [Double]) { (self.fraction, self.period, self.phases) = (fraction, period, phases) }
+    }
+
     public let profiles: [Profile]
     public let deadline: Double?
+    /// nil: every client is always online.
+    public let availability: Availability?
 
-    public init(profiles: [Profile], deadline: Double?) { (self.profiles, self.deadline) = (profiles, deadline) }
+    public init(profiles: [Profile], deadline: Double?, availability: Availability? = nil) {
+        (self.profiles, self.deadline, self.availability) = (profiles, deadline, availability)
+    }
 
     /// The job's clock: its trace, or profiles drawn from (seed, clock): speed = median ·
     /// exp(spread · N(0,1)), times `slow_factor` for the `slow_fraction` of clients drawn slow;
     /// link = median · exp(spread · N(0,1)).
     public init(section: ClockSection, clients: Int, seed: UInt64) throws(ConfigurationError) {
         deadline = section.deadline > 0 ? section.deadline : nil
+        // Phases have their own generator, so the profiles do not depend on availability.
+        var phases = SeededGenerator.derived(seed: seed, RandomStream.clock.rawValue, 1)
+        availability = section.availability < 1
+            ? Availability(fraction: section.availability, period: section.availabilityPeriod, phases: (0..<clients).map { _ in phases.nextUnitDouble() })
+            : nil
         if let trace = section.clockTrace {
             profiles = try Self.readTrace(trace, clients: clients)
             return
@@ -59,35 +76,74 @@ public struct SimulatedClock: Sendable {
         return profiles
     }
 
+    /// Whether `client` is online at `time`.
+    public func isOnline(_ client: Int, at time: Double) -> Bool {
+        guard let availability else { return true }
+        let position = time / availability.period + availability.phases[client]
+        return position - position.rounded(.down) < availability.fraction
+    }
+
+    /// When the online window `client` is in at `time` closes (infinity without availability).
+    public func windowEnd(_ client: Int, at time: Double) -> Double {
+        guard let availability else { return .infinity }
+        let position = time / availability.period + availability.phases[client]
+        return (position.rounded(.down) + availability.fraction - availability.phases[client]) * availability.period
+    }
+
+    /// The first time after `time` at which `client`, offline at `time`, comes online.
+    public func nextOnline(_ client: Int, after time: Double) -> Double {
+        guard let availability else { return time }
+        let position = time / availability.period + availability.phases[client]
+        return (position.rounded(.down) + 1 - availability.phases[client]) * availability.period
+    }
+
+    /// The first time at or after `time` at which one of `clients` is online (nil for none).
+    public func firstOnline(_ clients: [Int], from time: Double) -> Double? {
+        clients.map { isOnline($0, at: time) ? time : nextOnline($0, after: time) }.min()
+    }
+
+    /// When a trip of `client` that starts at `start` and needs `seconds` ends, and whether it
+    /// ends by the client going offline first (a failure at its window's end).
+    public func tripEnd(_ client: Int, start: Double, seconds: Double) -> (time: Double, failed: Bool) {
+        let end = windowEnd(client, at: start)
+        return start + seconds > end ? (end, true) : (start + seconds, false)
+    }
+
     /// Simulated seconds `client` takes from its task's first byte to its reply's last.
     public func duration(client: Int, samples: Int, epochs: Int, bytesDown: Int, bytesUp: Int) -> Double {
         let profile = profiles[client]
         return Double(bytesDown + bytesUp) / profile.bytesPerSecond + Double(samples * epochs) * profile.secondsPerSample
     }
 
-    /// The replies of a round (to `tasks`) that make it, and the round's simulated seconds: each
-    /// reply arrives after its task's and its own bytes over the client's link and `samples(client)`
-    /// · `epochs` samples of training; then `close`.
+    /// The replies of a round (to `tasks`, begun at `start`) that make it, and the round's
+    /// simulated seconds: each reply arrives after its task's and its own bytes over the client's
+    /// link and `samples(client)` · `epochs` samples of training, unless the client goes offline
+    /// first (then it fails at that moment); then `close`.
     public func closeRound(tasks: [ClientMessage], replies: [ClientMessage], samples: (Int) -> Int, epochs: Int,
-                           target: Int) -> (replies: [ClientMessage], seconds: Double) {
+                           target: Int, start: Double = 0) -> (replies: [ClientMessage], seconds: Double) {
         let taskBytes = Dictionary(uniqueKeysWithValues: tasks.map { ($0.client, $0.bytes.count) })
-        let arrivals = replies.map { reply in
-            (client: reply.client, seconds: duration(client: reply.client, samples: samples(reply.client), epochs: epochs,
-                                                     bytesDown: taskBytes[reply.client] ?? 0, bytesUp: reply.bytes.count))
+        var arrivals: [(client: Int, seconds: Double)] = [], failures: [Double] = []
+        for reply in replies {
+            let seconds = duration(client: reply.client, samples: samples(reply.client), epochs: epochs,
+                                   bytesDown: taskBytes[reply.client] ?? 0, bytesUp: reply.bytes.count)
+            let end = tripEnd(reply.client, start: start, seconds: seconds)
+            if end.failed { failures.append(end.time - start) } else { arrivals.append((reply.client, seconds)) }
         }
-        let closed = close(arrivals: arrivals, target: target)
+        let closed = close(arrivals: arrivals, target: target, failures: failures)
         let kept = Set(closed.kept)
         return (replies.filter { kept.contains($0.client) }, closed.seconds)
     }
 
     /// The replies that make the round, by arrival (ties by client id), and the round's length:
     /// the `target` first arrivals within the deadline; the round ends at the last kept arrival,
-    /// or at the deadline when fewer than `target` made it. `arrivals` are (client, seconds).
-    public func close(arrivals: [(client: Int, seconds: Double)], target: Int) -> (kept: [Int], seconds: Double) {
+    /// or, when fewer than `target` made it, at the deadline, or without one when the last client
+    /// has replied or failed (`failures`: when clients went offline). `arrivals` are (client, seconds).
+    public func close(arrivals: [(client: Int, seconds: Double)], target: Int, failures: [Double] = []) -> (kept: [Int], seconds: Double) {
         let ordered = arrivals.sorted { ($0.seconds, $0.client) < ($1.seconds, $1.client) }
         let inTime = ordered.filter { deadline == nil || $0.seconds <= deadline! }
         let kept = Array(inTime.prefix(target))
-        let seconds = kept.count < target ? (deadline ?? kept.last?.seconds ?? 0) : (kept.last?.seconds ?? 0)
+        let last = max(kept.last?.seconds ?? 0, failures.max() ?? 0)
+        let seconds = kept.count < target ? (deadline ?? last) : (kept.last?.seconds ?? 0)
         return (kept.map(\.client), seconds)
     }
 }

@@ -156,7 +156,13 @@ public final class Simulation {
     public func runRound(clientDone: ((Int, Int) -> Void)? = nil) -> RoundMetrics {
         if asynchronous != nil { return runAsyncStep(clientDone: clientDone) }
         let clock = ContinuousClock(), start = clock.now
-        let tasks = synchronous.begin(available: transport.available(from: allClients), parallelFor: tasksInParallel)
+        // With online windows, the round samples the clients online when it begins, waiting for one if none is.
+        var available = transport.available(from: allClients), roundStart = metrics.last?.simulatedTime ?? 0, waited = 0.0
+        if let simulatedClock, simulatedClock.availability != nil {
+            if let first = simulatedClock.firstOnline(available, from: roundStart) { (waited, roundStart) = (first - roundStart, first) }
+            available = available.filter { simulatedClock.isOnline($0, at: roundStart) }
+        }
+        let tasks = synchronous.begin(available: available, parallelFor: tasksInParallel)
         var replies = transport.exchange(tasks, clientDone: clientDone)
         let trainingSeconds = (clock.now - start).seconds
         if let adversary, let inProcess { replies = adversary.forge(replies, runtime: inProcess.runtime) }
@@ -165,8 +171,9 @@ public final class Simulation {
             // Over-selection closes on the round's size; otherwise every sampled client is awaited.
             let target = configuration.clock.overSelection > 0 ? configuration.federation.sampledPerRound : tasks.count
             let partitions = self.partitions
-            (replies, simulatedSeconds) = simulatedClock.closeRound(tasks: tasks, replies: replies, samples: { partitions[$0].count },
-                                                                    epochs: configuration.training.localEpochs, target: target)
+            let closed = simulatedClock.closeRound(tasks: tasks, replies: replies, samples: { partitions[$0].count },
+                                                   epochs: configuration.training.localEpochs, target: target, start: roundStart)
+            (replies, simulatedSeconds) = (closed.replies, waited + closed.seconds)
         }
         for reply in replies { _ = synchronous.accept(reply.bytes, from: reply.client) }
         let aggregationStart = clock.now
