@@ -275,7 +275,8 @@ private final class Session: Sendable {
         }
         let replies = await onDedicatedThread { host.run(tasks) }
         if settings.slowDown > .zero { try? await Task.sleep(for: settings.slowDown) }
-        heartbeat.cancel()
+        // Heartbeats go on while the replies upload: a long push must not look like a dead client.
+        defer { heartbeat.cancel() }
         for reply in replies {
             let receipt = try FederationProtocol.decodeJSONFromServer(FederationProtocol.PushReceipt.self,
                                                                       try await call(FederationProtocol.push, reply, timeout: .seconds(120)))

@@ -199,7 +199,8 @@ struct RunOptions: ParsableArguments {
 
 private let dpHelp = "Differential privacy: off; central (DP-FedAvg: the server clips, sums, adds Gaussian noise; needs --clip, "
     + "--client-sampling poisson and --noise-multiplier or --target-epsilon); or local (each client clips and adds noise; needs --clip "
-    + "and --local-epsilon) (default: off)."
+    + "and --local-epsilon); or dpsgd (example-level DP-SGD in every client: Poisson lots of expected size --batch-size, each "
+    + "example's gradient clipped to --clip, noise --noise-multiplier times the clip) (default: off)."
 
 /// Privacy of uploads.
 struct PrivacyOptions: ParsableArguments {

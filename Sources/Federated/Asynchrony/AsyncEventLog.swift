@@ -23,9 +23,11 @@ public final class AsyncEventLog: @unchecked Sendable {
     public init(path: String) { self.path = path }
 
     /// Starts the log file, keeping its first `keeping` events (0: a new run).
+    /// Lines past them (a step that never reached its checkpoint, perhaps torn) are dropped unread.
     public func start(keeping: Int) throws(FileError) {
         precondition(count == 0 && unwritten.isEmpty)
-        let kept = keeping == 0 ? [] : Array(try Self.read(path).prefix(keeping))
+        guard keeping >= 0 else { throw FileError(path: path, problem: "a checkpoint claims \(keeping) events") }
+        let kept = keeping == 0 ? [] : try Self.read(path, first: keeping)
         guard kept.count == keeping else { throw FileError(path: path, problem: "holds fewer events than its checkpoint has seen") }
         count = kept.count
         try AtomicFile.write(kept.flatMap(Self.line), to: path)
@@ -54,12 +56,12 @@ public final class AsyncEventLog: @unchecked Sendable {
         return Array(data) + [UInt8(ascii: "\n")]
     }
 
-    /// The events of a log file; a line that is not an event is an error naming it.
-    public static func read(_ path: String) throws(FileError) -> [AsyncEvent] {
+    /// The events of a log file (its `first` ones); a line that is not an event is an error naming it.
+    public static func read(_ path: String, first: Int = .max) throws(FileError) -> [AsyncEvent] {
         let bytes: [UInt8]
         do { bytes = try AtomicFile.read(path) } catch { throw FileError(path: path, problem: "cannot read the event log") }
         var events: [AsyncEvent] = []
-        for (number, line) in bytes.split(separator: UInt8(ascii: "\n")).enumerated() {
+        for (number, line) in bytes.split(separator: UInt8(ascii: "\n")).prefix(first).enumerated() {
             guard let event = try? JSONDecoder().decode(AsyncEvent.self, from: Data(line)) else {
                 throw FileError(path: path, problem: "line \(number + 1) is not an event")
             }

@@ -1,8 +1,9 @@
 import Foundation
 
-/// An asynchronous run in simulated time: `concurrency` clients are always on a trip (task down,
-/// local training, reply up, timed by the `SimulatedClock`), and every trip's end is an event
-/// the `AsyncCoordinator` handles. Events are processed in (time, dispatch order); all events
+/// An asynchronous run in simulated time: up to `concurrency` clients are on a trip (task down,
+/// local training, reply up, timed by the `SimulatedClock`; fewer when no other client may train
+/// at the current version or is online), and every trip's end is an event the `AsyncCoordinator`
+/// handles. Events are processed in (time, dispatch order); all events
 /// at one instant are processed before free slots are refilled, so clients that finish together
 /// are replaced from the model they produced.
 ///
@@ -31,6 +32,17 @@ public struct AsyncSchedule: Sendable, Codable, Equatable {
     private var completedTrips = 0
 
     public init() {}
+
+    /// Whether a restored schedule fits the coordinator it continues with: its trips are the
+    /// clients in flight (ids of the federation, each once), untrained with a task or trained
+    /// with an arrival not before `now`, none started after `now`.
+    public func fits(_ coordinator: AsyncCoordinator, clients: Int) -> Bool {
+        let ids = trips.map(\.client)
+        return Set(ids).count == ids.count && Set(ids) == Set(coordinator.inFlight.keys) && ids.allSatisfy { (0..<clients).contains($0) }
+            && trips.allSatisfy { ($0.task == nil) != ($0.arrival == nil) && $0.start <= now && $0.start.isFinite && ($0.arrival ?? now) >= now
+                && $0.sequence < sequence }
+            && now.isFinite && now >= 0 && lastStep <= now && completedTrips >= 0
+    }
 
     /// What the clients' side needs: the clock, each client's sample count, local epochs, and the
     /// trainer (tasks in, replies of the clients that did not fail out).

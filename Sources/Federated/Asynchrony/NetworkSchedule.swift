@@ -35,7 +35,9 @@ public final class NetworkSchedule {
             }
             let free = concurrency - coordinator.inFlight.count
             if free > 0 {
-                let tasks = coordinator.dispatch(free, available: transport.available(from: all))
+                // With trips out, never block on `min_clients`: their ends must keep being processed.
+                let live = coordinator.inFlight.isEmpty ? transport.available(from: all) : transport.liveClients(from: all)
+                let tasks = coordinator.dispatch(free, available: live)
                 for task in tasks { log.append(.dispatch(client: task.client, version: coordinator.version)) }
                 transport.dispatch(tasks)
             }
@@ -48,6 +50,7 @@ public final class NetworkSchedule {
     /// not kept), so they end as failures, logged like any other.
     public func abandonTrips(_ coordinator: inout AsyncCoordinator) {
         for client in coordinator.inFlight.keys.sorted() {
+            trips += 1
             log.append(.fail(client: client))
             coordinator.fail(client)
         }

@@ -2,8 +2,11 @@
 /// clients dispatched at the same versions, their replies (trained here, by the same
 /// `ClientRuntime` on the same partitions) processed in the logged order, the same steps, so the
 /// run ends with the same model. Replies are trained ahead, every dispatched trip at once, in
-/// parallel; so a logged failure's client has trained here though its reply is dropped, which
-/// matters only for clients that keep state (error feedback, stateful codecs).
+/// parallel. The log does not say how far a failed trip got in the real run: here its task was
+/// trained if a reply was needed before its failure was logged, and dropped untrained otherwise.
+/// Clients that keep state between trips (error feedback, stateful codecs, a compressed
+/// downlink's model copy, client momentum) can then differ from the real ones, and the replay
+/// with them; stateless clients replay exactly.
 public struct ReplaySchedule: Sendable {
     public let events: [AsyncEvent]
     public private(set) var position = 0

@@ -99,8 +99,11 @@ public struct ClientRuntime: Sendable {
         }
         var generator = SeededGenerator.derived(seed: seed, RandomStream.client.rawValue, UInt64(round), UInt64(client))
         let instructions = RoundInstructions(proximalMu: request.proximalMu, serverControl: task.serverControl)
-        let update = trainClient(client, indices: data.indices, data: data.data, global: task.model, configuration: training,
-                                 instructions: instructions, clientControl: state.control, training: worker, generator: &generator)
+        let update = training.exampleDP.map {
+            $0.train(client: client, round: round, seed: seed, indices: data.indices, data: data.data, global: task.model, configuration: training,
+                     training: worker)
+        } ?? trainClient(client, indices: data.indices, data: data.data, global: task.model, configuration: training,
+                         instructions: instructions, clientControl: state.control, training: worker, generator: &generator)
         reply.steps = update.steps
         reply.trainLoss = update.trainLoss
         guard let message = encode(update.delta, round: round, client: client, state: &state) else {

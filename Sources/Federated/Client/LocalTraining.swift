@@ -6,9 +6,11 @@ public struct LocalTrainingConfiguration: Sendable, Codable, Equatable {
     public var epochs: Int
     public var batchSize: Int
     public var optimizer: SGDConfiguration
+    /// Example-level DP-SGD instead of plain SGD (`dp: dpsgd`).
+    public var exampleDP: ExampleDPSGD?
 
-    public init(epochs: Int, batchSize: Int, optimizer: SGDConfiguration) {
-        (self.epochs, self.batchSize, self.optimizer) = (epochs, batchSize, optimizer)
+    public init(epochs: Int, batchSize: Int, optimizer: SGDConfiguration, exampleDP: ExampleDPSGD? = nil) {
+        (self.epochs, self.batchSize, self.optimizer, self.exampleDP) = (epochs, batchSize, optimizer, exampleDP)
     }
 }
 

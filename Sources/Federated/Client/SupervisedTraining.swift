@@ -68,6 +68,17 @@ public final class SupervisedTraining {
                             seconds: (clock.now - start).seconds)
     }
 
+    /// Overwrites `gradient` with the loss gradient of the one sample `index` of `data` at
+    /// `parameters` and returns its loss (DP-SGD's per-example gradients).
+    public func exampleGradient(parameters: [Float], data: LabeledImages, index: Int, into gradient: UnsafeMutablePointer<Float>) -> Double {
+        buffer.data = data
+        defer { buffer.data = nil }
+        buffer.pending = [index][...]
+        return parameters.withUnsafeBufferPointer { p in
+            trainer.computeGradient(parameters: p.baseAddress!, images: buffer.images, labels: buffer.labels, count: 1, into: gradient, source: buffer)
+        }
+    }
+
     /// Mean loss and accuracy of `parameters` on `indices` of `data` (all samples when nil).
     public func evaluate(parameters: [Float], data: LabeledImages, indices: [Int]? = nil) -> (loss: Double, accuracy: Double) {
         let all = indices ?? Array(0..<data.count)

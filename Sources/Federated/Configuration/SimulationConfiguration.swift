@@ -75,6 +75,9 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         try network.validate(clients: federation.clients)
         let strategy = try StrategyFactory(federation: federation, training: training, privacy: privacy, robustness: robustness,
                                            asynchrony: asynchrony).make(parameterCount: 1)
+        if asynchrony.isAsynchronous, federation.minSurvivors > asynchrony.updatesPerStep {
+            throw ConfigurationError("min_survivors \(federation.minSurvivors) exceeds the \(asynchrony.updatesPerStep) updates of a \(asynchrony.mode.rawValue) step: no step would ever commit")
+        }
         if asynchrony.isAsynchronous, strategy.minimumUpdates > asynchrony.updatesPerStep {
             throw ConfigurationError("aggregator \(robustness.aggregator) needs \(strategy.minimumUpdates) updates per step; "
                 + "mode \(asynchrony.mode.rawValue) steps on \(asynchrony.updatesPerStep) (raise buffer)")
@@ -362,6 +365,23 @@ public struct PrivacySection: Sendable, Equatable, Codable {
     }
 
     public var isCentral: Bool { dp == "central" }
+
+    /// `dp: dpsgd`: the clients' example-level DP-SGD (from the secure generator when `secure`).
+    public func exampleDPSGD(secure: Bool) -> ExampleDPSGD? {
+        guard dp == "dpsgd", let clip, let noiseMultiplier else { return nil }
+        return ExampleDPSGD(clip: Float(clip), noiseMultiplier: Float(noiseMultiplier), secure: secure)
+    }
+
+    /// DP-SGD: the ε at `delta` of an example of the worst client (over the distinct client
+    /// sizes) had it taken part in all `rounds` rounds: RDP of `epochs · round(n/B)` Poisson steps
+    /// at rate B/n per round.
+    public func exampleEpsilon(rounds: Int, clientSizes: Set<Int>, batchSize: Int, epochs: Int) -> Double? {
+        guard let noiseMultiplier, dp == "dpsgd" else { return nil }
+        return clientSizes.map { size in
+            let (rate, steps) = ExampleDPSGD.sampling(samples: size, batchSize: batchSize)
+            return RDPAccountant.epsilon(samplingRate: rate, noiseMultiplier: noiseMultiplier, steps: rounds * epochs * steps, delta: delta).epsilon
+        }.max()
+    }
     public var isLocal: Bool { dp == "local" }
 
     /// Local DP's σ per coordinate, nil otherwise.
@@ -387,7 +407,7 @@ public struct PrivacySection: Sendable, Equatable, Codable {
     /// clients do not know the round's clip.
     /// `layout`: the model's, for per-layer clipping.
     public func clientStages(layout: ParameterLayout, secure: Bool = false) -> [any UpdateStage] {
-        guard adaptiveClip == nil, let clip else { return [] }
+        guard adaptiveClip == nil, dp != "dpsgd", let clip else { return [] }
         return [L2Clip(bound: clip, layers: clipPerLayer ? layout : nil)] + (localNoise.map { [LocalGaussianNoise(standardDeviation: $0, secure: secure)] } ?? [])
     }
 
@@ -412,7 +432,7 @@ public struct PrivacySection: Sendable, Equatable, Codable {
 
     func validate(federation: FederationSection, strategy: String) throws(ConfigurationError) {
         if let clip, !(clip > 0 && clip.isFinite) { throw ConfigurationError("clip must be a positive number (got \(clip))") }
-        guard ["off", "central", "local"].contains(dp) else { throw ConfigurationError("dp must be off, central or local (got \(dp))") }
+        guard ["off", "central", "local", "dpsgd"].contains(dp) else { throw ConfigurationError("dp must be off, central, local or dpsgd (got \(dp))") }
         guard delta > 0, delta < 1 else { throw ConfigurationError("delta must be in (0, 1) (got \(delta))") }
         if let noiseMultiplier, !(noiseMultiplier >= 0 && noiseMultiplier.isFinite) {
             throw ConfigurationError("noise_multiplier must be >= 0 (got \(noiseMultiplier))")
@@ -431,8 +451,20 @@ public struct PrivacySection: Sendable, Equatable, Codable {
         } else if localEpsilon != nil {
             throw ConfigurationError("local_epsilon needs dp: local")
         }
+        if dp == "dpsgd" {
+            guard clip != nil, noiseMultiplier != nil else {
+                throw ConfigurationError("dp dpsgd needs clip (each example's gradient norm) and noise_multiplier, as in --clip 1 --noise-multiplier 1.1")
+            }
+            guard targetEpsilon == nil, adaptiveClip == nil, clipCountStddev == nil, !clipPerLayer else {
+                throw ConfigurationError("dp dpsgd takes clip and noise_multiplier only (not target_epsilon, adaptive_clip, clip_count_stddev or clip_per_layer)")
+            }
+            guard !strategy.hasPrefix("fedprox"), !strategy.hasPrefix("scaffold") else {
+                throw ConfigurationError("dp dpsgd trains with plain DP-SGD steps; strategy \(strategy) changes them (use fedavg, fedavgm, fedadam...)")
+            }
+            return
+        }
         guard isCentral else {
-            if noiseMultiplier != nil || targetEpsilon != nil { throw ConfigurationError("noise_multiplier and target_epsilon need dp: central") }
+            if noiseMultiplier != nil || targetEpsilon != nil { throw ConfigurationError("noise_multiplier and target_epsilon need dp: central or dpsgd") }
             if adaptiveClip != nil || clipCountStddev != nil { throw ConfigurationError("adaptive_clip and clip_count_stddev need dp: central") }
             return
         }

@@ -9,9 +9,11 @@ public enum NoiseSource: Sendable, Equatable {
     case secure
 
     /// A generator for one release: `purpose` and `round` pick the seeded stream.
-    func generator(_ purpose: RandomStream, round: Int) -> NoiseGenerator {
+    func generator(_ purpose: RandomStream, round: Int, client: Int? = nil) -> NoiseGenerator {
         switch self {
-        case .seeded(let seed): return .seeded(SeededGenerator.derived(seed: seed, purpose.rawValue, UInt64(round)))
+        case .seeded(let seed):
+            if let client { return .seeded(SeededGenerator.derived(seed: seed, purpose.rawValue, UInt64(round), UInt64(client))) }
+            return .seeded(SeededGenerator.derived(seed: seed, purpose.rawValue, UInt64(round)))
         case .secure: return .secure(SystemRandomNumberGenerator())
         }
     }
@@ -20,6 +22,17 @@ public enum NoiseSource: Sendable, Equatable {
 enum NoiseGenerator {
     case seeded(SeededGenerator)
     case secure(SystemRandomNumberGenerator)
+
+    /// A uniform sample in [0, 1).
+    mutating func nextUnitDouble() -> Double {
+        switch self {
+        case .seeded(var generator):
+            defer { self = .seeded(generator) }
+            return generator.nextUnitDouble()
+        case .secure(var generator):
+            return Double(generator.next() >> 11) * 0x1p-53
+        }
+    }
 
     /// A standard normal sample.
     mutating func nextGaussian() -> Double {

@@ -90,11 +90,14 @@ public struct SimulatedClock: Sendable {
         return (position.rounded(.down) + availability.fraction - availability.phases[client]) * availability.period
     }
 
-    /// The first time after `time` at which `client`, offline at `time`, comes online.
+    /// The first time after `time` at which `client`, offline at `time`, comes online: one at
+    /// which `isOnline` holds (rounding can put the window's exact start a few ulps early).
     public func nextOnline(_ client: Int, after time: Double) -> Double {
         guard let availability else { return time }
         let position = time / availability.period + availability.phases[client]
-        return (position.rounded(.down) + 1 - availability.phases[client]) * availability.period
+        var start = (position.rounded(.down) + 1 - availability.phases[client]) * availability.period
+        while !isOnline(client, at: start) { start = start.nextUp }
+        return start
     }
 
     /// The first time at or after `time` at which one of `clients` is online (nil for none).

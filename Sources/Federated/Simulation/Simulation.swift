@@ -133,7 +133,8 @@ public final class Simulation {
         let compression = configuration.compression
         let uplink = try CodecRegistry.codec(parsing: compression.codec), downlink = try CodecRegistry.codec(parsing: compression.downCodec)
         let local = LocalTrainingConfiguration(epochs: configuration.training.localEpochs, batchSize: configuration.training.batchSize,
-                                               optimizer: configuration.training.optimizer)
+                                               optimizer: configuration.training.optimizer,
+                                               exampleDP: configuration.privacy.exampleDPSGD(secure: secureNoise))
         let attack = try Adversary(configuration: configuration)?.stage.map { [$0] } ?? []
         return ClientRuntime(layout: configuration.data.model.network.layout, training: local, uplinkCodec: uplink,
                              errorFeedback: compression.errorFeedback, keepsModelCopy: !downlink.isDense,
@@ -144,6 +145,9 @@ public final class Simulation {
     public var global: [Float] { coordinator.global }
     public var completedRounds: Int { coordinator.completedRounds }
     private var allClients: [Int] { Array(0..<configuration.federation.clients) }
+
+    /// The distinct client sizes (DP-SGD's accountant depends on nothing else of a client).
+    private var partitionSizes: Set<Int> { Set(partitions.map(\.count)) }
 
     /// Per-client label histograms, for the partition report.
     public var histograms: [[Int]] { partitions.map { train.classHistogram($0) } }
@@ -247,8 +251,10 @@ public final class Simulation {
         result.committed = outcome.committed
         result.trainLoss = outcome.trainLoss
         if configuration.privacy.adaptiveClip != nil { result.clip = outcome.aggregate?.clip }
-        result.epsilon = configuration.privacy.spentEpsilon(rounds: outcome.round, centralNoise: noiseMultiplier,
-                                                            samplingRate: configuration.federation.poissonRate)
+        result.epsilon = configuration.privacy.exampleDPSGD(secure: false) != nil
+            ? configuration.privacy.exampleEpsilon(rounds: outcome.round, clientSizes: partitionSizes, batchSize: configuration.training.batchSize,
+                                                   epochs: configuration.training.localEpochs)
+            : configuration.privacy.spentEpsilon(rounds: outcome.round, centralNoise: noiseMultiplier, samplingRate: configuration.federation.poissonRate)
         if configuration.robustness.isActive {
             recordRobustness(&result, sampled: sampled, outcome: outcome, seconds: aggregationSeconds)
         }
@@ -335,6 +341,9 @@ public final class Simulation {
             try synchronous.restore(round: round, global: global, strategyState: strategyState, mirrors: mirrors)
         case (.some, .some(let saved)):
             try asynchronous!.restore(round: round, global: global, strategyState: strategyState, mirrors: mirrors, state: saved.coordinator)
+            guard networkSchedule != nil || saved.schedule.fits(asynchronous!, clients: configuration.federation.clients) else {
+                throw CheckpointError("checkpoint: the asynchronous schedule does not fit the run (its trips, clients or times)")
+            }
             schedule = saved.schedule
             networkSchedule?.abandonTrips(&asynchronous!)
         default:

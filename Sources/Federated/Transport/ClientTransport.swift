@@ -28,6 +28,8 @@ extension ClientTransport {
 public protocol AsyncClientTransport: ClientTransport {
     /// Offers each task to its client without waiting for replies.
     func dispatch(_ tasks: [ClientMessage])
+    /// The live clients among `all` now, without waiting for any.
+    func liveClients(from all: [Int]) -> [Int]
     /// Waits until at least one trip has ended and returns every ended trip (replies in arrival
     /// order); empty when no trip is out.
     func awaitEnds() -> [TripEnd]

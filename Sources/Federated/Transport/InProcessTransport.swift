@@ -127,7 +127,8 @@ public final class InProcessTransport: ClientTransport {
         let count = runtime.layout.count, codecStateCount = runtime.initialState(client: 0).uplinkState.count
         for (client, state) in restored {
             guard (0..<partitions.count).contains(client), (state.residual?.count ?? count) == count, (state.copy?.count ?? count) == count,
-                  (state.control?.count ?? count) == count, state.uplinkState.count == codecStateCount else {
+                  (state.control?.count ?? count) == count, (state.momentum?.count ?? count) == count,
+                  state.uplinkState.count == codecStateCount else {
                 throw CheckpointError("checkpoint: state of client \(client) does not fit the model and codecs")
             }
         }

@@ -31,13 +31,15 @@ public enum UnderflowPolicy: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// The server's side of a networked federation, whatever carries the bytes: which clients are
-/// connected, the open round's tasks waiting for them, and the replies that came back. Network
-/// handlers call `join`, `poll`, `deliver`, `heartbeat` and `leave` from any thread; the round
-/// loop calls `available` and `exchange` on its own thread, which they block.
+/// connected, the tasks out to them (one per client: a synchronous round's, or asynchronous
+/// trips of several model versions), and the replies that came back. Network handlers call
+/// `join`, `poll`, `deliver`, `heartbeat` and `leave` from any thread; the round loop calls
+/// `available` and `exchange` (or `dispatch` and `awaitEnds`) on its own thread, which they block.
 ///
 /// A round closes when every sampled client has replied or left, or at its deadline with at
-/// least `minSurvivors` replies; otherwise `underflow` decides. It never waits forever for a
-/// reply. Replies are checked for routing (kind, round, client, duplicates) here and in full by
+/// least `minSurvivors` replies; otherwise `underflow` decides. An asynchronous trip ends with its
+/// reply, or fails when its client leaves, goes silent or passes the deadline. It never waits
+/// forever for a reply. Replies are checked for routing (kind, round, client, duplicates) here and in full by
 /// the coordinator; every accepted reply is in the `journal` before `deliver` returns.
 public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
     public struct Settings: Sendable {
@@ -152,7 +154,7 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
         }
     }
 
-    /// The open round's tasks for those of `clients` that have not replied yet, as soon as there
+    /// The tasks out to those of `clients` that have not replied yet, as soon as there
     /// are some, or `.wait` after `timeout` (a long poll: no client sleeps between polls), or
     /// `.done` once the job is over. Cancelling the calling task answers `.wait`.
     public func poll(_ clients: [Int], timeout: Duration) async -> PollResult {
@@ -280,10 +282,11 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
         let sampled = Set(tasks.map(\.client))
         lock.withLock {
             precondition(trips.isEmpty, "a round is already open")
-            offer(tasks, round: { _ in round })
+            open(tasks, round: { _ in round })
             for reply in journal?.replies(round: round) ?? [] {
                 if let header = try? Envelope.header(of: reply), sampled.contains(header.client) { trips[header.client]!.reply = reply }
             }
+            handOutTasks()
         }
         var deadline = clock.now + settings.roundDeadline, extensions = 0
         return lock.withLock {
@@ -316,14 +319,17 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
         }
     }
 
-    /// Caller holds the lock. Opens a trip per task (its round from `round(task)`) and hands
-    /// waiting polls their tasks.
-    private func offer(_ tasks: [ClientMessage], round: (ClientMessage) -> Int) {
+    /// Caller holds the lock. Opens a trip per task (its round from `round(task)`).
+    private func open(_ tasks: [ClientMessage], round: (ClientMessage) -> Int) {
         let now = clock.now
         for task in tasks {
             precondition(trips[task.client] == nil, "client \(task.client) already has a task out")
             trips[task.client] = Trip(round: round(task), task: task.bytes, sent: now)
         }
+    }
+
+    /// Caller holds the lock. Hands waiting polls the tasks of their clients not yet replied to.
+    private func handOutTasks() {
         for (key, waiter) in waiters {
             let pending = pendingTasks(for: waiter.clients)
             guard !pending.isEmpty else { continue }
@@ -337,7 +343,15 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
     /// Offers each task to its client (none may have a task out) without waiting for replies.
     public func dispatch(_ tasks: [ClientMessage]) {
         lock.withLock {
-            offer(tasks) { (try? Envelope.header(of: $0.bytes).round) ?? 0 }
+            open(tasks) { (try? Envelope.header(of: $0.bytes).round) ?? 0 }
+            handOutTasks()
+        }
+    }
+
+    public func liveClients(from all: [Int]) -> [Int] {
+        lock.withLock {
+            let now = clock.now
+            return all.filter { isLive($0, now: now) }
         }
     }
 

@@ -1,0 +1,66 @@
+import Datasets
+import Engine
+
+/// Example-level DP-SGD inside a client (Abadi et al. 2016, as Opacus runs it): every step takes
+/// a Poisson lot (each of the client's n samples with probability q = B/n, B the batch size),
+/// computes each example's gradient, clips it to L2 norm `clip` (computed in Double), sums,
+/// adds N(0, (σ·clip)²) per coordinate, divides by the expected lot size B, and takes a PyTorch
+/// SGD step (momentum and weight decay as configured). An epoch is round(n/B) steps. What a
+/// client's examples spend is the RDP accountant's ε for q, σ and its steps.
+///
+/// Randomness: lots and noise come from (seed, exampleDP, round, client) in simulation and from
+/// the system's secure generator in a deployed client (`secure`): a lot or noise the server
+/// could predict would void the guarantee.
+public struct ExampleDPSGD: Sendable, Equatable, Codable {
+    public var clip: Float
+    public var noiseMultiplier: Float
+    public var secure: Bool
+
+    public init(clip: Float, noiseMultiplier: Float, secure: Bool) {
+        precondition(clip > 0 && noiseMultiplier >= 0)
+        (self.clip, self.noiseMultiplier, self.secure) = (clip, noiseMultiplier, secure)
+    }
+
+    /// The Poisson rate and steps per epoch of a client with `samples` samples and batch size `batchSize`.
+    public static func sampling(samples: Int, batchSize: Int) -> (rate: Double, stepsPerEpoch: Int) {
+        let expected = min(batchSize, samples)
+        return (Double(expected) / Double(samples), max(1, Int((Double(samples) / Double(expected)).rounded())))
+    }
+
+    /// Trains `epochs` of DP-SGD from `global` on `indices` of `data`; returns the update.
+    func train(client: Int, round: Int, seed: UInt64, indices: [Int], data: LabeledImages, global: [Float],
+               configuration: LocalTrainingConfiguration, training: SupervisedTraining) -> ClientUpdate {
+        let count = global.count, expected = min(configuration.batchSize, indices.count)
+        let (rate, stepsPerEpoch) = Self.sampling(samples: indices.count, batchSize: configuration.batchSize)
+        var random = (secure ? NoiseSource.secure : .seeded(seed)).generator(.exampleDP, round: round, client: client)
+        var parameters = global, velocity = [Float](repeating: 0, count: count)
+        var gradient = [Float](repeating: 0, count: count), sum = [Float](repeating: 0, count: count)
+        let noiseScale = Double(noiseMultiplier * clip)
+        var steps = 0, lossSum = 0.0, examples = 0
+        for _ in 0..<(configuration.epochs * stepsPerEpoch) {
+            let lot = indices.filter { _ in random.nextUnitDouble() < rate }
+            for i in 0..<count { sum[i] = 0 }
+            for index in lot {
+                lossSum += gradient.withUnsafeMutableBufferPointer { g in
+                    training.exampleGradient(parameters: parameters, data: data, index: index, into: g.baseAddress!)
+                }
+                L2Clip.clip(&gradient, to: Double(clip), layers: nil)
+                for i in 0..<count { sum[i] += gradient[i] }
+            }
+            examples += lot.count
+            // Noise on every coordinate, every step (an empty lot too: its release is noise only).
+            for i in 0..<count { sum[i] = (sum[i] + Float(noiseScale * random.nextGaussian())) / Float(expected) }
+            parameters.withUnsafeMutableBufferPointer { p in
+                sum.withUnsafeMutableBufferPointer { g in
+                    velocity.withUnsafeMutableBufferPointer { v in
+                        SGD.update(configuration.optimizer, parameters: p.baseAddress!, gradient: g.baseAddress!,
+                                   velocity: configuration.optimizer.momentum > 0 ? v.baseAddress! : nil, firstStep: steps == 0, range: 0..<count)
+                    }
+                }
+            }
+            steps += 1
+        }
+        return ClientUpdate(client: client, samples: indices.count, steps: steps, delta: zip(parameters, global).map { $0 - $1 },
+                            trainLoss: examples > 0 ? lossSum / Double(examples) : 0)
+    }
+}
