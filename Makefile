@@ -11,7 +11,7 @@ TORCH_SCRIPTS := scripts/torch_lenet5.py scripts/script_support.py
 # $(call require_files,TARGET,FILES[,HINT]): a recipe line that stops with one line and status 2 when a file is missing
 require_files = @for f in $(2); do [ -e "$$f" ] || { echo "make $(1): $$f does not exist$(if $(3), ($(3)))"; exit 2; }; done
 
-.PHONY: federation fuzz bench-transport compare-federation deps build run train test bench compare experiment plot niid-bench compression-sweep robustness-bench async-bench compare-fedavg accuracy-seeds check-checkpoint clean
+.PHONY: federation fuzz bench-transport compare-federation deps build run train test bench compare experiment plot niid-bench compression-sweep robustness-bench async-bench compare-dpsgd compare-fedavg accuracy-seeds check-checkpoint clean
 
 ## deps: install the Debian packages fedtrain needs, only those that are missing
 deps:
@@ -185,6 +185,17 @@ compare: build
 		|| { echo "make compare: skipped: could not install PyTorch with pip (is PyPI reachable?)"; exit 0; }; \
 	fi; \
 	$(PYTHON) scripts/compare.py --fedtrain $(FEDTRAIN)
+
+## compare-dpsgd: example-level DP-SGD on LeNet-5 (one client of 6000 images, lot 64), fedtrain beside Opacus,
+## one core each, in one run; installs PyTorch and Opacus into .venv on first use
+compare-dpsgd: build
+	$(call require_files,compare-dpsgd,scripts/dpsgd_compare.py $(TORCH_SCRIPTS))
+	$(call require_files,compare-dpsgd,$(FASHION_MNIST_FILES),make deps installs dataset-fashion-mnist)
+	@if [ ! -x $(PYTHON) ] || ! $(PYTHON) -c "import torch, opacus" 2>/dev/null; then \
+		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q torch numpy opacus \
+		|| { echo "make compare-dpsgd: skipped: could not install PyTorch and Opacus with pip (is PyPI reachable?)"; exit 0; }; \
+	fi; \
+	$(PYTHON) scripts/dpsgd_compare.py --fedtrain $(FEDTRAIN)
 
 ## compare-fedavg: one FedAvg round (10 IID clients x 6000, E=1, B=32) beside a PyTorch loop (scripts/fedavg_torch.py)
 ## and Flower (scripts/flower_sim.py); downloads PyTorch (~5 GB) and Flower with Ray into .venv on first use
