@@ -18,6 +18,9 @@ public struct TrainingJob: Sendable {
     public var maxSteps: Int?
     public var shuffle = true
     public var trainLimit: Int?
+    /// Example-level DP-SGD (`--dp-sgd`) instead of SGD, and the δ its ε is reported at.
+    public var dpSGD: ExampleDPSGD?
+    public var delta = 1e-5
 
     public init() {}
 
@@ -36,8 +39,12 @@ public struct TrainingJob: Sendable {
         public var imagesPerSecond: Double
         public var seconds: Double
         public var trainingSeconds: Double
+        /// With DP-SGD: the (ε, δ) the training spent.
+        public var epsilon: Double?
+        public var delta: Double?
 
         enum CodingKeys: String, CodingKey {
+            case epsilon, delta
             case model, epochs, steps, threads, seconds
             case trainSamples = "train_samples", batchSize = "batch_size"
             case testAccuracy = "test_accuracy", testLoss = "test_loss", trainLoss = "train_loss"
@@ -53,6 +60,15 @@ public struct TrainingJob: Sendable {
         public var testAccuracy: Double
         public var imagesPerSecond: Double
         public var seconds: Double
+        /// With DP-SGD: the ε spent so far.
+        public var epsilon: Double?
+    }
+
+    /// DP-SGD's ε after `epochs` epochs over `samples` examples.
+    public func dpEpsilon(epochs: Int, samples: Int) -> Double? {
+        guard let dpSGD else { return nil }
+        let (rate, steps) = ExampleDPSGD.sampling(samples: samples, batchSize: batchSize)
+        return RDPAccountant.epsilon(samplingRate: rate, noiseMultiplier: dpSGD.noiseMultiplier, steps: epochs * steps, delta: delta).epsilon
     }
 
     public func validate() throws(JobError) {
@@ -101,7 +117,26 @@ public struct TrainingJob: Sendable {
         var steps = 0, trainingSeconds = 0.0, trainLoss = Double.nan, samples = 0
         var test = (loss: Double.nan, accuracy: Double.nan)
         var epochsRun = 0
-        for epoch in 1...epochs {
+        if let dpSGD {
+            guard maxSteps == nil, shuffle else { throw .configuration(ConfigurationError("--dp-sgd samples Poisson lots: no --max-steps or --no-shuffle")) }
+            let configuration = LocalTrainingConfiguration(epochs: epochs, batchSize: batchSize, optimizer: optimizer, exampleDP: dpSGD)
+            let total = data.train.count
+            var epochStart = clock.now
+            let update = dpSGD.train(client: 0, round: 0, seed: seed, indices: indices, data: data.train, global: parameters,
+                                     configuration: configuration, training: training) { epoch, current, loss in
+                let seconds = (clock.now - epochStart).seconds
+                trainingSeconds += seconds
+                test = training.evaluate(parameters: current, data: data.test)
+                (trainLoss, epochsRun) = (loss, epoch)
+                epochDone?(EpochReport(epoch: epoch, trainLoss: loss, testLoss: test.loss, testAccuracy: test.accuracy,
+                                       imagesPerSecond: Double(total) / seconds, seconds: seconds,
+                                       epsilon: self.dpEpsilon(epochs: epoch, samples: total)))
+                epochStart = clock.now
+            }
+            parameters = zip(parameters, update.delta).map { $0 + $1 }
+            (steps, samples) = (update.steps, total * epochs)
+        }
+        for epoch in 1...epochs where dpSGD == nil {
             let remaining = (maxSteps ?? .max) - steps
             if remaining <= 0 { break }
             let summary = training.runEpoch(epoch: epoch, parameters: &parameters, data: data.train, indices: indices,
@@ -113,7 +148,7 @@ public struct TrainingJob: Sendable {
             epochsRun = epoch
             test = training.evaluate(parameters: parameters, data: data.test)
             epochDone?(EpochReport(epoch: epoch, trainLoss: trainLoss, testLoss: test.loss, testAccuracy: test.accuracy,
-                                   imagesPerSecond: Double(summary.samples) / summary.seconds, seconds: summary.seconds))
+                                   imagesPerSecond: Double(summary.samples) / summary.seconds, seconds: summary.seconds, epsilon: nil))
         }
         if let saveParameters {
             do {
@@ -124,6 +159,7 @@ public struct TrainingJob: Sendable {
         return Summary(model: model.rawValue, epochs: epochsRun, steps: steps, trainSamples: data.train.count, batchSize: batchSize,
                        threads: threads, testAccuracy: test.accuracy, testLoss: test.loss, trainLoss: trainLoss,
                        imagesPerSecond: Double(samples) / trainingSeconds, seconds: (clock.now - start).seconds,
-                       trainingSeconds: trainingSeconds)
+                       trainingSeconds: trainingSeconds, epsilon: dpEpsilon(epochs: epochsRun, samples: data.train.count),
+                       delta: dpSGD == nil ? nil : delta)
     }
 }

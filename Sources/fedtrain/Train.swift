@@ -23,9 +23,23 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("no-shuffle"), help: "Visit the training data in file order.") var noShuffle = false
     @Option(name: .customLong("train-limit"), parsing: .unconditional, help: "Use only the first N training examples.") var trainLimit: Int?
     @Option(help: "Write a JSON summary to this file.") var summary: String?
+    @Flag(name: .customLong("dp-sgd"), help: "Example-level DP-SGD: Poisson lots of expected size --batch-size, per-example clip --clip, noise --noise-multiplier.")
+    var dpSGD = false
+    @Option(parsing: .unconditional, help: "DP-SGD: each example's gradient L2 clip.") var clip: Double?
+    @Option(name: .customLong("noise-multiplier"), parsing: .unconditional, help: "DP-SGD: noise standard deviation over the clip.")
+    var noiseMultiplier: Double?
+    @Option(parsing: .unconditional, help: "DP-SGD: the δ the ε is reported at (default: 1e-5).") var delta: Double = 1e-5
 
     func validate() throws {
         if nesterov && momentum == 0 { throw ValidationError("--nesterov needs a non-zero --momentum") }
+        if dpSGD {
+            guard let clip, clip > 0, clip.isFinite, let noiseMultiplier, noiseMultiplier >= 0, noiseMultiplier.isFinite else {
+                throw ValidationError("--dp-sgd needs --clip C > 0 and --noise-multiplier Z >= 0")
+            }
+            guard delta > 0, delta < 1 else { throw ValidationError("--delta must be in (0, 1)") }
+        } else if clip != nil || noiseMultiplier != nil {
+            throw ValidationError("--clip and --noise-multiplier need --dp-sgd")
+        }
         do { try job.validate() } catch { throw ValidationError(error.description) }
         if let summary {
             do { try AtomicFile.checkWritable(summary) } catch { throw ValidationError("--summary \(error.description)") }
@@ -47,6 +61,10 @@ struct Train: ParsableCommand {
         job.maxSteps = maxSteps
         job.shuffle = !noShuffle
         job.trainLimit = trainLimit
+        if dpSGD, let clip, let noiseMultiplier, clip > 0, noiseMultiplier >= 0 {
+            job.dpSGD = ExampleDPSGD(clip: clip, noiseMultiplier: noiseMultiplier, secure: false)
+            job.delta = delta
+        }
         return job
     }
 
@@ -60,13 +78,15 @@ struct Train: ParsableCommand {
                     + "\(Int(Double(p.samplesDone) / max(p.seconds, 1e-9))) img/s  loss \(format(p.runningLoss))")
             }, epochDone: { e in
                 line.finish("epoch \(e.epoch)/\(epochs): train loss \(format(e.trainLoss)), test loss \(format(e.testLoss)), "
-                    + "test accuracy \(format(100 * e.testAccuracy, 2))%, \(Int(e.imagesPerSecond)) img/s, \(format(e.seconds, 1)) s")
+                    + "test accuracy \(format(100 * e.testAccuracy, 2))%, \(Int(e.imagesPerSecond)) img/s, \(format(e.seconds, 1)) s"
+                    + (e.epsilon.map { ", epsilon \(format($0, 3))" } ?? ""))
             })
         } catch {
             fail(error.description)
         }
         print("done: test accuracy \(format(100 * result.testAccuracy, 2))%, test loss \(format(result.testLoss)), "
-            + "\(result.steps) steps, \(Int(result.imagesPerSecond)) img/s training, \(format(result.seconds, 1)) s total")
+            + "\(result.steps) steps, \(Int(result.imagesPerSecond)) img/s training, \(format(result.seconds, 1)) s total"
+            + (result.epsilon.map { ", (epsilon \(format($0, 3)), delta \(delta))-DP" } ?? ""))
         if let save { print("saved \(save)") }
         if let summary {
             do { try AtomicFile.writeJSON(result, to: summary) } catch { fail(error.description) }

@@ -12,7 +12,7 @@ import Testing
         return network.initialParameters(using: &generator)
     }
 
-    func dpsgd(clip: Float, noise: Float, batchSize: Int = 40, learningRate: Float = 0.1) -> ClientUpdate {
+    func dpsgd(clip: Double, noise: Double, batchSize: Int = 40, learningRate: Float = 0.1) -> ClientUpdate {
         let configuration = LocalTrainingConfiguration(epochs: 1, batchSize: batchSize, optimizer: SGDConfiguration(learningRate: learningRate))
         let training = SupervisedTraining(network: network, optimizer: configuration.optimizer, batchSize: batchSize, chunks: 1, threads: 1)
         return ExampleDPSGD(clip: clip, noiseMultiplier: noise, secure: false)

@@ -45,6 +45,9 @@ func temporaryPath(_ name: String) -> String {
         (["--init", "/nonexistent/w.safetensors", "--max-steps", "1"], "/nonexistent/w.safetensors"),
         (["--save", "/nonexistent/dir/w.safetensors"], "--save /nonexistent/dir/w.safetensors: cannot be written: no directory /nonexistent/dir"),
         (["--summary", "/tmp"], "--summary /tmp: cannot be written: is a directory"),
+        (["--dp-sgd", "--clip", "1"], "--dp-sgd needs --clip C > 0 and --noise-multiplier Z >= 0"),
+        (["--clip", "1"], "--clip and --noise-multiplier need --dp-sgd"),
+        (["--dp-sgd", "--clip", "1", "--noise-multiplier", "1", "--max-steps", "3"], "no --max-steps or --no-shuffle"),
     ])
     func badInputExitsWithAClearError(arguments: [String], message: String) throws {
         let result = try fedtrain(["train"] + arguments)
@@ -90,6 +93,22 @@ func temporaryPath(_ name: String) -> String {
         #expect(resumed.status == 0, "\(resumed.error)")
         let again = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: summary))) as! [String: Any]
         #expect(again["test_accuracy"] as? Double == json["test_accuracy"] as? Double)
+    }
+
+    /// DP-SGD in centralized training: the ε of the steps taken, from the accountant, in the summary.
+    @Test func dpSGDReportsItsEpsilon() throws {
+        let summary = temporaryPath("dp-summary.json")
+        defer { try? FileManager.default.removeItem(atPath: summary) }
+        let result = try fedtrain(["train", "--dp-sgd", "--clip", "1", "--noise-multiplier", "1.1", "--epochs", "2", "--train-limit", "600",
+                                   "--batch-size", "60", "--lr", "0.1", "--momentum", "0", "--summary", summary])
+        #expect(result.status == 0, "\(result.error)")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: summary))) as! [String: Any]
+        // 600 examples in Poisson lots of expected size 60: q = 0.1, 10 steps an epoch, 20 steps.
+        #expect(json["steps"] as? Int == 20 && json["delta"] as? Double == 1e-5)
+        let epsilon = try fedtrain(["privacy", "epsilon", "--noise-multiplier", "1.1", "--sampling-rate", "0.1", "--steps", "20", "--delta", "1e-5", "--json"])
+        let expected = try JSONSerialization.jsonObject(with: Data(epsilon.output.utf8)) as! [String: Any]
+        #expect(json["epsilon"] as? Double == expected["epsilon"] as? Double)
+        #expect(result.output.contains("-DP"))
     }
 }
 

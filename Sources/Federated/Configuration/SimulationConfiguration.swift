@@ -369,7 +369,7 @@ public struct PrivacySection: Sendable, Equatable, Codable {
     /// `dp: dpsgd`: the clients' example-level DP-SGD (from the secure generator when `secure`).
     public func exampleDPSGD(secure: Bool) -> ExampleDPSGD? {
         guard dp == "dpsgd", let clip, let noiseMultiplier else { return nil }
-        return ExampleDPSGD(clip: Float(clip), noiseMultiplier: Float(noiseMultiplier), secure: secure)
+        return ExampleDPSGD(clip: clip, noiseMultiplier: noiseMultiplier, secure: secure)
     }
 
     /// DP-SGD: the ε at `delta` of an example of the worst client (over the distinct client

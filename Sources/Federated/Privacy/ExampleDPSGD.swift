@@ -12,11 +12,11 @@ import Engine
 /// the system's secure generator in a deployed client (`secure`): a lot or noise the server
 /// could predict would void the guarantee.
 public struct ExampleDPSGD: Sendable, Equatable, Codable {
-    public var clip: Float
-    public var noiseMultiplier: Float
+    public var clip: Double
+    public var noiseMultiplier: Double
     public var secure: Bool
 
-    public init(clip: Float, noiseMultiplier: Float, secure: Bool) {
+    public init(clip: Double, noiseMultiplier: Double, secure: Bool) {
         precondition(clip > 0 && noiseMultiplier >= 0)
         (self.clip, self.noiseMultiplier, self.secure) = (clip, noiseMultiplier, secure)
     }
@@ -28,23 +28,25 @@ public struct ExampleDPSGD: Sendable, Equatable, Codable {
     }
 
     /// Trains `epochs` of DP-SGD from `global` on `indices` of `data`; returns the update.
+    /// `epochDone(epoch, parameters, mean loss)` is called after every epoch.
     func train(client: Int, round: Int, seed: UInt64, indices: [Int], data: LabeledImages, global: [Float],
-               configuration: LocalTrainingConfiguration, training: SupervisedTraining) -> ClientUpdate {
+               configuration: LocalTrainingConfiguration, training: SupervisedTraining,
+               epochDone: ((Int, [Float], Double) -> Void)? = nil) -> ClientUpdate {
         let count = global.count, expected = min(configuration.batchSize, indices.count)
         let (rate, stepsPerEpoch) = Self.sampling(samples: indices.count, batchSize: configuration.batchSize)
         var random = (secure ? NoiseSource.secure : .seeded(seed)).generator(.exampleDP, round: round, client: client)
         var parameters = global, velocity = [Float](repeating: 0, count: count)
         var gradient = [Float](repeating: 0, count: count), sum = [Float](repeating: 0, count: count)
-        let noiseScale = Double(noiseMultiplier * clip)
+        let noiseScale = noiseMultiplier * clip
         var steps = 0, lossSum = 0.0, examples = 0
-        for _ in 0..<(configuration.epochs * stepsPerEpoch) {
+        for step in 0..<(configuration.epochs * stepsPerEpoch) {
             let lot = indices.filter { _ in random.nextUnitDouble() < rate }
             for i in 0..<count { sum[i] = 0 }
             for index in lot {
                 lossSum += gradient.withUnsafeMutableBufferPointer { g in
                     training.exampleGradient(parameters: parameters, data: data, index: index, into: g.baseAddress!)
                 }
-                L2Clip.clip(&gradient, to: Double(clip), layers: nil)
+                L2Clip.clip(&gradient, to: clip, layers: nil)
                 for i in 0..<count { sum[i] += gradient[i] }
             }
             examples += lot.count
@@ -59,6 +61,7 @@ public struct ExampleDPSGD: Sendable, Equatable, Codable {
                 }
             }
             steps += 1
+            if (step + 1) % stepsPerEpoch == 0 { epochDone?((step + 1) / stepsPerEpoch, parameters, examples > 0 ? lossSum / Double(examples) : 0) }
         }
         return ClientUpdate(client: client, samples: indices.count, steps: steps, delta: zip(parameters, global).map { $0 - $1 },
                             trainLoss: examples > 0 ? lossSum / Double(examples) : 0)
