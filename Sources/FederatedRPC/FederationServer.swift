@@ -116,7 +116,7 @@ public enum FederationServer {
                         let totals = wire.totals
                         log.log("round_closed", ["round": metrics.round, "missing": ClientIDs.format(remote.lastMissing),
                                                  "wire_received_bytes": totals.received, "wire_sent_bytes": totals.sent])
-                    case .clientDone: break
+                    case .clientDone, .checkpointed: break
                     }
                     events(event)
                 }

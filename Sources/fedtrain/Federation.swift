@@ -107,6 +107,7 @@ struct Server: ParsableCommand {
                     progress.withLock {
                         $0.update("round \(round)/\(rounds) \(ProgressLine.bar(Double(done) / Double(total))) replied \(done)/\(total) \(format(seconds, 1)) s")
                     }
+                case .checkpointed: break
                 case .roundDone(let metrics):
                     progress.withLock { $0.finish(roundLine(metrics, rounds: rounds)) }
                     log.log("round_done", ["round": metrics.round, "clients": metrics.clients, "failures": metrics.failures,

@@ -64,8 +64,9 @@ struct Simulate: ParsableCommand {
                     }
                 case .clientDone(let round, let done, let total, let seconds):
                     line.update("round \(round)/\(rounds) \(ProgressLine.bar(Double(done) / Double(total))) clients \(done)/\(total) \(format(seconds, 1)) s")
+                case .checkpointed:
+                    Interruption.checkpointWritten()
                 case .roundDone(let m):
-                    if directory != nil { Interruption.checkpointWritten() }
                     line.finish(roundLine(m, rounds: rounds))
                 }
             }

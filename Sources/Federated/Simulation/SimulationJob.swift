@@ -72,6 +72,9 @@ public struct SimulationJob: Sendable {
     public enum Event {
         case started(Simulation)
         case clientDone(round: Int, done: Int, total: Int, seconds: Double)
+        /// The round's checkpoint is on disk (before its metrics files are rewritten): from now
+        /// on the run can be resumed after it.
+        case checkpointed(round: Int)
         case roundDone(RoundMetrics)
     }
 
@@ -131,6 +134,7 @@ public struct SimulationJob: Sendable {
             if let output, store != nil {
                 do { try store!.save(simulation.snapshot()) } catch { throw .checkpoint(error) }
                 simulation.markSaved()
+                events?(.checkpointed(round: simulation.completedRounds))
                 try writeMetrics(simulation.metrics, to: output)
             }
             events?(.roundDone(metrics))
