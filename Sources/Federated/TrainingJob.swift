@@ -66,9 +66,7 @@ public struct TrainingJob: Sendable {
 
     /// DP-SGD's ε after `epochs` epochs over `samples` examples.
     public func dpEpsilon(epochs: Int, samples: Int) -> Double? {
-        guard let dpSGD else { return nil }
-        let (rate, steps) = ExampleDPSGD.sampling(samples: samples, batchSize: batchSize)
-        return RDPAccountant.epsilon(samplingRate: rate, noiseMultiplier: dpSGD.noiseMultiplier, steps: epochs * steps, delta: delta).epsilon
+        dpSGD?.epsilon(samples: samples, batchSize: batchSize, epochs: epochs, delta: delta)
     }
 
     public func validate() throws(JobError) {

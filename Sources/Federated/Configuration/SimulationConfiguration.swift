@@ -376,11 +376,8 @@ public struct PrivacySection: Sendable, Equatable, Codable {
     /// sizes) had it taken part in all `rounds` rounds: RDP of `epochs · round(n/B)` Poisson steps
     /// at rate B/n per round.
     public func exampleEpsilon(rounds: Int, clientSizes: Set<Int>, batchSize: Int, epochs: Int) -> Double? {
-        guard let noiseMultiplier, dp == "dpsgd" else { return nil }
-        return clientSizes.map { size in
-            let (rate, steps) = ExampleDPSGD.sampling(samples: size, batchSize: batchSize)
-            return RDPAccountant.epsilon(samplingRate: rate, noiseMultiplier: noiseMultiplier, steps: rounds * epochs * steps, delta: delta).epsilon
-        }.max()
+        guard let dpSGD = exampleDPSGD(secure: false) else { return nil }
+        return clientSizes.map { dpSGD.epsilon(samples: $0, batchSize: batchSize, epochs: rounds * epochs, delta: delta) }.max()
     }
     public var isLocal: Bool { dp == "local" }
 

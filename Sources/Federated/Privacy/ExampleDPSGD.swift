@@ -27,6 +27,12 @@ public struct ExampleDPSGD: Sendable, Equatable, Codable {
         return (Double(expected) / Double(samples), max(1, Int((Double(samples) / Double(expected)).rounded())))
     }
 
+    /// The ε at `delta` of an example of a client with `samples` samples after `epochs` epochs.
+    public func epsilon(samples: Int, batchSize: Int, epochs: Int, delta: Double) -> Double {
+        let (rate, steps) = Self.sampling(samples: samples, batchSize: batchSize)
+        return RDPAccountant.epsilon(samplingRate: rate, noiseMultiplier: noiseMultiplier, steps: epochs * steps, delta: delta).epsilon
+    }
+
     /// Trains `epochs` of DP-SGD from `global` on `indices` of `data`; returns the update.
     /// `epochDone(epoch, parameters, mean loss)` is called after every epoch.
     func train(client: Int, round: Int, seed: UInt64, indices: [Int], data: LabeledImages, global: [Float],

@@ -40,9 +40,9 @@ enum NoiseGenerator {
         case .seeded(var generator):
             defer { self = .seeded(generator) }
             return generator.nextGaussian()
-        case .secure(var generator):
+        case .secure:
             // The seeded generator's Box-Muller on 53-bit uniforms from the system generator.
-            let u1 = 1 - Double(generator.next() >> 11) * 0x1p-53, u2 = Double(generator.next() >> 11) * 0x1p-53
+            let u1 = 1 - nextUnitDouble(), u2 = nextUnitDouble()
             return BoxMuller.normal(u1, u2)
         }
     }

@@ -251,10 +251,9 @@ public final class Simulation {
         result.committed = outcome.committed
         result.trainLoss = outcome.trainLoss
         if configuration.privacy.adaptiveClip != nil { result.clip = outcome.aggregate?.clip }
-        result.epsilon = configuration.privacy.exampleDPSGD(secure: false) != nil
-            ? configuration.privacy.exampleEpsilon(rounds: outcome.round, clientSizes: partitionSizes, batchSize: configuration.training.batchSize,
-                                                   epochs: configuration.training.localEpochs)
-            : configuration.privacy.spentEpsilon(rounds: outcome.round, centralNoise: noiseMultiplier, samplingRate: configuration.federation.poissonRate)
+        result.epsilon = configuration.privacy.exampleEpsilon(rounds: outcome.round, clientSizes: partitionSizes, batchSize: configuration.training.batchSize,
+                                                              epochs: configuration.training.localEpochs)
+            ?? configuration.privacy.spentEpsilon(rounds: outcome.round, centralNoise: noiseMultiplier, samplingRate: configuration.federation.poissonRate)
         if configuration.robustness.isActive {
             recordRobustness(&result, sampled: sampled, outcome: outcome, seconds: aggregationSeconds)
         }
