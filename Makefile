@@ -1,6 +1,6 @@
 # fedtrain: set-up, tests, benchmarks and experiment runs. See README.md.
 SHELL := /bin/bash
-APT_PACKAGES := pkg-config libopenblas-dev liblapacke-dev zlib1g-dev dataset-fashion-mnist
+APT_PACKAGES := pkg-config libopenblas-dev liblapacke-dev zlib1g-dev dataset-fashion-mnist libpng-dev libjpeg62-turbo-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FEDTRAIN := .build/release/fedtrain
 VENV := .venv

@@ -51,8 +51,11 @@ let package = Package(
         .systemLibrary(
             name: "CZlib", path: "CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]),
+        // PNG and JPEG through the system libpng and libjpeg-turbo (make deps installs them); C,
+        // because libjpeg and libpng report errors by longjmp.
+        .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
         .target(name: "Engine", dependencies: ["CBLAS"], swiftSettings: vectorISA),
-        .target(name: "Datasets", dependencies: ["Engine", "CZlib"], swiftSettings: vectorISA),
+        .target(name: "Datasets", dependencies: ["Engine", "CZlib", "CImageCodecs"], swiftSettings: vectorISA),
         .target(name: "Federated", dependencies: ["Engine", "Datasets", "CZlib", .product(name: "Yams", package: "Yams")],
                 swiftSettings: vectorISA),
         // The networked federation: gRPC, TLS and certificates. Nothing below it imports them.
@@ -79,7 +82,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Engine"], path: "Tests/TestSupport"),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "TestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TestSupport", "CZlib"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TestSupport", "CZlib", "CImageCodecs"]),
         .testTarget(name: "FederatedTests", dependencies: ["Federated", "TestSupport"]),
         .testTarget(name: "FedtrainTests", dependencies: [
             "fedtrain", "FederatedRPC",

@@ -1,7 +1,9 @@
-"""Loads a fedtrain checkpoint into PyTorch's LeNet5 (scripts/torch_lenet5.py) and reports its
-test accuracy on normalized Fashion-MNIST, to compare with what fedtrain reported.
+"""Loads a fedtrain checkpoint into PyTorch (LeNet5 of scripts/torch_lenet5.py, or the nn.Sequential
+of a described model, scripts/torch_model.py) and reports its test accuracy on normalized
+Fashion-MNIST, to compare with what fedtrain reported.
 
-Usage: .venv/bin/python scripts/check_checkpoint.py MODEL.safetensors   (needs torch and safetensors)
+Usage: .venv/bin/python scripts/check_checkpoint.py MODEL.safetensors [--model lenet5|fedavg-cnn|FILE.yaml]
+(needs torch and safetensors)
 """
 from script_support import ArgumentParser, fail, require_fashion_mnist, require_file, require_modules
 
@@ -9,7 +11,11 @@ from script_support import ArgumentParser, fail, require_fashion_mnist, require_
 def main():
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("path", metavar="MODEL.safetensors", help="a checkpoint, e.g. results/train/model.safetensors")
-    path = p.parse_args().path
+    p.add_argument("--model", default="lenet5", help="lenet5, fedavg-cnn or a model description YAML (default: lenet5)")
+    args = p.parse_args()
+    path = args.path
+    if args.model not in ("lenet5", "fedavg-cnn"):
+        require_file(args.model)
     require_file(path, "make train writes results/train/model.safetensors")
     require_fashion_mnist()
     require_modules("torch", "safetensors", hint="make check-checkpoint installs them into .venv")
@@ -18,11 +24,17 @@ def main():
     from safetensors.torch import load_file
     from torch_lenet5 import LeNet5, accuracy, load_fashion_mnist
 
-    model = LeNet5()
+    import torch_model
+
+    if args.model == "lenet5":
+        model = LeNet5()
+    else:
+        spec = torch_model.builtin(args.model) if args.model == "fedavg-cnn" else torch_model.load_spec(args.model)
+        model = torch_model.build(spec, [1, 28, 28], 10)
     try:
         model.load_state_dict(load_file(path))  # strict: every name and shape must match
     except Exception as error:  # safetensors' header errors and load_state_dict's mismatches alike
-        fail(f"{path} is not a LeNet-5 checkpoint: {error}")
+        fail(f"{path} is not a {args.model} checkpoint: {error}")
     x_test, y_test = load_fashion_mnist("t10k", normalize=True)
     print(f"PyTorch {torch.__version__}: {path} test accuracy {100 * accuracy(model, x_test, y_test):.2f}%")
 

@@ -2,7 +2,8 @@
 
 Usage: .venv/bin/python scripts/make_golden.py   (needs torch and safetensors; CI never runs it)
 
-For each model (LeNet-5 grayscale as in scripts/torch_lenet5.py, and the RGB variant), from fixed
+For each model (LeNet-5 grayscale as in scripts/torch_lenet5.py, the RGB variant, and the described
+model of Tests/EngineTests/Fixtures/described.json with 7 classes, built by scripts/torch_model.py), from fixed
 seeded weights and one fixed batch, it stores:
   <model>.param.<name>     the initial weights (PyTorch state_dict names)
   <model>.input, .labels   the batch (labels as float)
@@ -22,9 +23,10 @@ FIXTURES = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "Tests
 
 def import_torch():
     """PyTorch and what is built on it, imported once the arguments and folders are checked."""
-    global torch, F, LeNet5, save_file
+    global torch, F, LeNet5, save_file, torch_model
     import torch
     import torch.nn.functional as F
+    import torch_model
     from torch_lenet5 import LeNet5
     from safetensors.torch import save_file
 
@@ -69,6 +71,8 @@ def main():
               os.path.join(fixtures, "torch_lenet5.safetensors"))
     rgb = LeNet5(3, 0)
     record("lenet5rgb", rgb, torch.randn(3, 3, 32, 32), torch.tensor([2, 8, 1]), out)
+    described = torch_model.build(torch_model.load_spec(os.path.join(fixtures, "described.json")), None, 7)
+    record("described", described, torch.randn(5, 3, 20, 20), torch.tensor([6, 0, 3, 3, 1]), out)
     path = os.path.join(fixtures, "golden.safetensors")
     save_file({k: v.contiguous() for k, v in out.items()}, path, metadata={"generator": "scripts/make_golden.py",
                                                                            "torch": torch.__version__})

@@ -10,7 +10,7 @@ public enum CIFAR10 {
 
     /// Reads and concatenates `paths` (for example `data_batch_1.bin` … `data_batch_5.bin`).
     public static func load(_ paths: [String]) throws(DatasetError) -> LabeledImages {
-        var pixels: [UInt8] = [], labels: [UInt8] = []
+        var pixels: [UInt8] = [], labels: [UInt16] = []
         for path in paths {
             let bytes = try DatasetError.reading(path)
             guard !bytes.isEmpty, bytes.count % recordSize == 0 else {
@@ -20,7 +20,7 @@ public enum CIFAR10 {
                 guard bytes[start] < 10 else {
                     throw .invalidFormat(path: path, detail: "label \(bytes[start]) of record \(start / recordSize) is out of range 0...9")
                 }
-                labels.append(bytes[start])
+                labels.append(UInt16(bytes[start]))
                 pixels.append(contentsOf: bytes[(start + 1)..<(start + recordSize)])
             }
         }

@@ -30,7 +30,7 @@ public enum FashionMNIST {
             throw .invalidFormat(path: labelsPath, detail: "label \(labels.data[bad]) at index \(bad) is out of range 0...9")
         }
         return LabeledImages(channels: 1, height: images.dimensions[1], width: images.dimensions[2], classes: 10,
-                             pixels: images.data, labels: labels.data, mean: [mean], std: [std])
+                             pixels: images.data, labels: labels.data.map(UInt16.init), mean: [mean], std: [std])
     }
 
     /// `base.gz` when it exists, else `base`; the error then names the gzip path.

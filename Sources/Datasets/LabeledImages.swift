@@ -10,14 +10,15 @@ public struct LabeledImages: Sendable {
     public let width: Int
     public let classes: Int
     public let pixels: [UInt8]
-    public let labels: [UInt8]
+    /// Class indices, below `classes` (16 bits: data sets of more than 256 classes).
+    public let labels: [UInt16]
     /// Per-channel mean and standard deviation of pixel/255.
     public let mean: [Float]
     public let std: [Float]
 
     /// `pixels` must hold `labels.count · channels · height · width` bytes and every label must
     /// be below `classes` (loaders check this and throw; here it is a programmer error).
-    public init(channels: Int, height: Int, width: Int, classes: Int, pixels: [UInt8], labels: [UInt8], mean: [Float], std: [Float]) {
+    public init(channels: Int, height: Int, width: Int, classes: Int, pixels: [UInt8], labels: [UInt16], mean: [Float], std: [Float]) {
         precondition(pixels.count == labels.count * channels * height * width, "pixel count does not match labels")
         precondition(mean.count == channels && std.count == channels && std.allSatisfy { $0 > 0 })
         precondition(labels.allSatisfy { Int($0) < classes }, "label out of range")

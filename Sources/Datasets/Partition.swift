@@ -79,7 +79,7 @@ public struct Partitioner: Sendable {
         self.minimumSize = minimumSize
     }
 
-    public func split(labels: [UInt8], classes: Int, generator: inout SeededGenerator) throws(PartitionError) -> [[Int]] {
+    public func split(labels: [UInt16], classes: Int, generator: inout SeededGenerator) throws(PartitionError) -> [[Int]] {
         let n = labels.count
         guard n >= clients else { throw .unsatisfiable("\(n) samples cannot be split across \(clients) clients") }
         var byClass = [[Int]](repeating: [], count: classes)

@@ -4,8 +4,8 @@ import Engine
 /// Centralized training: one model, all the training data, SGD for some epochs, a test
 /// evaluation after each epoch.
 public struct TrainingJob: Sendable {
-    public var model: ModelKind = .lenet5
-    public var dataDirectory: String?
+    /// Model and data (the `model`, `data`, `test_fraction`, `skip_bad_images` keys of a job).
+    public var data = DataSection()
     public var epochs = 10
     public var batchSize = 64
     public var optimizer = SGDConfiguration(learningRate: 0.02, momentum: 0.9)
@@ -42,9 +42,11 @@ public struct TrainingJob: Sendable {
         /// With DP-SGD: the (ε, δ) the training spent.
         public var epsilon: Double?
         public var delta: Double?
+        /// The data: classes, sizes, normalization, skipped files.
+        public var data: DataSource.Description?
 
         enum CodingKeys: String, CodingKey {
-            case epsilon, delta
+            case epsilon, delta, data
             case model, epochs, steps, threads, seconds
             case trainSamples = "train_samples", batchSize = "batch_size"
             case testAccuracy = "test_accuracy", testLoss = "test_loss", trainLoss = "train_loss"
@@ -79,9 +81,7 @@ public struct TrainingJob: Sendable {
         guard optimizer.weightDecay >= 0, optimizer.weightDecay.isFinite else { throw .configuration(ConfigurationError("--weight-decay must be >= 0 (got \(optimizer.weightDecay))")) }
         if let maxSteps, maxSteps < 1 { throw .configuration(ConfigurationError("--max-steps must be at least 1 (got \(maxSteps))")) }
         if let trainLimit, trainLimit < 1 { throw .configuration(ConfigurationError("--train-limit must be at least 1 (got \(trainLimit))")) }
-        guard dataDirectory != nil || model.defaultDataDirectory != nil else {
-            throw .configuration(ConfigurationError("--data is required for \(model.rawValue) (a cifar-10-batches-bin directory)"))
-        }
+        do { try data.validate() } catch { throw .configuration(error) }
         if let saveParameters {
             do { try AtomicFile.checkWritable(saveParameters) } catch { throw .configuration(ConfigurationError("--save \(error.description)")) }
         }
@@ -92,9 +92,10 @@ public struct TrainingJob: Sendable {
     public func run(progress: ((TrainingProgress) -> Void)? = nil, epochDone: ((EpochReport) -> Void)? = nil) throws(JobError) -> Summary {
         try validate()
         let clock = ContinuousClock(), start = clock.now
-        let network = model.network
-        var data: (train: LabeledImages, test: LabeledImages)
-        do { data = try model.loadData(directory: dataDirectory ?? model.defaultDataDirectory!) } catch { throw .data(error) }
+        var data: DataSource.Loaded
+        do { data = try self.data.load(seed: seed) } catch { throw .data(error) }
+        let network: Sequential
+        do { network = try self.data.model.network(for: data.train) } catch { throw .configuration(error) }
         if let trainLimit { data.train = data.train.prefix(trainLimit) }
 
         var generator = SeededGenerator(seed: seed)
@@ -151,13 +152,13 @@ public struct TrainingJob: Sendable {
         if let saveParameters {
             do {
                 try Safetensors.save(parameters, layout: network.layout, to: saveParameters,
-                                     metadata: ["format": "pt", "model": model.rawValue, "producer": "fedtrain"])
+                                     metadata: ["format": "pt", "model": self.data.model.description, "producer": "fedtrain"])
             } catch { throw .output(error.description) }
         }
-        return Summary(model: model.rawValue, epochs: epochsRun, steps: steps, trainSamples: data.train.count, batchSize: batchSize,
+        return Summary(model: self.data.model.description, epochs: epochsRun, steps: steps, trainSamples: data.train.count, batchSize: batchSize,
                        threads: threads, testAccuracy: test.accuracy, testLoss: test.loss, trainLoss: trainLoss,
                        imagesPerSecond: Double(samples) / trainingSeconds, seconds: (clock.now - start).seconds,
                        trainingSeconds: trainingSeconds, epsilon: dpEpsilon(epochs: epochsRun, samples: data.train.count),
-                       delta: dpSGD == nil ? nil : delta)
+                       delta: dpSGD == nil ? nil : delta, data: data.description)
     }
 }

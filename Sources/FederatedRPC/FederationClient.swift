@@ -213,7 +213,7 @@ private final class Session: Sendable {
         }
         let built = try await onDedicatedThread { () throws(FatalClientError) -> ClientHost in try self.makeHost(configuration) }
         built.echo = settings.echo
-        let perTask = FederationServer.maxReplyBytes(parameters: configuration.data.model.network.layout.count)
+        let perTask = FederationServer.maxReplyBytes(parameters: built.network.layout.count)
         host.set((built, reply.configuration, settings.clients.count * perTask + (1 << 20), configuration.network.heartbeat))
         log.log("joined", ["server": settings.server.description, "clients": ClientIDs.format(settings.clients),
                            "rounds": reply.rounds, "completed_rounds": reply.completedRounds])
@@ -223,14 +223,14 @@ private final class Session: Sendable {
         do {
             if let directory = settings.dataDirectory {
                 guard settings.clients.count == 1 else { throw ConfigurationError("--data holds one client's own data: give one --client-id") }
-                let train = try configuration.data.model.loadData(directory: directory).train
+                let train = try DataSource.load(directory, folder: configuration.data.folderOptions(seed: configuration.federation.seed)).train
                 var partitions = Array(repeating: [Int](), count: configuration.federation.clients)
                 partitions[settings.clients[0]] = Array(0..<train.count)
                 return try ClientHost(configuration: configuration, train: train, partitions: partitions, clients: settings.clients,
                                       threads: settings.threads)
             }
-            guard let directory = configuration.data.directory else { throw ConfigurationError("the job names no data set: give --data") }
-            let train = try configuration.data.model.loadData(directory: directory).train
+            guard configuration.data.directory != nil else { throw ConfigurationError("the job names no data set: give --data") }
+            let train = try configuration.data.load(seed: configuration.federation.seed).train
             return try ClientHost(configuration: configuration, train: train,
                                   partitions: try Simulation.partitions(configuration: configuration, train: train),
                                   clients: settings.clients, threads: settings.threads)

@@ -101,7 +101,7 @@ public enum FederationServer {
             journal: ReplyJournal(directory: "\(state)/journal"))
         job.remote = remote
         let resume = FileManager.default.fileExists(atPath: "\(state)/checkpoint/checkpoint.json")
-        let completed = Atomic<Int>(0), wire = WireCounter()
+        let completed = Atomic<Int>(0), parameterCount = Atomic<Int>(0), wire = WireCounter()
         let started = DispatchSemaphore(value: 0)
         let outcome = LockedValue<Result<SimulationJob.Summary, JobError>?>(nil)
         let roundThread = Thread { [job] in
@@ -110,6 +110,7 @@ public enum FederationServer {
                     switch event {
                     case .started(let simulation):
                         completed.store(simulation.completedRounds, ordering: .relaxed)
+                        parameterCount.store(simulation.network.parameterCount, ordering: .relaxed)
                         started.signal()
                     case .roundDone(let metrics):
                         completed.store(metrics.round, ordering: .relaxed)
@@ -130,7 +131,7 @@ public enum FederationServer {
         started.wait()
         if case .failure(let error)? = outcome.value { throw error }
 
-        let layout = configuration.data.model.network.layout
+        let parameters = parameterCount.load(ordering: .relaxed)
         let service = FederationService(
             clients: remote, authenticator: settings.authenticator,
             job: .init(configuration: ConfigurationFile.encode(configuration), rounds: federation.rounds, jobClients: federation.clients,
@@ -142,7 +143,7 @@ public enum FederationServer {
                 address: .ipv4(host: settings.listen.ipv4, port: settings.listen.port),
                 transportSecurity: try serverSecurity(settings.security),
                 config: .defaults { config in
-                    config.rpc.maxRequestPayloadSize = Self.maxReplyBytes(parameters: layout.count)
+                    config.rpc.maxRequestPayloadSize = Self.maxReplyBytes(parameters: parameters)
                     config.http2.targetWindowSize = 8 << 20
                     config.connection.keepalive = .init(
                         time: .seconds(30), timeout: .seconds(10),

@@ -6,17 +6,28 @@ import Federated
 // the same name (dashes for underscores, see `SimulationConfiguration`); nil leaves the value
 // from the config file or the default, which the help text shows.
 
-extension ModelKind: ExpressibleByArgument {}
-
 /// `--model`, `--data`.
 struct DataOptions: ParsableArguments {
-    @Option(help: "Model: \(ModelKind.allCases.map(\.rawValue).joined(separator: ", ")) (default: lenet5).") var model: ModelKind?
-    @Option(help: "Data directory (default: Fashion-MNIST from dataset-fashion-mnist for lenet5; a cifar-10-batches-bin directory for lenet5-rgb).")
+    @Option(help: "Model: \(ModelChoice.builtinNames), or a YAML file describing one (default: lenet5).")
+    var model: String?
+    @Option(help: "Data: folder:DIR (class subfolders of PNG/JPEG images), an MNIST-family IDX directory or a cifar-10-batches-bin directory (default: Fashion-MNIST from dataset-fashion-mnist; none for lenet5-rgb).")
     var data: String?
+    @Option(name: .customLong("test-fraction"), parsing: .unconditional,
+            help: "An image folder without train/ and test/: fraction of each class held out for testing (default: 0.2).")
+    var testFraction: Double?
+    @Flag(name: .customLong("skip-bad-images"), help: "Skip and count an image folder's unreadable, truncated and non-image files instead of failing.")
+    var skipBadImages = false
 
-    func apply(to section: inout DataSection) {
-        if let model { section.model = model }
+    /// The `--model` choice (a description file is read here, so the configuration carries it).
+    func modelChoice() throws(ConfigurationError) -> ModelChoice? {
+        try model.map { argument throws(ConfigurationError) in try ModelChoice.parse(argument) }
+    }
+
+    func apply(to section: inout DataSection) throws(ConfigurationError) {
+        if let model = try modelChoice() { section.model = model }
         if let data { section.data = data }
+        if let testFraction { section.testFraction = testFraction }
+        if skipBadImages { section.skipBadImages = true }
     }
 }
 
@@ -292,7 +303,7 @@ func resolveConfiguration(file: String?, data: DataOptions, federation: Federati
                           clock: ClockOptions? = nil, asynchrony: AsyncOptions? = nil, network: NetworkOptions? = nil) throws(ConfigurationError) -> SimulationConfiguration {
     var configuration = SimulationConfiguration()
     if let file { configuration = try ConfigurationFile.read(file) }
-    data.apply(to: &configuration.data)
+    try data.apply(to: &configuration.data)
     federation.apply(to: &configuration.federation)
     training.apply(to: &configuration.training)
     compression.apply(to: &configuration.compression)

@@ -7,7 +7,7 @@ struct FedTrain: ParsableCommand {
         commandName: "fedtrain",
         abstract: "Federated-learning training engine for multicore CPUs.",
         version: "fedtrain 0.5.0",
-        subcommands: [Train.self, Simulate.self, Server.self, Client.self, Replay.self, Status.self, CertificateAuthorityCommand.self, Privacy.self])
+        subcommands: [Train.self, Simulate.self, ExportImages.self, Server.self, Client.self, Replay.self, Status.self, CertificateAuthorityCommand.self, Privacy.self])
 
     /// Every user error, a bad flag included, ends as one `fedtrain: error: ...` line and status 1;
     /// help and version requests print as usual.

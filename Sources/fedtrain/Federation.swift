@@ -99,7 +99,7 @@ struct Server: ParsableCommand {
                 switch event {
                 case .started(let simulation):
                     let f = configuration.federation
-                    print("fedtrain server: \(configuration.data.model.rawValue), \(f.clients) clients (\(f.sampledPerRound) per round), "
+                    print("fedtrain server: \(configuration.data.model), \(f.clients) clients (\(f.sampledPerRound) per round), "
                         + "\(f.partition), \(simulation.coordinator.strategy.spec), \(plural(rounds, "round")), seed \(f.seed), listening on \(listen)")
                     if simulation.completedRounds > 0 { print("resumed after round \(simulation.completedRounds)") }
                     log.log("job_started", ["completed_rounds": simulation.completedRounds, "rounds": rounds])

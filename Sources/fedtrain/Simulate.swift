@@ -52,7 +52,7 @@ struct Simulate: ParsableCommand {
                 switch event {
                 case .started(let simulation):
                     let f = configuration.federation, t = configuration.training, c = configuration.compression
-                    print("fedtrain simulate: \(configuration.data.model.rawValue), \(f.clients) clients (\(f.sampledPerRound) per round), "
+                    print("fedtrain simulate: \(configuration.data.model), \(f.clients) clients (\(f.sampledPerRound) per round), "
                         + "\(f.partition), \(simulation.coordinator.strategy.spec), E=\(t.localEpochs), B=\(t.batchSize), "
                         + "lr \(t.lr), momentum \(t.momentum), codec \(c.codec)\(c.errorFeedback ? " with error feedback" : ""), "
                         + "down \(c.downCodec), \(plural(rounds, "round")), \(plural(configuration.run.threads, "thread")), seed \(f.seed), "

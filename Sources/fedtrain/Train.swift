@@ -40,16 +40,15 @@ struct Train: ParsableCommand {
         } else if clip != nil || noiseMultiplier != nil {
             throw ValidationError("--clip and --noise-multiplier need --dp-sgd")
         }
-        do { try job.validate() } catch { throw ValidationError(error.description) }
+        do { try makeJob().validate() } catch { throw ValidationError(error.description) }
         if let summary {
             do { try AtomicFile.checkWritable(summary) } catch { throw ValidationError("--summary \(error.description)") }
         }
     }
 
-    var job: TrainingJob {
+    func makeJob() throws(JobError) -> TrainingJob {
         var job = TrainingJob()
-        job.model = dataOptions.model ?? job.model
-        job.dataDirectory = dataOptions.data
+        do { try dataOptions.apply(to: &job.data) } catch { throw .configuration(error) }
         job.epochs = epochs
         job.batchSize = batchSize
         job.optimizer = SGDConfiguration(learningRate: lr, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov && momentum > 0)
@@ -69,8 +68,9 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
+        let job = try makeJob()
         var line = ProgressLine()
-        print("fedtrain train: \(job.model.rawValue), \(epochs) epochs, B=\(batchSize), lr \(lr), momentum \(momentum), weight decay \(weightDecay), \(threads) threads, seed \(seed), OpenBLAS \(BLAS.kernelSet) kernels")
+        print("fedtrain train: \(job.data.model), \(epochs) epochs, B=\(batchSize), lr \(lr), momentum \(momentum), weight decay \(weightDecay), \(threads) threads, seed \(seed), OpenBLAS \(BLAS.kernelSet) kernels")
         let result: TrainingJob.Summary
         do {
             result = try job.run(progress: { p in

@@ -15,7 +15,14 @@ import TestSupport
         return try! Safetensors.tensors([UInt8](Data(contentsOf: url)), path: url.path)
     }()
 
-    static let models: [(String, Sequential)] = [("lenet5", LeNet5.grayscale), ("lenet5rgb", LeNet5.rgb)]
+    /// The described model of `Fixtures/described.json` (7 classes), as PyTorch's `nn.Sequential`.
+    static let described: Sequential = {
+        let url = Bundle.module.url(forResource: "described", withExtension: "json", subdirectory: "Fixtures")!
+        let spec = try! JSONDecoder().decode(ModelSpec.self, from: Data(contentsOf: url))
+        return try! spec.build(input: [3, 20, 20], classes: 7)
+    }()
+
+    static let models: [(String, Sequential)] = [("lenet5", LeNet5.grayscale), ("lenet5rgb", LeNet5.rgb), ("described", described)]
 
     func tensor(_ name: String) -> [Float] {
         guard let tensor = Self.fixture[name] else {
@@ -48,7 +55,7 @@ import TestSupport
         let logits = parameters.withUnsafeBufferPointer { p in
             input.withUnsafeBufferPointer { x in
                 Array(UnsafeBufferPointer(start: workspace.forward(batch: batch, input: x.baseAddress!, parameters: p.baseAddress!),
-                                          count: batch * 10))
+                                          count: batch * network.outputCount))
             }
         }
         let expectedLogits = tensor("\(prefix).logits")

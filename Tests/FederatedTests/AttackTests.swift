@@ -88,8 +88,9 @@ import Testing
         configuration.robustness.attackers = 0.2
         try configuration.validate()
         #expect(throws: ConfigurationError.self) { try configuration.checkNetworked() }
-        configuration.robustness.attack = "backdoor:10"
-        #expect(throws: ConfigurationError.self) { try configuration.validate() }
+        // The target class is checked against the data's classes when the run loads them.
+        #expect(throws: ConfigurationError.self) { try AttackSpec(parsing: "backdoor:10").validate(classes: 10) }
+        try AttackSpec(parsing: "backdoor:9").validate(classes: 10)
     }
 
     /// An omniscient attacker's reply carries the crafted update through the job's codec, and a

@@ -27,6 +27,44 @@ import Testing
         #expect(try ConfigurationFile.decode(ConfigurationFile.encode(SimulationConfiguration()), source: "x") == SimulationConfiguration())
     }
 
+    /// A described model is a mapping under `model`: it reads, round-trips through `config.yaml`
+    /// (so a networked server sends it to its clients), compares by value when a run resumes, and
+    /// a bad layer is refused naming it.
+    @Test func describedModelsLiveInTheConfigFile() throws {
+        let text = """
+            clients: 4
+            model:
+              input: [1, 28, 28]
+              layers:
+                - conv: {out: 4, kernel: 3, padding: 1}
+                - relu
+                - avgpool: 2
+                - flatten
+                - dense: classes
+            test_fraction: 0.25
+
+            """
+        let configuration = try ConfigurationFile.decode(text, source: "job.yaml")
+        let spec = ModelSpec(input: [1, 28, 28], layers: [.conv(out: 4, kernel: 3, stride: 1, padding: 1), .relu,
+                                                          .avgpool(kernel: 2, stride: nil), .flatten, .dense(.classes)])
+        #expect(configuration.data.model == .described(spec) && configuration.data.testFraction == 0.25)
+        let again = try ConfigurationFile.decode(ConfigurationFile.encode(configuration), source: "config.yaml")
+        #expect(again == configuration)
+        #expect(again.differingKeys(from: configuration).isEmpty)
+        var other = configuration
+        other.data.model = .builtin(.fedAvgCNN)
+        #expect(other.differingKeys(from: configuration) == ["model"])
+        #expect(throws: ConfigurationError("job.yaml: config key model: model layer 1: unknown layer softmax; known layers: conv, maxpool, avgpool, dense, relu, flatten")) {
+            try ConfigurationFile.decode("model:\n  layers: [flatten, softmax]\n", source: "job.yaml")
+        }
+        #expect(throws: ConfigurationError("job.yaml: config key model: model has no setting layer; its settings: input, layers")) {
+            try ConfigurationFile.decode("model:\n  layer: [flatten]\n", source: "job.yaml")
+        }
+        var bad = SimulationConfiguration()
+        bad.data.testFraction = 1
+        #expect(throws: ConfigurationError("test_fraction must be in (0, 1) (got 1.0)")) { try bad.validate() }
+    }
+
     /// Every key has one definition: the file keys are the sections' coding keys, once each.
     @Test func keysAreUnique() {
         #expect(Set(SimulationConfiguration.keys).count == SimulationConfiguration.keys.count)

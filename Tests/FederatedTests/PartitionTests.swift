@@ -4,14 +4,14 @@ import Testing
 
 @Suite struct PartitionTests {
     /// 10 classes, 100 samples each, in class order.
-    let labels: [UInt8] = (0..<1000).map { UInt8($0 / 100) }
+    let labels: [UInt16] = (0..<1000).map { UInt16($0 / 100) }
 
     func split(_ scheme: PartitionScheme, clients: Int, seed: UInt64 = 1, minimumSize: Int = 10) throws -> [[Int]] {
         var generator = SeededGenerator(seed: seed)
         return try Partitioner(scheme: scheme, clients: clients, minimumSize: minimumSize).split(labels: labels, classes: 10, generator: &generator)
     }
 
-    func classes(_ part: [Int]) -> Set<UInt8> { Set(part.map { labels[$0] }) }
+    func classes(_ part: [Int]) -> Set<UInt16> { Set(part.map { labels[$0] }) }
 
     @Test(arguments: [PartitionScheme.iid, .dirichlet(alpha: 0.5), .labels(perClient: 2), .labels(perClient: 3), .quantity(beta: 1)])
     func everySampleExactlyOnce(scheme: PartitionScheme) throws {
@@ -32,7 +32,7 @@ import Testing
         let parts = try split(.labels(perClient: k), clients: 10)
         for (client, part) in parts.enumerated() {
             #expect(classes(part).count == k)
-            #expect(classes(part).contains(UInt8(client % 10)), "NIID-Bench: client i holds class i mod 10")
+            #expect(classes(part).contains(UInt16(client % 10)), "NIID-Bench: client i holds class i mod 10")
         }
     }
 

@@ -7,7 +7,7 @@ import Testing
 /// Random 28×28 images of 10 classes.
 func syntheticImages(count: Int, seed: UInt64) -> LabeledImages {
     var generator = SeededGenerator(seed: seed)
-    let labels = (0..<count).map { UInt8($0 % 10) }
+    let labels = (0..<count).map { UInt16($0 % 10) }
     // Class-dependent brightness so that a few rounds can learn something.
     var pixels = [UInt8](repeating: 0, count: count * 784)
     for i in pixels.indices {
@@ -232,7 +232,7 @@ func smallSimulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> 
                 return Data(header + bytes)
             }
             FileManager.default.createFile(atPath: "\(directory)/\(split)-images-idx3-ubyte", contents: idx([count, 28, 28], data.pixels))
-            FileManager.default.createFile(atPath: "\(directory)/\(split)-labels-idx1-ubyte", contents: idx([count], data.labels))
+            FileManager.default.createFile(atPath: "\(directory)/\(split)-labels-idx1-ubyte", contents: idx([count], data.labels.map { UInt8($0) }))
         }
         return directory
     }
@@ -277,6 +277,34 @@ func smallSimulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> 
         #expect(a == b, "resumed model differs")
         let last = try String(contentsOfFile: "\(split)/metrics.jsonl", encoding: .utf8).split(separator: "\n").last!
         #expect(last.contains("backdoor_success") && last.contains("attackers_sampled"))
+    }
+
+    /// A described model (strided conv, average pooling) through compression, checkpoints and
+    /// resume; resuming under another model is refused, naming the key.
+    @Test func describedModelResumesBitIdentically() throws {
+        let data = dataDirectory(), whole = data + "/whole", split = data + "/split"
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        func described(rounds: Int) -> SimulationConfiguration {
+            var c = configuration(data: data, rounds: rounds, compressed: true)
+            c.data.model = .described(ModelSpec(layers: [.conv(out: 4, kernel: 3, stride: 2, padding: 1), .relu,
+                                                         .avgpool(kernel: 2, stride: nil), .flatten, .dense(.units(12)), .relu, .dense(.classes)]))
+            return c
+        }
+        _ = try SimulationJob(configuration: described(rounds: 3), outputDirectory: whole, saveModel: nil).run()
+        _ = try SimulationJob(configuration: described(rounds: 1), outputDirectory: split, saveModel: nil).run()
+        var other = described(rounds: 3)
+        other.data.model = .lenet5
+        #expect { try SimulationJob(configuration: other, outputDirectory: split, saveModel: nil).run(resume: true) } throws: {
+            "\($0)".contains("model: described")
+        }
+        _ = try SimulationJob(configuration: described(rounds: 3), outputDirectory: split, saveModel: nil).run(resume: true)
+        let a = try Data(contentsOf: URL(fileURLWithPath: "\(whole)/model.safetensors"))
+        let b = try Data(contentsOf: URL(fileURLWithPath: "\(split)/model.safetensors"))
+        #expect(a == b, "resumed model differs")
+        // 4·1·3·3 + 4 conv, 12·(4·7·7) + 12 and 10·12 + 10 dense parameters, named as nn.Sequential's.
+        let header = try Safetensors.tensors([UInt8](a), path: "model")
+        #expect(Set(header.keys) == ["0.weight", "0.bias", "4.weight", "4.bias", "6.weight", "6.bias"])
+        #expect(header["4.weight"]?.shape == [12, 196])
     }
 
     /// Also with compression: residuals, PowerSGD warm starts and downlink copies are checkpointed.
@@ -432,7 +460,7 @@ func smallSimulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> 
         #expect(error("colour: blue\n")?.contains("unknown config key colour") == true)
         #expect(error("clients: many\n") == "x.yaml: config key clients: expected an integer")
         #expect(error("seed: -1\n")?.contains("config key seed") == true)
-        #expect(error("model: resnet\n")?.contains("config key model: expected one of lenet5") == true)
+        #expect(error("model: resnet\n")?.contains("config key model: unknown model resnet; built-in models: lenet5, lenet5-rgb, fedavg-cnn") == true)
         for (key, value) in [("fraction", "1.5"), ("clients", "0"), ("partition", "dirichlet:0"), ("dropout", "1.0"), ("strategy", "fedsgd"),
                              ("codec", "topk:2"), ("down_codec", "zip"), ("error_feedback", "maybe"), ("min_survivors", "0"),
                              ("max_samples", "0"), ("server_optimizer", "rmsprop"), ("drop", "0:1"), ("drop", "1:99"), ("rounds", "-1")] {

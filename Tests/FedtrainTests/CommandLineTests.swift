@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import Testing
 
@@ -40,8 +41,11 @@ func temporaryPath(_ name: String) -> String {
         (["--threads", "0"], "--threads"),
         (["--max-steps", "0"], "--max-steps"),
         (["--epochs", "many"], "many"),
-        (["--model", "lenet5-rgb"], "--data is required"),
+        (["--model", "lenet5-rgb"], "data is required for lenet5-rgb"),
         (["--data", "/nonexistent/dir"], "/nonexistent/dir/train-images-idx3-ubyte.gz: no such file"),
+        (["--data", "folder:/nonexistent/images"], "/nonexistent/images: no such file"),
+        (["--data", "folder:/tmp", "--test-fraction", "1.5"], "test_fraction must be in (0, 1) (got 1.5)"),
+        (["--model", "/nonexistent/model.yaml"], "--model /nonexistent/model.yaml: neither a built-in model (lenet5, lenet5-rgb, fedavg-cnn) nor a readable file (no such file)"),
         (["--init", "/nonexistent/w.safetensors", "--max-steps", "1"], "/nonexistent/w.safetensors"),
         (["--save", "/nonexistent/dir/w.safetensors"], "--save /nonexistent/dir/w.safetensors: cannot be written: no directory /nonexistent/dir"),
         (["--summary", "/tmp"], "--summary /tmp: cannot be written: is a directory"),
@@ -55,6 +59,25 @@ func temporaryPath(_ name: String) -> String {
         #expect(result.error.contains(message), "stderr: \(result.error)")
         #expect(!result.output.contains("epoch 1"), "failed only after training: \(result.output)")
         #expect(!result.error.contains("Fatal error"), "crashed: \(result.error)")
+    }
+
+    /// `--model FILE.yaml`: a description trains (names as nn.Sequential's); a bad one is
+    /// refused naming its layer, before any training.
+    @Test func modelFilesTrainOrAreRefusedNamingTheLayer() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fedtrain-model-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let good = "model:\n  layers:\n    - conv: {out: 2, kernel: 5, stride: 3}\n    - relu\n    - flatten\n    - dense: classes\n"
+        try good.write(toFile: "\(directory)/good.yaml", atomically: true, encoding: .utf8)
+        let trained = try fedtrain(["train", "--model", "\(directory)/good.yaml", "--max-steps", "2", "--epochs", "1", "--threads", "1",
+                                    "--save", "\(directory)/w.safetensors"])
+        #expect(trained.status == 0, "\(trained.error)")
+        let names = try Safetensors.tensors([UInt8](Data(contentsOf: URL(fileURLWithPath: "\(directory)/w.safetensors"))), path: "w").keys
+        #expect(Set(names) == ["0.weight", "0.bias", "3.weight", "3.bias"])
+        try "layers:\n  - dense: 10\n".write(toFile: "\(directory)/bad.yaml", atomically: true, encoding: .utf8)
+        let refused = try fedtrain(["train", "--model", "\(directory)/bad.yaml"])
+        #expect(refused.status != 0 && !refused.output.contains("epoch 1"))
+        #expect(refused.error.contains("model layer 0 (dense): needs a flat input, got [1, 28, 28] (put flatten before it)"), "\(refused.error)")
     }
 
     @Test func corruptDataFileIsReportedByName() throws {

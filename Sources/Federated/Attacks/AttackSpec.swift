@@ -74,7 +74,8 @@ public struct AttackSpec: Sendable, Equatable {
         }
     }
 
-    func validate(classes: Int) throws(ConfigurationError) {
+    /// Refuses a backdoor target that is not one of the data's `classes`.
+    public func validate(classes: Int) throws(ConfigurationError) {
         if case .backdoor(let target, _, _) = kind, target >= classes {
             throw ConfigurationError("attack backdoor: target class \(target) is not below the model's \(classes) classes")
         }

@@ -8,7 +8,7 @@ public enum DataPoisoning {
     /// Labels `y ↦ classes − 1 − y` at `indices`.
     public static func labelFlipped(_ data: LabeledImages, at indices: [Int]) -> LabeledImages {
         var labels = data.labels
-        for i in indices { labels[i] = UInt8(data.classes - 1) - labels[i] }
+        for i in indices { labels[i] = UInt16(data.classes - 1) - labels[i] }
         return LabeledImages(channels: data.channels, height: data.height, width: data.width, classes: data.classes,
                              pixels: data.pixels, labels: labels, mean: data.mean, std: data.std)
     }
@@ -34,7 +34,7 @@ public enum DataPoisoning {
         var pixels = data.pixels, labels = data.labels
         for i in indices where generator.nextUnitDouble() < fraction {
             stamp(&pixels, sample: i, channels: data.channels, height: data.height, width: data.width)
-            labels[i] = UInt8(target)
+            labels[i] = UInt16(target)
         }
         return LabeledImages(channels: data.channels, height: data.height, width: data.width, classes: data.classes,
                              pixels: pixels, labels: labels, mean: data.mean, std: data.std)
@@ -49,7 +49,7 @@ public enum DataPoisoning {
         pixels.reserveCapacity(keep.count * size)
         for i in keep { pixels += test.pixels[(i * size)..<((i + 1) * size)] }
         for sample in keep.indices { stamp(&pixels, sample: sample, channels: test.channels, height: test.height, width: test.width) }
-        let labels = [UInt8](repeating: UInt8(target), count: keep.count)
+        let labels = [UInt16](repeating: UInt16(target), count: keep.count)
         return LabeledImages(channels: test.channels, height: test.height, width: test.width, classes: test.classes,
                              pixels: pixels, labels: labels, mean: test.mean, std: test.std)
     }

@@ -11,6 +11,8 @@ import Engine
 /// would advance the client's state twice.
 public final class ClientHost: @unchecked Sendable {
     public let clients: [Int]
+    /// The job's model, built for the hosted clients' data.
+    public let network: Sequential
     public let transport: InProcessTransport
     /// Reply with the model unchanged instead of training (`ClientRuntime.echo`): a benchmark of
     /// the federation's own cost.
@@ -27,8 +29,9 @@ public final class ClientHost: @unchecked Sendable {
             throw ConfigurationError("client \(client) is not in this job (it has \(partitions.count) clients)")
         }
         self.clients = clients
-        let runtime = try Simulation.clientRuntime(configuration: configuration, secureNoise: true)
-        transport = try InProcessTransport(runtime: runtime, network: configuration.data.model.network, data: train, partitions: partitions,
+        network = try configuration.data.model.network(for: train)
+        let runtime = try Simulation.clientRuntime(configuration: configuration, network: network, secureNoise: true)
+        transport = try InProcessTransport(runtime: runtime, network: network, data: train, partitions: partitions,
                                            serving: clients, faults: FaultPlan(seed: configuration.federation.seed),
                                            workers: min(threads, clients.count))
     }

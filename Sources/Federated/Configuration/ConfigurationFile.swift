@@ -19,6 +19,7 @@ public enum ConfigurationFile {
             guard let name = key.string, known.contains(name) else {
                 throw ConfigurationError("\(source): unknown config key \(key.string ?? "\(key)"); known keys: \(SimulationConfiguration.keys.joined(separator: ", "))")
             }
+            if name == DataSection.CodingKeys.model.rawValue, mapping[key]?.mapping != nil { continue }
             guard let scalar = mapping[key]?.scalar else { throw ConfigurationError("\(source): config key \(name): expected a single value") }
             if scalar.style == .plain, ["", "~", "null", "Null", "NULL"].contains(scalar.string) {
                 throw ConfigurationError("\(source): config key \(name) has no value")
@@ -56,16 +57,19 @@ public enum ConfigurationFile {
             case is Double.Type, is Float.Type: return "a number"
             case is Bool.Type: return "true or false"
             case is String.Type: return "a string"
-            case is ModelKind.Type: return "one of \(ModelKind.allCases.map(\.rawValue).joined(separator: ", "))"
             default: return "a \(type)"
             }
         }
         switch error {
         case .typeMismatch(let type, let context), .valueNotFound(let type, let context):
+            if context.codingPath.first?.stringValue == DataSection.CodingKeys.model.rawValue {
+                let inner = context.codingPath.dropFirst().map { $0.intValue.map { "layer \($0)" } ?? $0.stringValue }
+                return "config key model\(inner.isEmpty ? "" : " " + inner.joined(separator: " ")): expected \(expectation(type))"
+            }
             return "config key \(key(context.codingPath)): expected \(expectation(type))"
         case .dataCorrupted(let context):
-            if context.codingPath.last?.stringValue == DataSection.CodingKeys.model.rawValue {
-                return "config key model: expected \(expectation(ModelKind.self))"
+            if context.codingPath.first?.stringValue == DataSection.CodingKeys.model.rawValue {
+                return "config key model: \(context.debugDescription)"
             }
             return "config key \(key(context.codingPath)): \(context.debugDescription)"
         case .keyNotFound(let codingKey, _):

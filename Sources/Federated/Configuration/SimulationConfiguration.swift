@@ -68,7 +68,7 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
         try training.validate()
         try compression.validate()
         try privacy.validate(federation: federation, strategy: federation.strategy)
-        try robustness.validate(federation: federation, privacy: privacy, classes: data.model.classes)
+        try robustness.validate(federation: federation, privacy: privacy)
         try clock.validate(federation: federation)
         try asynchrony.validate(federation: federation, clock: clock, privacy: privacy, robustness: robustness)
         try run.validate()
@@ -87,24 +87,62 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
 
 /// Model and data set.
 public struct DataSection: Sendable, Equatable, Codable {
-    public var model: ModelKind = .lenet5
-    /// The data directory; nil for the model's default (Fashion-MNIST from dataset-fashion-mnist).
+    public var model: ModelChoice = .lenet5
+    /// The data (`DataSource`); nil for the model's default (Fashion-MNIST from dataset-fashion-mnist).
     public var data: String?
+    /// An image folder without `train/` and `test/`: the fraction of each class held out for testing.
+    public var testFraction = 0.2
+    /// An image folder's unreadable, truncated and non-image files are skipped and counted
+    /// instead of failing the load.
+    public var skipBadImages = false
 
     public init() {}
 
-    public enum CodingKeys: String, CodingKey, CaseIterable { case model, data }
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case model, data
+        case testFraction = "test_fraction", skipBadImages = "skip_bad_images"
+    }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self), d = Self()
-        model = try c.decodeIfPresent(ModelKind.self, forKey: .model) ?? d.model
+        model = try c.decodeIfPresent(ModelChoice.self, forKey: .model) ?? d.model
         data = try c.decodeIfPresent(String.self, forKey: .data) ?? d.data
+        testFraction = try c.decodeIfPresent(Double.self, forKey: .testFraction) ?? d.testFraction
+        skipBadImages = try c.decodeIfPresent(Bool.self, forKey: .skipBadImages) ?? d.skipBadImages
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(model, forKey: .model)
+        try c.encodeIfPresent(data, forKey: .data)
+        try c.encodeDecimal(testFraction, forKey: .testFraction)
+        try c.encode(skipBadImages, forKey: .skipBadImages)
     }
 
     public var directory: String? { data ?? model.defaultDataDirectory }
 
     func validate() throws(ConfigurationError) {
-        guard directory != nil else { throw ConfigurationError("data is required for \(model.rawValue) (a cifar-10-batches-bin directory)") }
+        guard directory != nil else { throw ConfigurationError("data is required for \(model) (a cifar-10-batches-bin directory or folder:DIR)") }
+        guard testFraction > 0, testFraction < 1 else { throw ConfigurationError("test_fraction must be in (0, 1) (got \(testFraction))") }
+    }
+
+    /// How an image folder is read for this model: its declared input size and channels, the
+    /// split's seed.
+    public func folderOptions(seed: UInt64) -> ImageFolder.Options {
+        var options = ImageFolder.Options()
+        if let input = model.declaredInput {
+            options.channels = input.channels
+            options.size = input.size
+        }
+        options.testFraction = testFraction
+        options.skipBadImages = skipBadImages
+        options.seed = seed
+        return options
+    }
+
+    /// The training and test sets (`DataSource`); `seed` draws an image folder's test split.
+    public func load(seed: UInt64) throws(DatasetError) -> DataSource.Loaded {
+        try DataSource.load(directory!, folder: folderOptions(seed: seed))
     }
 }
 
@@ -542,7 +580,7 @@ public struct RobustnessSection: Sendable, Equatable, Codable {
     /// Whether any robustness metric is worth recording (a rule other than the mean, or an attack).
     public var isActive: Bool { aggregator != "mean" || normBound != nil || bucketing != nil || attack != "none" }
 
-    func validate(federation: FederationSection, privacy: PrivacySection, classes: Int) throws(ConfigurationError) {
+    func validate(federation: FederationSection, privacy: PrivacySection) throws(ConfigurationError) {
         let spec = try aggregatorSpec()
         if !spec.isPlainMean, privacy.isCentral {
             throw ConfigurationError("aggregator \(spec.description) does not go with dp central (its accountant assumes a clipped sum)")
@@ -551,12 +589,10 @@ public struct RobustnessSection: Sendable, Equatable, Codable {
             throw ConfigurationError("client_momentum must be in [0, 1) (got \(clientMomentum))")
         }
         guard attackers.isFinite, (0..<1).contains(attackers) else { throw ConfigurationError("attackers must be a fraction in [0, 1) (got \(attackers))") }
-        let attack = try attackSpec()
-        if let attack {
+        if try attackSpec() != nil {
             guard Attackers.count(fraction: attackers, clients: federation.clients) >= 1 else {
                 throw ConfigurationError("attack \(self.attack) needs attackers: a fraction that makes at least one of \(federation.clients) clients")
             }
-            try attack.validate(classes: classes)
         } else if attackers > 0 {
             throw ConfigurationError("attackers \(attackers) needs an attack (--attack NAME)")
         }
@@ -650,7 +686,10 @@ extension SimulationConfiguration {
         guard let data = try? encoder.encode(self), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             preconditionFailure("configuration does not encode")
         }
-        return object.mapValues { "\($0)" }
+        var values = object.mapValues { "\($0)" }
+        // A described model is a mapping, whose printed form has no fixed key order.
+        values[DataSection.CodingKeys.model.rawValue] = self.data.model.description
+        return values
     }
 
     /// Keys whose values differ from `other`'s, in file order.

@@ -34,8 +34,8 @@ public struct ReplayJob: Sendable {
         }
         let events: [AsyncEvent]
         do { events = try AsyncEventLog.read("\(state)/\(SimulationJob.eventLogName)") } catch { throw .output(error.description) }
-        let data: (train: LabeledImages, test: LabeledImages)
-        do { data = try configuration.data.model.loadData(directory: configuration.data.directory!) } catch { throw .data(error) }
+        let data: DataSource.Loaded
+        do { data = try configuration.data.load(seed: configuration.federation.seed) } catch { throw .data(error) }
         let simulation: Simulation
         do { simulation = try Simulation(configuration: configuration, train: data.train, test: data.test, replaying: true) } catch { throw .configuration(error) }
         var replay = ReplaySchedule(events: events)

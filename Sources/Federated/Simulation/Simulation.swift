@@ -52,13 +52,14 @@ public final class Simulation {
         try configuration.validate()
         self.configuration = configuration
         let federation = configuration.federation, seed = federation.seed
-        let network = configuration.data.model.network
+        let network = try configuration.data.model.network(for: train)
         (self.network, self.train, self.test) = (network, train, test)
         partitions = try Self.partitions(configuration: configuration, train: train)
         var initGenerator = SeededGenerator.derived(seed: seed, RandomStream.initialization.rawValue)
         let layout = network.layout, compression = configuration.compression
-        let runtime = try Self.clientRuntime(configuration: configuration), local = runtime.training
+        let runtime = try Self.clientRuntime(configuration: configuration, network: network), local = runtime.training
         let adversary = try Adversary(configuration: configuration)
+        try adversary?.spec.validate(classes: train.classes)
         self.adversary = adversary
         triggeredTest = adversary?.spec.backdoorTarget.map { DataPoisoning.triggeredTest(test, target: $0) }
         var strategy = StrategyFactory(federation: federation, training: configuration.training, privacy: configuration.privacy,
@@ -129,16 +130,16 @@ public final class Simulation {
 
     /// The clients' side of the job: local training, uplink codec, error feedback and stages.
     /// `secureNoise`: local DP draws from the system's secure generator (a deployed client).
-    public static func clientRuntime(configuration: SimulationConfiguration, secureNoise: Bool = false) throws(ConfigurationError) -> ClientRuntime {
+    public static func clientRuntime(configuration: SimulationConfiguration, network: Sequential, secureNoise: Bool = false) throws(ConfigurationError) -> ClientRuntime {
         let compression = configuration.compression
         let uplink = try CodecRegistry.codec(parsing: compression.codec), downlink = try CodecRegistry.codec(parsing: compression.downCodec)
         let local = LocalTrainingConfiguration(epochs: configuration.training.localEpochs, batchSize: configuration.training.batchSize,
                                                optimizer: configuration.training.optimizer,
                                                exampleDP: configuration.privacy.exampleDPSGD(secure: secureNoise))
         let attack = try Adversary(configuration: configuration)?.stage.map { [$0] } ?? []
-        return ClientRuntime(layout: configuration.data.model.network.layout, training: local, uplinkCodec: uplink,
+        return ClientRuntime(layout: network.layout, training: local, uplinkCodec: uplink,
                              errorFeedback: compression.errorFeedback, keepsModelCopy: !downlink.isDense,
-                             stages: configuration.privacy.clientStages(layout: configuration.data.model.network.layout, secure: secureNoise) + attack,
+                             stages: configuration.privacy.clientStages(layout: network.layout, secure: secureNoise) + attack,
                              seed: configuration.federation.seed, momentum: configuration.robustness.clientMomentum.map(Float.init))
     }
 

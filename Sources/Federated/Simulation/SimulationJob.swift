@@ -54,6 +54,8 @@ public struct SimulationJob: Sendable {
         public var delta: Double?
         /// With the simulated clock: the run's simulated seconds.
         public var simulatedTime: Double?
+        /// The data: classes, sizes, normalization, skipped files.
+        public var data: DataSource.Description?
 
         enum CodingKeys: String, CodingKey {
             case rounds, strategy, partition, rejected
@@ -61,7 +63,7 @@ public struct SimulationJob: Sendable {
             case clientAccuracyMean = "client_accuracy_mean", clientAccuracyWorstDecile = "client_accuracy_worst_decile"
             case secondsPerRound = "seconds_per_round", imagesPerSecond = "images_per_second"
             case compressionUp = "compression_up", compressionDown = "compression_down", codec, downCodec = "down_codec"
-            case errorFeedback = "error_feedback", openBLASKernels = "openblas_kernels", epsilon, delta, simulatedTime = "simulated_time"
+            case errorFeedback = "error_feedback", openBLASKernels = "openblas_kernels", epsilon, delta, simulatedTime = "simulated_time", data
         }
     }
 
@@ -85,7 +87,11 @@ public struct SimulationJob: Sendable {
             do { try AtomicFile.checkWritable(saveModel) } catch { throw .output("--save \(error.description)") }
         }
         let output = try outputDirectory.map { directory throws(JobError) in try OutputDirectory(directory, inputConfig: inputConfig) }
-        var store = output.map { CheckpointStore(directory: $0.checkpoints, layout: configuration.data.model.network.layout) }
+        let data: DataSource.Loaded
+        do { data = try configuration.data.load(seed: configuration.federation.seed) } catch { throw .data(error) }
+        let network: Sequential
+        do { network = try configuration.data.model.network(for: data.train) } catch { throw .configuration(error) }
+        var store = output.map { CheckpointStore(directory: $0.checkpoints, layout: network.layout) }
         var record: CheckpointStore.Record?
         if resume {
             guard let output, let store else { throw .configuration(ConfigurationError("resuming needs the run's output directory")) }
@@ -97,8 +103,6 @@ public struct SimulationJob: Sendable {
         } else if let output {
             try output.checkNewRun(overwrite: overwrite)
         }
-        let data: (train: LabeledImages, test: LabeledImages)
-        do { data = try configuration.data.model.loadData(directory: configuration.data.directory!) } catch { throw .data(error) }
         // A networked asynchronous run logs its events beside its checkpoints, for `fedtrain replay`.
         let eventLog = remote is any AsyncClientTransport && configuration.asynchrony.isAsynchronous
             ? output.map { AsyncEventLog(path: "\($0.path)/\(Self.eventLogName)") } : nil
@@ -139,7 +143,8 @@ public struct SimulationJob: Sendable {
             }
             events?(.roundDone(metrics))
         }
-        let summary = summarize(simulation.metrics)
+        var summary = summarize(simulation.metrics)
+        summary.data = data.description
         if let output {
             try saveParameters(simulation, to: "\(output.path)/model.safetensors")
             try output.writeJSON(summary, "summary.json")
@@ -175,7 +180,7 @@ public struct SimulationJob: Sendable {
     private func saveParameters(_ simulation: Simulation, to path: String) throws(JobError) {
         do {
             try Safetensors.save(simulation.global, layout: simulation.network.layout, to: path,
-                                 metadata: ["format": "pt", "model": configuration.data.model.rawValue, "producer": "fedtrain simulate"])
+                                 metadata: ["format": "pt", "model": configuration.data.model.description, "producer": "fedtrain simulate"])
         } catch { throw .output(error.description) }
     }
 
