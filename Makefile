@@ -11,7 +11,7 @@ TORCH_SCRIPTS := scripts/torch_lenet5.py scripts/script_support.py
 # $(call require_files,TARGET,FILES[,HINT]): a recipe line that stops with one line and status 2 when a file is missing
 require_files = @for f in $(2); do [ -e "$$f" ] || { echo "make $(1): $$f does not exist$(if $(3), ($(3)))"; exit 2; }; done
 
-.PHONY: federation fuzz bench-transport compare-federation deps build run train test bench compare experiment plot niid-bench compression-sweep robustness-bench async-bench compare-dpsgd compare-fedavg accuracy-seeds check-checkpoint clean
+.PHONY: federation fuzz bench-transport compare-federation deps build run train test bench compare experiment plot niid-bench compression-sweep robustness-bench async-bench compare-dpsgd compare-fedavg compare-cnn imagefolder-demo accuracy-seeds check-checkpoint clean
 
 ## deps: install the Debian packages fedtrain needs, only those that are missing
 deps:
@@ -188,6 +188,23 @@ compare: build
 
 ## compare-dpsgd: example-level DP-SGD on LeNet-5 (one client of 6000 images, lot 64), fedtrain beside Opacus,
 ## one core each, in one run; installs PyTorch and Opacus into .venv on first use
+# fedavg-cnn (McMahan et al.'s CNN, 1.66M parameters) beside PyTorch's nn.Sequential of the same layers,
+# on the first 10,000 training images, with each engine's share of the machine's peak FLOP/s
+# (measured by scripts/peak_flops.c, chains of fused multiply-adds on every core).
+compare-cnn: build
+	$(call require_files,compare-cnn,scripts/compare.py scripts/torch_model.py scripts/peak_flops.c $(TORCH_SCRIPTS))
+	@cc -O2 -march=native -pthread scripts/peak_flops.c -o .build/peak_flops
+	$(call require_files,compare-cnn,$(FASHION_MNIST_FILES),make deps installs dataset-fashion-mnist)
+	@if [ ! -x $(PYTHON) ] || ! $(PYTHON) -c "import torch, yaml" 2>/dev/null; then \
+		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q torch numpy pyyaml \
+		|| { echo "make compare-cnn: skipped: could not install PyTorch with pip (is PyPI reachable?)"; exit 0; }; \
+	fi; \
+	peak=$$(.build/peak_flops $$(nproc)); echo "peak: $$peak GFLOP/s (scripts/peak_flops.c, $$(nproc) threads)"; \
+	$(PYTHON) scripts/compare.py --fedtrain $(FEDTRAIN) --model fedavg-cnn --batches 64 32 --limit 10000 --peak-gflops $$peak
+
+imagefolder-demo: build
+	scripts/imagefolder_demo.sh
+
 compare-dpsgd: build
 	$(call require_files,compare-dpsgd,scripts/dpsgd_compare.py $(TORCH_SCRIPTS))
 	$(call require_files,compare-dpsgd,$(FASHION_MNIST_FILES),make deps installs dataset-fashion-mnist)

@@ -4,8 +4,6 @@ Sources/Engine/ModelSpec.swift), so a fedtrain checkpoint loads with load_state_
 Usage as a module: build(spec, input_shape, classes) -> nn.Sequential; load_spec(path) reads a
 YAML file holding the description alone or under a `model` key; builtin(name) gives fedavg-cnn.
 """
-import yaml
-
 FEDAVG_CNN = {"layers": [
     {"conv": {"out": 32, "kernel": 5, "padding": 2}}, "relu", {"maxpool": 2},
     {"conv": {"out": 64, "kernel": 5, "padding": 2}}, "relu", {"maxpool": 2},
@@ -13,6 +11,8 @@ FEDAVG_CNN = {"layers": [
 
 
 def load_spec(path):
+    import yaml
+
     with open(path) as f:
         spec = yaml.safe_load(f)
     return spec["model"] if set(spec) == {"model"} else spec

@@ -134,9 +134,21 @@ final class FederationFixture: @unchecked Sendable {
         #expect(!fixture.accuracies(server).isEmpty)
     }
 
-    @Test(arguments: [[String](), ["--codec", "topk:0.1", "--error-feedback", "--down-codec", "fp16"]])
+    /// A described model, read by the server from its own file: its clients get the description
+    /// with the job.
+    static let describedModel = """
+        layers:
+          - conv: {out: 8, kernel: 5, stride: 2, padding: 2}
+          - relu
+          - avgpool: 2
+          - flatten
+          - dense: classes
+        """
+
+    @Test(arguments: [[String](), ["--codec", "topk:0.1", "--error-feedback", "--down-codec", "fp16", "--model", "model.yaml"]])
     func fiveClientProcessesEqualSimulate(flags: [String]) throws {
         let fixture = try FederationFixture(job: Self.smallJob)
+        try Self.describedModel.write(toFile: "\(fixture.directory)/model.yaml", atomically: true, encoding: .utf8)
         let simulation = try fixture.simulate(flags)
         let (server, port) = try fixture.startServer(["--insecure"] + flags)
         let clients = try fixture.startClients(port: port, groups: Self.fiveProcesses)
