@@ -3,7 +3,8 @@
 Usage: .venv/bin/python scripts/make_golden.py   (needs torch and safetensors; CI never runs it)
 
 For each model (LeNet-5 grayscale as in scripts/torch_lenet5.py, the RGB variant, and the described
-model of Tests/EngineTests/Fixtures/described.json with 7 classes, built by scripts/torch_model.py), from fixed
+model of Tests/EngineTests/Fixtures/described.json with 7 classes and the BatchNorm model of batchnorm.json with
+4, built by scripts/torch_model.py), from fixed
 seeded weights and one fixed batch, it stores:
   <model>.param.<name>     the initial weights (PyTorch state_dict names)
   <model>.input, .labels   the batch (labels as float)
@@ -32,9 +33,13 @@ def import_torch():
 
 
 def record(prefix, model, x, y, out):
+    """Training mode throughout (BatchNorm normalizes by the batch); buffers are stored as float32
+    (num_batches_tracked included) with a zero gradient, and after the SGD steps the model's
+    evaluation-mode logits (BatchNorm by its running statistics) as <prefix>.<tag>.eval_logits."""
+    model.train()
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for k, v in initial.items():
-        out[f"{prefix}.param.{k}"] = v
+        out[f"{prefix}.param.{k}"] = v.float()
     out[f"{prefix}.input"] = x
     out[f"{prefix}.labels"] = y.float()
     logits = model(x)
@@ -44,6 +49,8 @@ def record(prefix, model, x, y, out):
     out[f"{prefix}.loss"] = loss.detach().reshape(1)
     for k, p in model.named_parameters():
         out[f"{prefix}.grad.{k}"] = p.grad.detach().clone()
+    for k, b in model.named_buffers():
+        out[f"{prefix}.grad.{k}"] = torch.zeros_like(b, dtype=torch.float32)
     for tag, options in [("momentum3", dict(momentum=0.9)),
                          ("nesterov3", dict(momentum=0.9, nesterov=True, weight_decay=0.01))]:
         model.load_state_dict(initial)
@@ -53,7 +60,11 @@ def record(prefix, model, x, y, out):
             F.cross_entropy(model(x), y).backward()
             opt.step()
         for k, v in model.state_dict().items():
-            out[f"{prefix}.{tag}.{k}"] = v.detach().clone()
+            out[f"{prefix}.{tag}.{k}"] = v.detach().clone().float()
+        model.eval()
+        with torch.no_grad():
+            out[f"{prefix}.{tag}.eval_logits"] = model(x)
+        model.train()
 
 
 def main():
@@ -73,6 +84,8 @@ def main():
     record("lenet5rgb", rgb, torch.randn(3, 3, 32, 32), torch.tensor([2, 8, 1]), out)
     described = torch_model.build(torch_model.load_spec(os.path.join(fixtures, "described.json")), None, 7)
     record("described", described, torch.randn(5, 3, 20, 20), torch.tensor([6, 0, 3, 3, 1]), out)
+    normalized = torch_model.build(torch_model.load_spec(os.path.join(fixtures, "batchnorm.json")), None, 4)
+    record("batchnorm", normalized, torch.randn(6, 2, 12, 12), torch.tensor([3, 1, 0, 2, 2, 1]), out)
     path = os.path.join(fixtures, "golden.safetensors")
     save_file({k: v.contiguous() for k, v in out.items()}, path, metadata={"generator": "scripts/make_golden.py",
                                                                            "torch": torch.__version__})

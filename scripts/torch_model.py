@@ -47,6 +47,10 @@ def build(spec, input_shape, classes):
             shape = [out]
         elif name == "relu":
             modules.append(nn.ReLU())
+        elif name == "batchnorm":
+            modules.append(nn.BatchNorm2d(shape[0]) if len(shape) == 3 else nn.BatchNorm1d(shape[0]))
+        elif name == "dropout":
+            modules.append(nn.Dropout(settings))
         elif name == "flatten":
             modules.append(nn.Flatten())
             size = 1

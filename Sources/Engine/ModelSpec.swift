@@ -88,6 +88,9 @@ public enum LayerSpec: Sendable, Equatable {
     case dense(Width)
     case relu
     case flatten
+    /// BatchNorm2d after a convolution (`[C, H, W]`), BatchNorm1d after a dense layer (`[C]`).
+    case batchnorm
+    case dropout(Double)
 
     /// A dense layer's output size: a number, or the data's class count.
     public enum Width: Sendable, Equatable {
@@ -104,10 +107,12 @@ public enum LayerSpec: Sendable, Equatable {
         case .dense: return "dense"
         case .relu: return "relu"
         case .flatten: return "flatten"
+        case .batchnorm: return "batchnorm"
+        case .dropout: return "dropout"
         }
     }
 
-    public static let names = ["conv", "maxpool", "avgpool", "dense", "relu", "flatten"]
+    public static let names = ["conv", "maxpool", "avgpool", "dense", "relu", "flatten", "batchnorm", "dropout"]
 
     /// The layer for per-sample input `shape`, with every size checked first.
     func layer(after shape: [Int], classes: Int, index: Int) throws(ModelSpecError) -> any Layer {
@@ -148,11 +153,16 @@ public enum LayerSpec: Sendable, Equatable {
             return ReLU(shape: shape)
         case .flatten:
             return Flatten(shape: shape)
+        case .batchnorm:
+            return BatchNorm(shape: shape)
+        case .dropout(let p):
+            guard p >= 0, p < 1 else { throw fail("probability must be in [0, 1) (got \(p))") }
+            return Dropout(shape: shape, probability: Float(p))
         }
     }
 }
 
-/// The YAML form: `relu`, `flatten`; `conv: {out: 32, kernel: 5, stride: 1, padding: 2}`
+/// The YAML form: `relu`, `flatten`, `batchnorm`; `dropout: 0.5`; `conv: {out: 32, kernel: 5, stride: 1, padding: 2}`
 /// (stride and padding optional); `maxpool: 2` or `maxpool: {kernel: 3, stride: 2}` (avgpool
 /// alike); `dense: 512`, `dense: classes` or `dense: {out: 512}`. Errors name the layer.
 extension LayerSpec: Codable {
@@ -173,6 +183,7 @@ extension LayerSpec: Codable {
             switch name {
             case "relu": self = .relu
             case "flatten": self = .flatten
+            case "batchnorm": self = .batchnorm
             case _ where Self.names.contains(name): throw fail("\(name) needs settings (for example \(name): ...)")
             default: throw fail("unknown layer \(name); known layers: \(Self.names.joined(separator: ", "))")
             }
@@ -230,7 +241,10 @@ extension LayerSpec: Codable {
                     self = .dense(.units(out))
                 }
             }
-        case "relu", "flatten":
+        case "dropout":
+            guard let p = try? container.decode(Double.self, forKey: key) else { throw fail("dropout takes a probability, for example dropout: 0.5") }
+            self = .dropout(p)
+        case "relu", "flatten", "batchnorm":
             throw fail("\(name) takes no settings (write - \(name))")
         default:
             throw fail("unknown layer \(name); known layers: \(Self.names.joined(separator: ", "))")
@@ -239,9 +253,12 @@ extension LayerSpec: Codable {
 
     public func encode(to encoder: any Encoder) throws {
         switch self {
-        case .relu, .flatten:
+        case .relu, .flatten, .batchnorm:
             var single = encoder.singleValueContainer()
             try single.encode(name)
+        case .dropout(let p):
+            var container = encoder.container(keyedBy: Key.self)
+            try container.encode(p, forKey: Key(name))
         case .conv(let out, let kernel, let stride, let padding):
             var container = encoder.container(keyedBy: Key.self)
             var s = container.nestedContainer(keyedBy: Key.self, forKey: Key(name))

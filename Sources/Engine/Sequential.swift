@@ -1,7 +1,8 @@
 /// A feed-forward stack of layers and the layout of its flat parameter vector.
 ///
 /// The value describes the architecture only; parameters live in a `[Float]` laid out by
-/// `layout` (PyTorch `state_dict` names: `<layer name>.<suffix>`), and activations in a
+/// `layout` (PyTorch `state_dict` names: `<layer name>.<suffix>`, parameters then buffers per
+/// layer), and activations in a
 /// `Workspace`. Immutable and `Sendable`, so one value serves every thread and client.
 public struct Sequential: Sendable {
     public let layers: [any Layer]
@@ -14,23 +15,36 @@ public struct Sequential: Sendable {
     public init(_ namedLayers: [(name: String?, layer: any Layer)]) {
         precondition(!namedLayers.isEmpty, "a network needs at least one layer")
         var layout = ParameterLayout()
-        var offsets: [Int] = []
+        var offsets: [Int] = [], buffers: [Range<Int>] = []
         for (index, (name, layer)) in namedLayers.enumerated() {
             if index > 0 {
                 precondition(namedLayers[index - 1].layer.outputCount == layer.inputCount,
                              "layer \(index) expects \(layer.inputShape), previous produces \(namedLayers[index - 1].layer.outputShape)")
             }
             offsets.append(layout.count)
-            precondition(layer.parameterShapes.isEmpty || name != nil, "layer \(index) has parameters but no name")
+            precondition(layer.stateCount == 0 || name != nil, "layer \(index) has parameters but no name")
             for (suffix, shape) in layer.parameterShapes {
                 layout.append(name: "\(name!).\(suffix)", shape: shape)
+            }
+            for (suffix, shape) in layer.bufferShapes {
+                buffers.append(layout.append(name: "\(name!).\(suffix)", shape: shape).range)
             }
         }
         layers = namedLayers.map(\.layer)
         names = namedLayers.map(\.name)
         self.layout = layout
         parameterOffsets = offsets
+        bufferRanges = buffers
+        mixesSamples = layers.contains { $0.mixesSamples }
+        drawsRandomNumbers = layers.contains { $0.drawsRandomNumbers }
     }
+
+    /// Where the buffers (non-trainable state, `Layer.bufferShapes`) sit in the flat vector.
+    public let bufferRanges: [Range<Int>]
+    /// Some layer mixes the samples of a batch (BatchNorm): a batch trains in one chunk.
+    public let mixesSamples: Bool
+    /// Some layer draws random numbers when training (Dropout).
+    public let drawsRandomNumbers: Bool
 
     public var inputShape: [Int] { layers[0].inputShape }
     public var inputCount: Int { layers[0].inputCount }
@@ -42,8 +56,8 @@ public struct Sequential: Sendable {
     public func initialParameters(using generator: inout SeededGenerator) -> [Float] {
         var parameters = [Float](repeating: 0, count: parameterCount)
         parameters.withUnsafeMutableBufferPointer { buffer in
-            for (layer, offset) in zip(layers, parameterOffsets) where layer.parameterCount > 0 {
-                let slice = UnsafeMutableBufferPointer(rebasing: buffer[offset..<(offset + layer.parameterCount)])
+            for (layer, offset) in zip(layers, parameterOffsets) where layer.stateCount > 0 {
+                let slice = UnsafeMutableBufferPointer(rebasing: buffer[offset..<(offset + layer.stateCount)])
                 layer.initialize(slice, using: &generator)
             }
         }

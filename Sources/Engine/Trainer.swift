@@ -9,7 +9,11 @@ public protocol BatchSource: AnyObject {
 /// gradient chunks that run in parallel (see `Parallelism` for why threads go there).
 ///
 /// Determinism: a step computes each chunk's gradient independently and sums them in chunk
-/// order, so for a fixed `chunks` the result is bit-identical whatever `threads` is.
+/// order, so for a fixed `chunks` the result is bit-identical whatever `threads` is. A network
+/// whose layers mix the samples of a batch (BatchNorm) trains each batch in one chunk, as its
+/// statistics are the whole batch's. Buffers (BatchNorm's running statistics) change only
+/// through a step's forward pass: the optimizer's update (weight decay, FedProx and SCAFFOLD
+/// corrections included) leaves them as the forward pass wrote them.
 /// Memory: one `Workspace` and one gradient vector per chunk, allocated in `init`; a step
 /// allocates nothing (apart from the momentum buffer on the very first momentum step): its two
 /// parallel jobs are closures built once in `init` that read the step's inputs from `step`
@@ -27,6 +31,8 @@ public final class Trainer {
     /// Per-chunk results; raw buffers because chunks write them from different threads.
     private let chunkLoss: UnsafeMutableBufferPointer<Double>
     private let chunkCorrect: UnsafeMutableBufferPointer<Int>
+    /// The buffers as a step's forward pass left them, restored after the update.
+    private let savedBuffers: UnsafeMutableBufferPointer<Float>
 
     /// The inputs of the step in progress, written before each parallel job and only read while
     /// it runs.
@@ -39,6 +45,7 @@ public final class Trainer {
         var velocity: UnsafeMutablePointer<Float>?
         var firstStep = false
         var updateAfterReduce = false
+        var mode = ForwardMode.evaluation
         var configuration = SGDConfiguration(learningRate: 0)
     }
     private var inputs = StepInputs()
@@ -48,7 +55,7 @@ public final class Trainer {
     /// Bytes a trainer allocates for `batchCapacity` and `chunks` (workspaces and gradients; the
     /// momentum buffer comes on top), so a job can refuse a batch that would not fit in memory.
     public static func byteCount(network: Sequential, batchCapacity: Int, chunks: Int) -> Int {
-        let chunks = min(chunks, batchCapacity), chunkCapacity = (batchCapacity + chunks - 1) / chunks
+        let chunks = network.mixesSamples ? 1 : min(chunks, batchCapacity), chunkCapacity = (batchCapacity + chunks - 1) / chunks
         return chunks * Workspace.byteCount(network: network, capacity: chunkCapacity)
             + (chunks + 1) * network.parameterCount * MemoryLayout<Float>.stride
     }
@@ -57,7 +64,7 @@ public final class Trainer {
         precondition(batchCapacity >= 1 && chunks >= 1 && threads >= 1)
         self.network = network
         self.batchCapacity = batchCapacity
-        self.chunks = min(chunks, batchCapacity)
+        self.chunks = network.mixesSamples ? 1 : min(chunks, batchCapacity)
         self.threads = threads
         self.optimizer = SGD(optimizer)
         let chunkCapacity = (batchCapacity + self.chunks - 1) / self.chunks
@@ -68,6 +75,8 @@ public final class Trainer {
         chunkLoss.initialize(repeating: 0)
         chunkCorrect = .allocate(capacity: self.chunks)
         chunkCorrect.initialize(repeating: 0)
+        savedBuffers = .allocate(capacity: max(1, network.bufferRanges.reduce(0) { $0 + $1.count }))
+        savedBuffers.initialize(repeating: 0)
         Parallelism.useSingleThreadedBLAS()
         chunkJob = { [unowned self] worker in self.runChunks(worker: worker) }
         reduceJob = { [unowned self] worker in self.reduceAndUpdate(worker: worker) }
@@ -77,6 +86,17 @@ public final class Trainer {
         gradients.deallocate()
         chunkLoss.deallocate()
         chunkCorrect.deallocate()
+        savedBuffers.deallocate()
+    }
+
+    /// Copies the buffers out of (`save`) or back into `parameters`.
+    private func moveBuffers(_ parameters: UnsafeMutablePointer<Float>, save: Bool) {
+        var offset = 0
+        for range in network.bufferRanges {
+            let kept = savedBuffers.baseAddress! + offset, live = parameters + range.lowerBound
+            if save { kept.update(from: live, count: range.count) } else { live.update(from: kept, count: range.count) }
+            offset += range.count
+        }
     }
 
     /// Samples `start..<start+count` of chunk `chunk` when `total` samples are split `chunks` ways.
@@ -112,11 +132,13 @@ public final class Trainer {
             let parameters = UnsafePointer(inputs.parameters!)
             let chunkGradient = gradients.baseAddress! + chunk * P
             chunkGradient.update(repeating: 0, count: P)
-            let logits = workspace.forward(batch: range.count, input: x, parameters: parameters)
+            var mode = inputs.mode
+            mode.firstRow = range.lowerBound
+            let logits = workspace.forward(batch: range.count, input: x, parameters: parameters, mode: mode)
             chunkLoss[chunk] = SoftmaxCrossEntropy.lossAndGradient(
                 batch: range.count, classes: classes, logits: logits, labels: inputs.labels! + range.lowerBound,
                 gradientScale: scale, logitGradient: workspace.logitGradient)
-            workspace.backward(batch: range.count, input: x, parameters: parameters, gradient: chunkGradient)
+            workspace.backward(batch: range.count, input: x, parameters: parameters, gradient: chunkGradient, mode: mode)
         }
     }
 
@@ -143,11 +165,13 @@ public final class Trainer {
         return min(count, worker * size)..<min(count, (worker + 1) * size)
     }
 
-    /// Computes the chunk gradients of a batch and sums them into the reduced gradient (plus the
-    /// SGD update when `update`); returns the batch's summed loss.
+    /// Computes the chunk gradients of a batch in training mode and sums them into the reduced
+    /// gradient (plus the SGD update when `update`); returns the batch's summed loss. With
+    /// `updatesBuffers` the forward pass updates the running statistics, which are saved for
+    /// `moveBuffers` to restore after the update.
     private func runStep(
         parameters: UnsafeMutablePointer<Float>, images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int,
-        source: BatchSource?, update: Bool
+        source: BatchSource?, update: Bool, seed: UInt64, updatesBuffers: Bool
     ) -> Double {
         precondition(count >= 1 && count <= batchCapacity, "batch \(count) outside 1...\(batchCapacity)")
         inputs.parameters = parameters
@@ -156,7 +180,9 @@ public final class Trainer {
         inputs.count = count
         inputs.source = source
         inputs.updateAfterReduce = update
+        inputs.mode = ForwardMode(training: true, updatesBuffers: updatesBuffers, seed: seed)
         Parallelism.runPrebuilt(workers: workers(total: count), job: chunkJob!)
+        if updatesBuffers { moveBuffers(parameters, save: true) }
         Parallelism.runPrebuilt(workers: threads, job: reduceJob!)
         // The pointers were valid only for this call (DESIGN: never store a pointer).
         (inputs.parameters, inputs.images, inputs.labels, inputs.source) = (nil, nil, nil, nil)
@@ -166,27 +192,29 @@ public final class Trainer {
     }
 
     /// Overwrites `gradient` with dL/dθ of the mean softmax cross-entropy over `count` samples
-    /// (`images`: `count × inputCount`, `labels`: `count` class indices) and returns that mean loss.
-    /// `source`, when given, fills the rows of `images` and `labels` each chunk is about to read.
+    /// (`images`: `count × inputCount`, `labels`: `count` class indices) in training mode and
+    /// returns that mean loss; the buffers' gradient is zero and `parameters` are only read.
+    /// `source`, when given, fills the rows of `images` and `labels` each chunk is about to read;
+    /// `seed` draws Dropout's masks.
     @discardableResult
     public func computeGradient(
         parameters: UnsafePointer<Float>, images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int,
-        into gradient: UnsafeMutablePointer<Float>, source: BatchSource? = nil
+        into gradient: UnsafeMutablePointer<Float>, source: BatchSource? = nil, seed: UInt64 = 0
     ) -> Double {
         let loss = runStep(parameters: UnsafeMutablePointer(mutating: parameters), images: images, labels: labels, count: count,
-                           source: source, update: false)
+                           source: source, update: false, seed: seed, updatesBuffers: false)
         gradient.update(from: gradients.baseAddress! + chunks * network.parameterCount, count: network.parameterCount)
         return loss / Double(count)
     }
 
     /// One optimizer step on a batch; returns the batch's mean loss before the update.
-    /// `source` is as in `computeGradient`. `adjustGradient`, when given, may modify the mean-loss
-    /// gradient before the update (FedProx's proximal term, SCAFFOLD's correction); it gets the
-    /// parameters and the gradient.
+    /// `source` and `seed` are as in `computeGradient`. `adjustGradient`, when given, may modify
+    /// the mean-loss gradient before the update (FedProx's proximal term, SCAFFOLD's correction);
+    /// it gets the parameters and the gradient.
     @discardableResult
     public func step(
         parameters: inout [Float], images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int,
-        source: BatchSource? = nil,
+        source: BatchSource? = nil, seed: UInt64 = 0,
         adjustGradient: ((UnsafeBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) -> Void)? = nil
     ) -> Double {
         precondition(parameters.count == network.parameterCount, "parameter vector belongs to another model")
@@ -200,8 +228,9 @@ public final class Trainer {
             optimizer.withVelocity { velocity in
                 inputs.velocity = velocity
                 // With an adjustment the update waits for it; otherwise it runs in the reduce job.
+                let updatesBuffers = !network.bufferRanges.isEmpty
                 let loss = runStep(parameters: p.baseAddress!, images: images, labels: labels, count: count,
-                                   source: source, update: adjustGradient == nil)
+                                   source: source, update: adjustGradient == nil, seed: seed, updatesBuffers: updatesBuffers)
                 if let adjustGradient {
                     adjustGradient(UnsafeBufferPointer(p), UnsafeMutableBufferPointer(start: total, count: P))
                     let configuration = inputs.configuration, first = inputs.firstStep
@@ -210,6 +239,7 @@ public final class Trainer {
                                    firstStep: first, range: slice(worker, of: P, workers: threads))
                     }
                 }
+                if updatesBuffers { moveBuffers(p.baseAddress!, save: false) }
                 inputs.velocity = nil
                 return loss / Double(count)
             }

@@ -56,16 +56,20 @@ public final class Workspace {
     /// Where the loss writes dL/dlogits before `backward`.
     public var logitGradient: UnsafeMutablePointer<Float> { storage.baseAddress! + gradientOffsets.0 }
 
-    /// Runs every layer on `batch` samples at `input` (`batch × inputCount`) and returns `logits`.
+    /// Runs every layer on `batch` samples at `input` (`batch × inputCount`) in `mode` and
+    /// returns `logits`. Only a training mode that `updatesBuffers` writes to `parameters` (its
+    /// BatchNorm running statistics); otherwise they are only read.
     @discardableResult
-    public func forward(batch: Int, input: UnsafePointer<Float>, parameters: UnsafePointer<Float>) -> UnsafeMutablePointer<Float> {
+    public func forward(batch: Int, input: UnsafePointer<Float>, parameters: UnsafePointer<Float>,
+                        mode: ForwardMode = .evaluation) -> UnsafeMutablePointer<Float> {
         precondition(batch >= 1 && batch <= capacity, "batch \(batch) exceeds workspace capacity \(capacity)")
         let base = storage.baseAddress!, scratch = base + scratchOffset
-        var x = input
+        let state = UnsafeMutablePointer(mutating: parameters)
+        var x = input, mode = mode
         for (index, layer) in network.layers.enumerated() {
             let y = base + activationOffsets[index]
-            layer.forward(batch: batch, input: x, output: y,
-                          parameters: parameters + network.parameterOffsets[index], scratch: scratch)
+            mode.layer = index
+            layer.forward(batch: batch, input: x, output: y, state: state + network.parameterOffsets[index], scratch: scratch, mode: mode)
             x = UnsafePointer(y)
         }
         return logits
@@ -74,16 +78,18 @@ public final class Workspace {
     /// Back-propagates `logitGradient` through the activations of the preceding `forward` on the
     /// same `input`, **accumulating** dL/dθ into `gradient` (the full flat vector).
     public func backward(batch: Int, input: UnsafePointer<Float>, parameters: UnsafePointer<Float>,
-                         gradient: UnsafeMutablePointer<Float>) {
+                         gradient: UnsafeMutablePointer<Float>, mode: ForwardMode = .evaluation) {
+        var mode = mode
         let base = storage.baseAddress!, scratch = base + scratchOffset
         var upstream = base + gradientOffsets.0, downstream = base + gradientOffsets.1
         for index in stride(from: network.layers.count - 1, through: 0, by: -1) {
             let layer = network.layers[index]
             let x = index == 0 ? input : UnsafePointer(base + activationOffsets[index - 1])
+            mode.layer = index
             layer.backward(batch: batch, input: x, output: base + activationOffsets[index],
                            outputGradient: upstream, inputGradient: index == 0 ? nil : downstream,
                            parameters: parameters + network.parameterOffsets[index],
-                           parameterGradient: gradient + network.parameterOffsets[index], scratch: scratch)
+                           parameterGradient: gradient + network.parameterOffsets[index], scratch: scratch, mode: mode)
             swap(&upstream, &downstream)
         }
     }

@@ -39,7 +39,8 @@ public enum ModelChoice: Sendable, Equatable, Codable, CustomStringConvertible {
                 case .avgpool(let kernel, let stride): return "avgpool(k\(kernel)\(stride.map { ",s\($0)" } ?? ""))"
                 case .dense(.units(let units)): return "dense(\(units))"
                 case .dense(.classes): return "dense(classes)"
-                case .relu, .flatten: return layer.name
+                case .relu, .flatten, .batchnorm: return layer.name
+                case .dropout(let p): return "dropout(\(p))"
                 }
             }
             return "described " + (spec.input.map { ModelSpec.format($0) + " " } ?? "") + layers.joined(separator: " ")

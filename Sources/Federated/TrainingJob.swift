@@ -117,6 +117,7 @@ public struct TrainingJob: Sendable {
         var test = (loss: Double.nan, accuracy: Double.nan)
         var epochsRun = 0
         if let dpSGD {
+            do { try ExampleDPSGD.check(network) } catch { throw .configuration(error) }
             guard maxSteps == nil, shuffle else { throw .configuration(ConfigurationError("--dp-sgd samples Poisson lots: no --max-steps or --no-shuffle")) }
             let configuration = LocalTrainingConfiguration(epochs: epochs, batchSize: batchSize, optimizer: optimizer, exampleDP: dpSGD)
             let total = data.train.count

@@ -15,14 +15,21 @@ import TestSupport
         return try! Safetensors.tensors([UInt8](Data(contentsOf: url)), path: url.path)
     }()
 
-    /// The described model of `Fixtures/described.json` (7 classes), as PyTorch's `nn.Sequential`.
-    static let described: Sequential = {
-        let url = Bundle.module.url(forResource: "described", withExtension: "json", subdirectory: "Fixtures")!
+    /// A model of `Fixtures/<name>.json`, as PyTorch's `nn.Sequential` of the same layers.
+    static func described(_ name: String, input: [Int], classes: Int) -> Sequential {
+        let url = Bundle.module.url(forResource: name, withExtension: "json", subdirectory: "Fixtures")!
         let spec = try! JSONDecoder().decode(ModelSpec.self, from: Data(contentsOf: url))
-        return try! spec.build(input: [3, 20, 20], classes: 7)
-    }()
+        return try! spec.build(input: input, classes: classes)
+    }
 
-    static let models: [(String, Sequential)] = [("lenet5", LeNet5.grayscale), ("lenet5rgb", LeNet5.rgb), ("described", described)]
+    /// Every model trains in training mode (BatchNorm by its batch); the BatchNorm model's buffers
+    /// (running statistics, batches counted) are compared after the steps, and its
+    /// evaluation-mode logits then.
+    static let models: [(String, Sequential)] = [
+        ("lenet5", LeNet5.grayscale), ("lenet5rgb", LeNet5.rgb),
+        ("described", described("described", input: [3, 20, 20], classes: 7)),
+        ("batchnorm", described("batchnorm", input: [2, 12, 12], classes: 4)),
+    ]
 
     func tensor(_ name: String) -> [Float] {
         guard let tensor = Self.fixture[name] else {
@@ -36,11 +43,14 @@ import TestSupport
         network.layout.entries.flatMap { tensor("\(prefix).\($0.name)") }
     }
 
-    /// Largest error relative to the reference tensor's scale, per layout entry.
+    /// Largest error relative to the reference tensor's scale, per layout entry. A tensor whose
+    /// values are all below a hundredth of the whole vector's largest (the gradient of a bias
+    /// that a BatchNorm follows, zero up to rounding) is held to that hundredth instead.
     func expectClose(_ actual: [Float], _ expected: [Float], layout: ParameterLayout, scaleTolerance: Float, _ what: String) {
+        let floor = 1e-2 * expected.map(abs).max()!
         for entry in layout.entries {
             let a = Array(actual[entry.range]), e = Array(expected[entry.range])
-            let scale = e.map(abs).max()!
+            let scale = max(e.map(abs).max()!, floor)
             #expect(closeness(a, e, rtol: 1e-4, atol: scaleTolerance * scale) <= 1, "\(what) \(entry.name)")
         }
     }
@@ -54,7 +64,8 @@ import TestSupport
         let workspace = Workspace(network: network, capacity: batch)
         let logits = parameters.withUnsafeBufferPointer { p in
             input.withUnsafeBufferPointer { x in
-                Array(UnsafeBufferPointer(start: workspace.forward(batch: batch, input: x.baseAddress!, parameters: p.baseAddress!),
+                Array(UnsafeBufferPointer(start: workspace.forward(batch: batch, input: x.baseAddress!, parameters: p.baseAddress!,
+                                                                   mode: ForwardMode(training: true)),
                                           count: batch * network.outputCount))
             }
         }
@@ -94,6 +105,15 @@ import TestSupport
                 }
             }
             expectClose(parameters, vector("\(prefix).\(tag)", network), layout: network.layout, scaleTolerance: 2e-4, tag)
+            let workspace = Workspace(network: network, capacity: labels.count)
+            let logits = parameters.withUnsafeBufferPointer { p in
+                input.withUnsafeBufferPointer { x in
+                    Array(UnsafeBufferPointer(start: workspace.forward(batch: labels.count, input: x.baseAddress!, parameters: p.baseAddress!),
+                                              count: labels.count * network.outputCount))
+                }
+            }
+            let expected = tensor("\(prefix).\(tag).eval_logits")
+            #expect(closeness(logits, expected, rtol: 1e-4, atol: 2e-4 * expected.map(abs).max()!) <= 1, "\(tag) evaluation logits")
         }
     }
 }

@@ -84,6 +84,7 @@ import TestSupport
         (#"{"layers": ["flatten", {"maxpool": 2}, {"dense": "classes"}]}"#, "model layer 1 (maxpool): needs a [channels, height, width] input, got [64] (it comes after flatten or dense)"),
         (#"{"layers": ["flatten", {"dense": 7}]}"#, "model: the last layer (1, dense) produces [7] per sample; the data has 3 classes (end with dense: classes)"),
         (#"{"layers": []}"#, "model: no layers"),
+        (#"{"layers": ["flatten", {"dropout": 1.5}, {"dense": "classes"}]}"#, "model layer 1 (dropout): probability must be in [0, 1) (got 1.5)"),
         (#"{"input": [3, 8, 8], "layers": ["flatten", {"dense": "classes"}]}"#, "model: input [3, 8, 8] does not match the data's [1, 8, 8]"),
     ])
     func malformedSpecsAreRefusedNamingTheLayer(json: String, message: String) throws {
@@ -92,12 +93,14 @@ import TestSupport
     }
 
     @Test(arguments: [
-        (#"{"layers": ["flatten", "softmax"]}"#, "model layer 1: unknown layer softmax; known layers: conv, maxpool, avgpool, dense, relu, flatten"),
+        (#"{"layers": ["flatten", "softmax"]}"#, "model layer 1: unknown layer softmax; known layers: conv, maxpool, avgpool, dense, relu, flatten, batchnorm, dropout"),
         (#"{"layers": [{"conv": {"out": 2}}]}"#, "model layer 0: conv needs kernel"),
         (#"{"layers": [{"conv": {"out": 2, "kernel": 3, "dilation": 2}}]}"#, "model layer 0: conv has no setting dilation; its settings: out, kernel, stride, padding"),
         (#"{"layers": [{"dense": "many"}]}"#, "model layer 0: dense takes a number of units or classes, got many"),
         (#"{"layers": ["conv"]}"#, "model layer 0: conv needs settings (for example conv: ...)"),
         (#"{"layers": [{"relu": 1}]}"#, "model layer 0: relu takes no settings (write - relu)"),
+        (#"{"layers": [{"batchnorm": 1}]}"#, "model layer 0: batchnorm takes no settings (write - batchnorm)"),
+        (#"{"layers": [{"dropout": "half"}]}"#, "model layer 0: dropout takes a probability, for example dropout: 0.5"),
         (#"{"layers": [{"conv": {"out": 1, "kernel": 1}, "relu": 1}]}"#, #"model layer 0: expected one layer name per list item, got ["conv", "relu"]"#),
     ])
     func malformedLayersAreRefusedWhenRead(json: String, message: String) {
@@ -112,8 +115,132 @@ import TestSupport
     @Test func descriptionsRoundTripThroughCodable() throws {
         let spec = ModelSpec(input: [3, 32, 32], layers: [.conv(out: 8, kernel: 3, stride: 2, padding: 1), .relu,
                                                           .maxpool(kernel: 3, stride: 2), .avgpool(kernel: 2, stride: nil),
-                                                          .flatten, .dense(.units(16)), .dense(.classes)])
+                                                          .batchnorm, .flatten, .dense(.units(16)), .dropout(0.25), .dense(.classes)])
         let decoded = try JSONDecoder().decode(ModelSpec.self, from: JSONEncoder().encode(spec))
         #expect(decoded == spec)
+    }
+}
+
+/// BatchNorm and Dropout beyond the PyTorch golden fixture (`GoldenTests`, batchnorm model):
+/// finite differences through the batch statistics, Dropout's masks and their independence from
+/// chunking, and the optimizer leaving buffers alone.
+@Suite struct NormalizationAndDropoutTests {
+    static let spec = ModelSpec(layers: [.conv(out: 3, kernel: 3, stride: 1, padding: 1), .batchnorm, .relu, .flatten,
+                                         .dense(.units(6)), .batchnorm, .dropout(0.4), .dense(.classes)])
+
+    func gradient(_ trainer: Trainer, _ parameters: [Float], _ images: [Float], _ labels: [Int32], seed: UInt64) -> (Double, [Float]) {
+        var gradient = [Float](repeating: .nan, count: trainer.network.parameterCount)
+        let loss = gradient.withUnsafeMutableBufferPointer { g in
+            trainer.computeGradient(parameters: parameters, images: images, labels: labels, count: labels.count, into: g.baseAddress!, seed: seed)
+        }
+        return (loss, gradient)
+    }
+
+    /// Without ReLU kinks, so central differences see a smooth function (Dropout's mask is fixed by the seed).
+    @Test func trainingGradientsMatchFiniteDifferences() throws {
+        let smooth = ModelSpec(layers: [.conv(out: 3, kernel: 3, stride: 1, padding: 1), .batchnorm, .flatten,
+                                        .dense(.units(6)), .batchnorm, .dropout(0.4), .dense(.classes)])
+        let network = try smooth.build(input: [2, 4, 4], classes: 3)
+        var generator = SeededGenerator(seed: 5)
+        var parameters = network.initialParameters(using: &generator)
+        // Non-trivial γ and β, so their gradients and the scale path are exercised.
+        for entry in network.layout.entries where entry.name.hasSuffix("1.weight") || entry.name.hasSuffix("5.bias") {
+            for i in entry.range { parameters[i] = generator.nextUniform(0.5, 1.5) }
+        }
+        let images = randomArray(5 * 32, seed: 6), labels: [Int32] = [0, 2, 1, 1, 0]
+        let trainer = Trainer(network: network, optimizer: SGDConfiguration(learningRate: 0.1), batchCapacity: 5)
+        let (_, analytic) = gradient(trainer, parameters, images, labels, seed: 9)
+        let numeric = numericGradient(of: { gradient(trainer, $0, images, labels, seed: 9).0 }, at: parameters, step: 1e-3)
+        let buffers = Set(network.bufferRanges.flatMap { Array($0) })
+        for i in parameters.indices {
+            if buffers.contains(i) {
+                #expect(analytic[i] == 0, "buffer \(i) has a gradient")
+            } else {
+                #expect(abs(analytic[i] - numeric[i]) <= 1e-3 + 1e-2 * abs(numeric[i]), "parameter \(i): \(analytic[i]) vs \(numeric[i])")
+            }
+        }
+    }
+
+    /// A batch run whole or as two chunks (rows 0-2 and 3-6) draws the same masks; trainers with
+    /// 1 and 3 chunks agree up to their summation order, and another seed draws other masks.
+    @Test func dropoutMasksFollowTheSeedNotTheChunks() throws {
+        let layer = Dropout(shape: [40], probability: 0.5)
+        let input = randomArray(7 * 40, seed: 2)
+        var state: [Float] = [0], scratch: [Float] = [0]
+        func run(_ rows: Range<Int>) -> [Float] {
+            var output = [Float](repeating: .nan, count: rows.count * 40)
+            input.withUnsafeBufferPointer { x in
+                output.withUnsafeMutableBufferPointer { y in
+                    layer.forward(batch: rows.count, input: x.baseAddress! + rows.lowerBound * 40, output: y.baseAddress!, state: &state,
+                                  scratch: &scratch, mode: ForwardMode(training: true, seed: 11, firstRow: rows.lowerBound, layer: 2))
+                }
+            }
+            return output
+        }
+        #expect(run(0..<7) == run(0..<3) + run(3..<7))
+        let network = try ModelSpec(layers: [.flatten, .dense(.units(8)), .dropout(0.5), .dense(.classes)]).build(input: [2, 4, 4], classes: 3)
+        var generator = SeededGenerator(seed: 3)
+        let parameters = network.initialParameters(using: &generator)
+        let images = randomArray(7 * 32, seed: 4), labels: [Int32] = [0, 1, 2, 0, 1, 2, 0]
+        let one = Trainer(network: network, optimizer: SGDConfiguration(learningRate: 0.1), batchCapacity: 7, chunks: 1)
+        let three = Trainer(network: network, optimizer: SGDConfiguration(learningRate: 0.1), batchCapacity: 7, chunks: 3, threads: 2)
+        let a = gradient(one, parameters, images, labels, seed: 11), b = gradient(three, parameters, images, labels, seed: 11)
+        #expect(abs(a.0 - b.0) < 1e-6 && zip(a.1, b.1).allSatisfy { abs($0 - $1) < 1e-6 })
+        #expect(gradient(one, parameters, images, labels, seed: 12).1 != a.1, "another seed, another mask")
+        // BatchNorm's statistics are the whole batch's: its networks train in one chunk.
+        #expect(Trainer(network: try Self.spec.build(input: [2, 4, 4], classes: 3), optimizer: .init(learningRate: 0.1),
+                        batchCapacity: 7, chunks: 3).chunks == 1)
+    }
+
+    @Test func dropoutKeepsAboutOneMinusPAndScalesLikePyTorch() {
+        let layer = Dropout(shape: [1000], probability: 0.3)
+        let input = (0..<4000).map { Float($0 % 97) * 0.37 + 1 }
+        var output = [Float](repeating: .nan, count: 4000), scratch: [Float] = [0]
+        var state: [Float] = [0]
+        let mode = ForwardMode(training: true, seed: 42, firstRow: 0)
+        input.withUnsafeBufferPointer { x in
+            output.withUnsafeMutableBufferPointer { y in
+                layer.forward(batch: 4, input: x.baseAddress!, output: y.baseAddress!, state: &state, scratch: &scratch, mode: mode)
+            }
+        }
+        let kept = zip(input, output).filter { $0.1 != 0 }
+        // 4000 Bernoulli(0.7) draws: the count lies within 5 standard deviations (29) of 2800.
+        #expect(abs(kept.count - 2800) < 145)
+        // PyTorch: x · (1/(1 − p)) with the scale computed in float.
+        let scale: Float = 1 / Float(0.7)
+        #expect(kept.allSatisfy { $0.1 == $0.0 * scale })
+        // Backward routes the gradient through the same mask; evaluation is the identity.
+        var gradient = [Float](repeating: .nan, count: 4000)
+        let ones = [Float](repeating: 1, count: 4000), none: [Float] = [0]
+        ones.withUnsafeBufferPointer { dy in
+            gradient.withUnsafeMutableBufferPointer { dx in
+                layer.backward(batch: 4, input: dy.baseAddress!, output: dy.baseAddress!, outputGradient: dy.baseAddress!,
+                               inputGradient: dx.baseAddress!, parameters: none, parameterGradient: &state, scratch: &scratch, mode: mode)
+            }
+        }
+        #expect(zip(output, gradient).allSatisfy { ($0.0 == 0) == ($0.1 == 0) })
+        #expect(LayerHarness(layer: layer, batch: 4).forward(input: input, parameters: []) == input)
+    }
+
+    /// Weight decay, momentum and a gradient adjustment (FedProx, SCAFFOLD) move parameters,
+    /// never buffers: they hold what the forward passes wrote (running statistics, batch count).
+    @Test func theOptimizerLeavesBuffersAlone() throws {
+        let network = try ModelSpec(layers: [.flatten, .batchnorm, .dense(.classes)]).build(input: [1, 2, 2], classes: 2)
+        var generator = SeededGenerator(seed: 1)
+        var parameters = network.initialParameters(using: &generator)
+        let images: [Float] = [1, 2, 3, 4, 3, 2, 1, 0], labels: [Int32] = [0, 1]
+        let trainer = Trainer(network: network, optimizer: SGDConfiguration(learningRate: 0.5, momentum: 0.9, weightDecay: 0.1),
+                              batchCapacity: 2)
+        for _ in 0..<2 {
+            trainer.step(parameters: &parameters, images: images, labels: labels, count: 2) { _, g in
+                for i in g.indices { g[i] += 1 }
+            }
+        }
+        // Feature means (2, 2, 2, 2) and unbiased variances (2, 0, 2, 8) of the two samples:
+        // after two steps running = 0.81·initial + 0.19·batch.
+        let mean = network.layout["1.running_mean"]!.range, variance = network.layout["1.running_var"]!.range
+        #expect(parameters[mean].map { ($0 * 1000).rounded() / 1000 } == [0.38, 0.38, 0.38, 0.38])
+        #expect(parameters[variance].map { ($0 * 1000).rounded() / 1000 } == [1.19, 0.81, 1.19, 2.33])
+        #expect(parameters[network.layout["1.num_batches_tracked"]!.range] == [2])
     }
 }

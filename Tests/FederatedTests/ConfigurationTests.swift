@@ -54,7 +54,7 @@ import Testing
         var other = configuration
         other.data.model = .builtin(.fedAvgCNN)
         #expect(other.differingKeys(from: configuration) == ["model"])
-        #expect(throws: ConfigurationError("job.yaml: config key model: model layer 1: unknown layer softmax; known layers: conv, maxpool, avgpool, dense, relu, flatten")) {
+        #expect(throws: ConfigurationError("job.yaml: config key model: model layer 1: unknown layer softmax; known layers: conv, maxpool, avgpool, dense, relu, flatten, batchnorm, dropout")) {
             try ConfigurationFile.decode("model:\n  layers: [flatten, softmax]\n", source: "job.yaml")
         }
         #expect(throws: ConfigurationError("job.yaml: config key model: model has no setting layer; its settings: input, layers")) {

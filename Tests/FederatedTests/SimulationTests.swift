@@ -279,15 +279,18 @@ func smallSimulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> 
         #expect(last.contains("backdoor_success") && last.contains("attackers_sampled"))
     }
 
-    /// A described model (strided conv, average pooling) through compression, checkpoints and
-    /// resume; resuming under another model is refused, naming the key.
+    /// A described model (strided conv, BatchNorm, average pooling, Dropout) through compression,
+    /// checkpoints and resume: the running statistics are aggregated and checkpointed with the
+    /// parameters, Dropout's masks come from the clients' seeded streams. Resuming under another
+    /// model is refused, naming the key.
     @Test func describedModelResumesBitIdentically() throws {
         let data = dataDirectory(), whole = data + "/whole", split = data + "/split"
         defer { try? FileManager.default.removeItem(atPath: data) }
         func described(rounds: Int) -> SimulationConfiguration {
             var c = configuration(data: data, rounds: rounds, compressed: true)
-            c.data.model = .described(ModelSpec(layers: [.conv(out: 4, kernel: 3, stride: 2, padding: 1), .relu,
-                                                         .avgpool(kernel: 2, stride: nil), .flatten, .dense(.units(12)), .relu, .dense(.classes)]))
+            c.data.model = .described(ModelSpec(layers: [.conv(out: 4, kernel: 3, stride: 2, padding: 1), .batchnorm, .relu,
+                                                         .avgpool(kernel: 2, stride: nil), .flatten, .dense(.units(12)), .dropout(0.5),
+                                                         .relu, .dense(.classes)]))
             return c
         }
         _ = try SimulationJob(configuration: described(rounds: 3), outputDirectory: whole, saveModel: nil).run()
@@ -301,10 +304,14 @@ func smallSimulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> 
         let a = try Data(contentsOf: URL(fileURLWithPath: "\(whole)/model.safetensors"))
         let b = try Data(contentsOf: URL(fileURLWithPath: "\(split)/model.safetensors"))
         #expect(a == b, "resumed model differs")
-        // 4·1·3·3 + 4 conv, 12·(4·7·7) + 12 and 10·12 + 10 dense parameters, named as nn.Sequential's.
+        // 4·1·3·3 + 4 conv, BatchNorm's 4 + 4 and buffers, 12·(4·7·7) + 12 and 10·12 + 10 dense
+        // parameters, named as nn.Sequential's.
         let header = try Safetensors.tensors([UInt8](a), path: "model")
-        #expect(Set(header.keys) == ["0.weight", "0.bias", "4.weight", "4.bias", "6.weight", "6.bias"])
-        #expect(header["4.weight"]?.shape == [12, 196])
+        #expect(Set(header.keys) == ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var",
+                                     "1.num_batches_tracked", "5.weight", "5.bias", "8.weight", "8.bias"])
+        #expect(header["5.weight"]?.shape == [12, 196])
+        // Every round's clients ran local steps: the aggregate's batch count is their mean, above 0.
+        #expect(header["1.num_batches_tracked"]!.values[0] > 0 && header["1.running_var"]!.values != [1, 1, 1, 1])
     }
 
     /// Also with compression: residuals, PowerSGD warm starts and downlink copies are checkpointed.

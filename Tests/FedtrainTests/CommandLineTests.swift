@@ -78,6 +78,9 @@ func temporaryPath(_ name: String) -> String {
         let refused = try fedtrain(["train", "--model", "\(directory)/bad.yaml"])
         #expect(refused.status != 0 && !refused.output.contains("epoch 1"))
         #expect(refused.error.contains("model layer 0 (dense): needs a flat input, got [1, 28, 28] (put flatten before it)"), "\(refused.error)")
+        try "layers: [flatten, batchnorm, {dense: classes}]\n".write(toFile: "\(directory)/bn.yaml", atomically: true, encoding: .utf8)
+        let private_ = try fedtrain(["train", "--model", "\(directory)/bn.yaml", "--dp-sgd", "--clip", "1", "--noise-multiplier", "1"])
+        #expect(private_.status != 0 && private_.error.contains("DP-SGD does not support batchnorm or dropout layers"), "\(private_.error)")
     }
 
     @Test func corruptDataFileIsReportedByName() throws {

@@ -22,7 +22,17 @@ public protocol Layer: Sendable {
     var outputCount: Int { get }
     /// Parameter tensors (PyTorch suffix and shape), in `state_dict` order; empty when none.
     var parameterShapes: [(suffix: String, shape: [Int])] { get }
-    /// Fills this layer's parameter slice as PyTorch's default initialization would.
+    /// Non-trainable state (PyTorch buffers: BatchNorm's running statistics), laid out after the
+    /// parameters in the layer's slice, in `state_dict` order; empty when none. Their gradient
+    /// is zero and the optimizer leaves them alone (`Trainer`); federated rounds send and
+    /// aggregate them like parameters.
+    var bufferShapes: [(suffix: String, shape: [Int])] { get }
+    /// Whether a sample's output depends on the other samples of its batch (BatchNorm in
+    /// training): such a network trains each batch in one chunk.
+    var mixesSamples: Bool { get }
+    /// Whether training-mode forward draws random numbers (Dropout).
+    var drawsRandomNumbers: Bool { get }
+    /// Fills this layer's slice (parameters, then buffers) as PyTorch's default initialization would.
     func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using generator: inout SeededGenerator)
     /// Floats of scratch memory `forward` and `backward` need for a batch of `batch`.
     func scratchCount(batch: Int) -> Int
@@ -34,11 +44,58 @@ public protocol Layer: Sendable {
         outputGradient: UnsafePointer<Float>, inputGradient: UnsafeMutablePointer<Float>?,
         parameters: UnsafePointer<Float>, parameterGradient: UnsafeMutablePointer<Float>,
         scratch: UnsafeMutablePointer<Float>)
+    /// Forward in `mode`: in training, BatchNorm normalizes by the batch's statistics (and, when
+    /// `mode.updatesBuffers`, updates its running ones in `state`, the layer's slice) and
+    /// Dropout drops; in evaluation both are fixed maps. Layers without a training behaviour
+    /// run `forward`.
+    func forward(batch: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                 state: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, mode: ForwardMode)
+    /// Backward of the forward in the same `mode` (which it must be given unchanged).
+    func backward(batch: Int, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
+                  outputGradient: UnsafePointer<Float>, inputGradient: UnsafeMutablePointer<Float>?,
+                  parameters: UnsafePointer<Float>, parameterGradient: UnsafeMutablePointer<Float>,
+                  scratch: UnsafeMutablePointer<Float>, mode: ForwardMode)
+}
+
+/// How a forward pass runs: training or evaluation, and where a training step's random draws
+/// come from. Dropout's draws for a sample derive from (`seed`, layer, the sample's row in the
+/// whole batch), so splitting a batch into chunks does not change them.
+public struct ForwardMode: Sendable {
+    public var training: Bool
+    /// Whether training updates BatchNorm's running statistics (a step does; a gradient alone does not).
+    public var updatesBuffers: Bool
+    public var seed: UInt64
+    /// Row of the chunk's first sample in the whole batch.
+    public var firstRow: Int
+    /// Position of the layer in its network (set by `Workspace`).
+    public var layer: Int
+
+    public init(training: Bool, updatesBuffers: Bool = false, seed: UInt64 = 0, firstRow: Int = 0, layer: Int = 0) {
+        (self.training, self.updatesBuffers, self.seed, self.firstRow, self.layer) = (training, updatesBuffers, seed, firstRow, layer)
+    }
+
+    public static let evaluation = ForwardMode(training: false)
 }
 
 extension Layer {
     public var parameterCount: Int { parameterShapes.reduce(0) { $0 + $1.shape.reduce(1, *) } }
+    /// Parameters and buffers: the size of the layer's slice.
+    public var stateCount: Int { parameterCount + bufferShapes.reduce(0) { $0 + $1.shape.reduce(1, *) } }
     public var parameterShapes: [(suffix: String, shape: [Int])] { [] }
+    public var bufferShapes: [(suffix: String, shape: [Int])] { [] }
+    public var mixesSamples: Bool { false }
+    public var drawsRandomNumbers: Bool { false }
+    public func forward(batch: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                        state: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, mode: ForwardMode) {
+        forward(batch: batch, input: input, output: output, parameters: UnsafePointer(state), scratch: scratch)
+    }
+    public func backward(batch: Int, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
+                         outputGradient: UnsafePointer<Float>, inputGradient: UnsafeMutablePointer<Float>?,
+                         parameters: UnsafePointer<Float>, parameterGradient: UnsafeMutablePointer<Float>,
+                         scratch: UnsafeMutablePointer<Float>, mode: ForwardMode) {
+        backward(batch: batch, input: input, output: output, outputGradient: outputGradient, inputGradient: inputGradient,
+                 parameters: parameters, parameterGradient: parameterGradient, scratch: scratch)
+    }
     public func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using generator: inout SeededGenerator) {}
     public func scratchCount(batch: Int) -> Int { 0 }
 }

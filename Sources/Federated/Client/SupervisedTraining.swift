@@ -54,8 +54,10 @@ public final class SupervisedTraining {
         for batch in 0..<min(order.batchCount, maxSteps) {
             let range = order.batchRange(batch)
             buffer.pending = order.indices[range]
+            // Dropout's masks: one draw per step, only for networks that use it (others keep their streams).
+            let seed = trainer.network.drawsRandomNumbers ? generator.next() : 0
             let loss = trainer.step(parameters: &parameters, images: buffer.images, labels: buffer.labels, count: range.count,
-                                    source: buffer, adjustGradient: adjustGradient)
+                                    source: buffer, seed: seed, adjustGradient: adjustGradient)
             afterStep?(&parameters)
             lossSum += loss * Double(range.count)
             samples += range.count

@@ -22,6 +22,15 @@ public struct ExampleDPSGD: Sendable, Equatable, Codable {
     }
 
     /// The Poisson rate and steps per epoch of a client with `samples` samples and batch size `batchSize`.
+    /// Refuses a network whose training mixes examples (BatchNorm: one example's gradient would
+    /// depend on the others of its lot, unbounding its sensitivity) or draws masks (Dropout: the
+    /// per-example gradients would share one), as Opacus refuses them.
+    public static func check(_ network: Sequential) throws(ConfigurationError) {
+        if network.mixesSamples || network.drawsRandomNumbers {
+            throw ConfigurationError("DP-SGD does not support batchnorm or dropout layers (per-example gradients need examples trained independently)")
+        }
+    }
+
     public static func sampling(samples: Int, batchSize: Int) -> (rate: Double, stepsPerEpoch: Int) {
         let expected = min(batchSize, samples)
         return (Double(expected) / Double(samples), max(1, Int((Double(samples) / Double(expected)).rounded())))

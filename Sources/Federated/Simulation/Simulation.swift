@@ -58,6 +58,7 @@ public final class Simulation {
         var initGenerator = SeededGenerator.derived(seed: seed, RandomStream.initialization.rawValue)
         let layout = network.layout, compression = configuration.compression
         let runtime = try Self.clientRuntime(configuration: configuration, network: network), local = runtime.training
+        if local.exampleDP != nil { try ExampleDPSGD.check(network) }
         let adversary = try Adversary(configuration: configuration)
         try adversary?.spec.validate(classes: train.classes)
         self.adversary = adversary
