@@ -39,6 +39,11 @@ public struct Sequential: Sendable {
         drawsRandomNumbers = layers.contains { $0.drawsRandomNumbers }
     }
 
+    /// The slices (parameters and buffers) of the BatchNorm layers, in layer order.
+    public var batchNormRanges: [Range<Int>] {
+        zip(layers, parameterOffsets).compactMap { layer, offset in layer is BatchNorm ? offset..<(offset + layer.stateCount) : nil }
+    }
+
     /// Where the buffers (non-trainable state, `Layer.bufferShapes`) sit in the flat vector.
     public let bufferRanges: [Range<Int>]
     /// Some layer mixes the samples of a batch (BatchNorm): a batch trains in one chunk.

@@ -96,8 +96,11 @@ struct LocalTrainingOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Local SGD momentum (default: \(trainingDefaults.momentum)).") var momentum: Float?
     @Option(name: .customLong("weight-decay"), parsing: .unconditional, help: "Local weight decay (default: \(trainingDefaults.weightDecay)).")
     var weightDecay: Float?
+    @Flag(name: .customLong("local-batchnorm"), help: "FedBN: every client keeps its BatchNorm layers (weights and running statistics) to itself.")
+    var localBatchnorm = false
 
     func apply(to section: inout LocalTrainingSection) {
+        if localBatchnorm { section.localBatchnorm = true }
         if let localEpochs { section.localEpochs = localEpochs }
         if let batchSize { section.batchSize = batchSize }
         if let lr { section.lr = lr }

@@ -246,6 +246,29 @@ func rawPNG(width: Int, height: Int, bitDepth: UInt8, colorType: UInt8, rows: [[
         #expect(try ImageFolder.load(root, options: options).test.pixels != loaded.test.pixels)
     }
 
+    /// Labels are 16-bit: 300 classes keep their own labels.
+    @Test func moreThan256ClassesKeepTheirLabels() throws {
+        let root = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let names = (0..<300).map { String(format: "c%03d", $0) }
+        for (label, name) in names.enumerated() {
+            try FileManager.default.createDirectory(atPath: "\(root)/\(name)", withIntermediateDirectories: true)
+            for copy in 0..<2 {
+                let pixels = [UInt8(label % 256), UInt8(label / 256), UInt8(copy), 0]
+                write(try ImageFolder.encodePNG(.init(pixels: pixels, height: 2, width: 2, channels: 1)), to: "\(root)/\(name)/\(copy).png")
+            }
+        }
+        var options = ImageFolder.Options()
+        options.testFraction = 0.5
+        let loaded = try ImageFolder.load(root, options: options)
+        #expect(loaded.train.classes == 300 && loaded.train.count == 300 && loaded.test.count == 300)
+        for split in [loaded.train, loaded.test] {
+            for i in 0..<split.count {
+                #expect(Int(split.labels[i]) == Int(split.pixels[4 * i]) + 256 * Int(split.pixels[4 * i + 1]))
+            }
+        }
+    }
+
     @Test func writtenDataReadsBackExactlyWithItsNormalization() throws {
         let root = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: root) }

@@ -314,6 +314,40 @@ func smallSimulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> 
         #expect(header["1.num_batches_tracked"]!.values[0] > 0 && header["1.running_var"]!.values != [1, 1, 1, 1])
     }
 
+    /// FedBN (`local_batchnorm`): the global model's BatchNorm entries never move from their
+    /// initial values while the other parameters train; every client keeps its own (checkpointed:
+    /// a resumed run ends with the uninterrupted one's model and client accuracies).
+    @Test func localBatchNormStaysOnTheClients() throws {
+        let data = dataDirectory(), whole = data + "/whole", split = data + "/split"
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        func fedBN(rounds: Int) -> SimulationConfiguration {
+            var c = configuration(data: data, rounds: rounds)
+            c.federation.strategy = "fedavg"
+            c.training.localBatchnorm = true
+            c.federation.clientEvaluation = true
+            c.data.model = .described(ModelSpec(layers: [.conv(out: 4, kernel: 3, stride: 2, padding: 1), .batchnorm, .relu,
+                                                         .flatten, .dense(.classes)]))
+            return c
+        }
+        let summary = try SimulationJob(configuration: fedBN(rounds: 3), outputDirectory: whole, saveModel: nil).run()
+        _ = try SimulationJob(configuration: fedBN(rounds: 1), outputDirectory: split, saveModel: nil).run()
+        let resumed = try SimulationJob(configuration: fedBN(rounds: 3), outputDirectory: split, saveModel: nil).run(resume: true)
+        let a = try Data(contentsOf: URL(fileURLWithPath: "\(whole)/model.safetensors"))
+        #expect(a == (try Data(contentsOf: URL(fileURLWithPath: "\(split)/model.safetensors"))), "resumed model differs")
+        #expect(summary.clientAccuracyMean == resumed.clientAccuracyMean && summary.clientAccuracyMean != nil)
+        let model = try Safetensors.tensors([UInt8](a), path: "model")
+        #expect(model["1.weight"]!.values == [1, 1, 1, 1] && model["1.bias"]!.values == [0, 0, 0, 0])
+        #expect(model["1.running_mean"]!.values == [0, 0, 0, 0] && model["1.running_var"]!.values == [1, 1, 1, 1])
+        #expect(model["1.num_batches_tracked"]!.values == [0])
+        let files = try FileManager.default.contentsOfDirectory(atPath: "\(split)/checkpoint")
+        #expect(files.contains { $0.hasPrefix("client-") }, "the clients' BatchNorm layers are checkpointed")
+        var plain = fedBN(rounds: 1)
+        plain.data.model = .lenet5
+        #expect { try SimulationJob(configuration: plain, outputDirectory: nil, saveModel: nil).run() } throws: {
+            "\($0)".contains("local_batchnorm keeps BatchNorm layers on the clients, and model lenet5 has none")
+        }
+    }
+
     /// Also with compression: residuals, PowerSGD warm starts and downlink copies are checkpointed.
     @Test(arguments: [false, true])
     func resumedRunEqualsUninterruptedRun(compressed: Bool) throws {

@@ -38,11 +38,27 @@ public struct ClientRuntime: Sendable {
     public let seed: UInt64
     /// β of the momentum the client sends instead of its delta (`client_momentum`), nil: off.
     public let momentum: Float?
+    /// Entries each client keeps to itself (FedBN's BatchNorm layers, `local_batchnorm`): it
+    /// trains and evaluates with its own values there (the global model's until its first
+    /// round), keeps them in `ClientState.local`, and sends a zero change for them.
+    public let localRanges: [Range<Int>]
 
     public init(layout: ParameterLayout, training: LocalTrainingConfiguration, uplinkCodec: any UpdateCodec, errorFeedback: Bool,
-                keepsModelCopy: Bool, stages: [any UpdateStage] = [], seed: UInt64, momentum: Float? = nil) {
+                keepsModelCopy: Bool, stages: [any UpdateStage] = [], seed: UInt64, momentum: Float? = nil, localRanges: [Range<Int>] = []) {
         (self.layout, self.training, self.uplinkCodec, self.errorFeedback) = (layout, training, uplinkCodec, errorFeedback)
         (self.keepsModelCopy, self.stages, self.seed, self.momentum) = (keepsModelCopy, stages, seed, momentum)
+        self.localRanges = localRanges
+    }
+
+    /// `model` with the client's own local entries, if it has them.
+    func withLocalEntries(_ model: [Float], state: ClientState) -> [Float] {
+        guard let local = state.local else { return model }
+        var model = model, offset = 0
+        for range in localRanges {
+            model.replaceSubrange(range, with: local[offset..<(offset + range.count)])
+            offset += range.count
+        }
+        return model
     }
 
     /// The state of a client that has not taken part yet (its codec's initial state).
@@ -92,24 +108,32 @@ public struct ClientRuntime: Sendable {
         var reply = Envelope(kind: .update, client: client, round: round, modelVersion: request.modelVersion)
         reply.samples = data.indices.count
         if request.kind == .evaluate {
-            let evaluation = worker.evaluate(parameters: task.model, data: data.data, indices: data.indices)
+            let evaluation = worker.evaluate(parameters: withLocalEntries(task.model, state: state), data: data.data, indices: data.indices)
             reply.kind = .evaluation
             reply.metrics = ["accuracy": evaluation.accuracy, "loss": evaluation.loss]
             return reply.bytes
         }
         var generator = SeededGenerator.derived(seed: seed, RandomStream.client.rawValue, UInt64(round), UInt64(client))
         let instructions = RoundInstructions(proximalMu: request.proximalMu, serverControl: task.serverControl)
-        let update = training.exampleDP.map {
-            $0.train(client: client, round: round, seed: seed, indices: data.indices, data: data.data, global: task.model, configuration: training,
+        let start = withLocalEntries(task.model, state: state)
+        var update = training.exampleDP.map {
+            $0.train(client: client, round: round, seed: seed, indices: data.indices, data: data.data, global: start, configuration: training,
                      training: worker)
-        } ?? trainClient(client, indices: data.indices, data: data.data, global: task.model, configuration: training,
+        } ?? trainClient(client, indices: data.indices, data: data.data, global: start, configuration: training,
                          instructions: instructions, clientControl: state.control, training: worker, generator: &generator)
         reply.steps = update.steps
         reply.trainLoss = update.trainLoss
-        guard let message = encode(update.delta, round: round, client: client, state: &state) else {
+        // Local entries: the trained values stay here; the server sees no change for them.
+        var local: [Float] = []
+        for range in localRanges {
+            local += range.map { start[$0] + update.delta[$0] }
+            update.delta.replaceSubrange(range, with: repeatElement(0, count: range.count))
+        }
+        guard local.allSatisfy(\.isFinite), let message = encode(update.delta, round: round, client: client, state: &state) else {
             reply.kind = .diverged
             return reply.bytes
         }
+        if !localRanges.isEmpty { state.local = local }
         reply.payloads[.update] = message
         if let controlDelta = update.controlDelta {
             // cᵢ⁺ = cᵢ + Δcᵢ, kept by the client as in the paper; the server only sees Δcᵢ.

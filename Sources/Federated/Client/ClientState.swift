@@ -13,6 +13,9 @@ public struct ClientState: Sendable, Equatable {
     public var control: [Float]?
     /// The momentum of the client's updates (`client_momentum`).
     public var momentum: [Float]?
+    /// The client's own values of its local entries (`local_batchnorm`), concatenated in
+    /// `ClientRuntime.localRanges` order; nil before its first round.
+    public var local: [Float]?
 
     public init() {}
 
@@ -24,6 +27,7 @@ public struct ClientState: Sendable, Equatable {
         if let copy { named["copy"] = copy }
         if let control { named["control"] = control }
         if let momentum { named["momentum"] = momentum }
+        if let local { named["local"] = local }
         return named
     }
 
@@ -36,6 +40,7 @@ public struct ClientState: Sendable, Equatable {
             case "copy": copy = vector
             case "control": control = vector
             case "momentum": momentum = vector
+            case "local": local = vector
             default: return nil
             }
         }

@@ -276,11 +276,15 @@ public struct LocalTrainingSection: Sendable, Equatable, Codable {
     public var lr: Float = 0.05
     public var momentum: Float = 0
     public var weightDecay: Float = 0
+    /// FedBN (Li et al. 2021): every client keeps its BatchNorm layers (γ, β and running
+    /// statistics) to itself; only the other parameters are averaged.
+    public var localBatchnorm = false
 
     public init() {}
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
         case localEpochs = "local_epochs", batchSize = "batch_size", lr, momentum, weightDecay = "weight_decay"
+        case localBatchnorm = "local_batchnorm"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -290,6 +294,7 @@ public struct LocalTrainingSection: Sendable, Equatable, Codable {
         lr = try c.decodeIfPresent(Float.self, forKey: .lr) ?? d.lr
         momentum = try c.decodeIfPresent(Float.self, forKey: .momentum) ?? d.momentum
         weightDecay = try c.decodeIfPresent(Float.self, forKey: .weightDecay) ?? d.weightDecay
+        localBatchnorm = try c.decodeIfPresent(Bool.self, forKey: .localBatchnorm) ?? d.localBatchnorm
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -299,6 +304,7 @@ public struct LocalTrainingSection: Sendable, Equatable, Codable {
         try c.encodeDecimal(lr, forKey: .lr)
         try c.encodeDecimal(momentum, forKey: .momentum)
         try c.encodeDecimal(weightDecay, forKey: .weightDecay)
+        try c.encode(localBatchnorm, forKey: .localBatchnorm)
     }
 
     public var optimizer: SGDConfiguration { SGDConfiguration(learningRate: lr, momentum: momentum, weightDecay: weightDecay) }

@@ -59,6 +59,9 @@ public final class Simulation {
         let layout = network.layout, compression = configuration.compression
         let runtime = try Self.clientRuntime(configuration: configuration, network: network), local = runtime.training
         if local.exampleDP != nil { try ExampleDPSGD.check(network) }
+        if configuration.training.localBatchnorm, network.batchNormRanges.isEmpty {
+            throw ConfigurationError("local_batchnorm keeps BatchNorm layers on the clients, and model \(configuration.data.model) has none")
+        }
         let adversary = try Adversary(configuration: configuration)
         try adversary?.spec.validate(classes: train.classes)
         self.adversary = adversary
@@ -141,7 +144,8 @@ public final class Simulation {
         return ClientRuntime(layout: network.layout, training: local, uplinkCodec: uplink,
                              errorFeedback: compression.errorFeedback, keepsModelCopy: !downlink.isDense,
                              stages: configuration.privacy.clientStages(layout: network.layout, secure: secureNoise) + attack,
-                             seed: configuration.federation.seed, momentum: configuration.robustness.clientMomentum.map(Float.init))
+                             seed: configuration.federation.seed, momentum: configuration.robustness.clientMomentum.map(Float.init),
+                             localRanges: configuration.training.localBatchnorm ? network.batchNormRanges : [])
     }
 
     public var global: [Float] { coordinator.global }
