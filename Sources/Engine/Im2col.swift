@@ -164,3 +164,18 @@ public func col2im(_ g: ConvolutionGeometry, col: UnsafePointer<Float>, image: U
         }
     }
 }
+
+extension ConvolutionGeometry {
+    /// A pooling window's geometry: stride `kernelSize` unless given, no padding; the window
+    /// must fit the input (`ModelSpec` checks this for user input).
+    static func pooling(channels: Int, height: Int, width: Int, kernelSize: Int, stride: Int?) -> ConvolutionGeometry {
+        let geometry = ConvolutionGeometry(channels: channels, height: height, width: width, kernelSize: kernelSize, stride: stride ?? kernelSize)
+        precondition(geometry.outputHeight > 0 && geometry.outputWidth > 0, "pooling window larger than input")
+        return geometry
+    }
+
+    /// A pooling layer's per-sample input and output shapes and sizes.
+    var poolingShapes: (input: [Int], output: [Int], inputCount: Int, outputCount: Int) {
+        ([channels, height, width], [channels, outputHeight, outputWidth], channels * height * width, channels * outputPositions)
+    }
+}

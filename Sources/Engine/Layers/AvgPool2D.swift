@@ -10,13 +10,8 @@ public struct AvgPool2D: Layer {
     public let outputCount: Int
 
     public init(channels: Int, inputHeight: Int, inputWidth: Int, kernelSize: Int, stride: Int? = nil) {
-        geometry = ConvolutionGeometry(channels: channels, height: inputHeight, width: inputWidth,
-                                       kernelSize: kernelSize, stride: stride ?? kernelSize)
-        precondition(geometry.outputHeight > 0 && geometry.outputWidth > 0, "pooling window larger than input")
-        inputShape = [channels, inputHeight, inputWidth]
-        outputShape = [channels, geometry.outputHeight, geometry.outputWidth]
-        inputCount = channels * inputHeight * inputWidth
-        outputCount = channels * geometry.outputPositions
+        geometry = .pooling(channels: channels, height: inputHeight, width: inputWidth, kernelSize: kernelSize, stride: stride)
+        (inputShape, outputShape, inputCount, outputCount) = geometry.poolingShapes
     }
 
     public func forward(batch: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,

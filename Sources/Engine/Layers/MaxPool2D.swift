@@ -15,13 +15,8 @@ public struct MaxPool2D: Layer {
     public let outputCount: Int
 
     public init(channels: Int, inputHeight: Int, inputWidth: Int, kernelSize: Int, stride: Int? = nil) {
-        geometry = ConvolutionGeometry(channels: channels, height: inputHeight, width: inputWidth,
-                                       kernelSize: kernelSize, stride: stride ?? kernelSize)
-        precondition(geometry.outputHeight > 0 && geometry.outputWidth > 0, "pooling window larger than input")
-        inputShape = [channels, inputHeight, inputWidth]
-        outputShape = [channels, geometry.outputHeight, geometry.outputWidth]
-        inputCount = channels * inputHeight * inputWidth
-        outputCount = channels * geometry.outputPositions
+        geometry = .pooling(channels: channels, height: inputHeight, width: inputWidth, kernelSize: kernelSize, stride: stride)
+        (inputShape, outputShape, inputCount, outputCount) = geometry.poolingShapes
     }
 
     /// Windows per SIMD step on the 2×2 stride-2 path (8 or 4), or 0 for the scalar path.
