@@ -39,13 +39,20 @@ let convolutionSweep: [ConvolutionGeometry] = {
 
 /// Geometries with output channel counts for `ChannelBlockedConvolution` (stride 1, a multiple
 /// of 16 output channels): LeNet's conv2, padding, 1×1 and 3×3 kernels, non-square input, output
-/// position counts that leave a short last block of 4 and tap counts a short block of 6.
+/// position counts that leave a short last block of 4 and tap counts a short block of 6, and
+/// input channel counts that make the input gradient channel-blocked.
 let channelBlockedCases: [(ConvolutionGeometry, Int)] = [
     (ConvolutionGeometry(channels: 6, height: 14, width: 14, kernelSize: 5), 16),
     (ConvolutionGeometry(channels: 3, height: 9, width: 7, kernelSize: 5, padding: 2), 16),
     (ConvolutionGeometry(channels: 2, height: 7, width: 5, kernelSize: 3, padding: 1), 32),
     (ConvolutionGeometry(channels: 17, height: 5, width: 3, kernelSize: 1), 16),
     (ConvolutionGeometry(channels: 4, height: 6, width: 11, kernelSize: 3), 48),
+    // A multiple of 16 input channels: the input gradient is a channel-blocked convolution too
+    // ("same" and "valid" padding, and padding between).
+    (ConvolutionGeometry(channels: 16, height: 7, width: 5, kernelSize: 3, padding: 1), 16),
+    (ConvolutionGeometry(channels: 32, height: 6, width: 6, kernelSize: 5, padding: 2), 16),
+    (ConvolutionGeometry(channels: 16, height: 6, width: 9, kernelSize: 3), 32),
+    (ConvolutionGeometry(channels: 16, height: 8, width: 7, kernelSize: 5, padding: 1), 16),
 ]
 
 @Suite struct ConvolutionTests {

@@ -50,6 +50,31 @@ public struct Conv2D: Layer {
     /// (see `ChannelBlockedConvolution`).
     private var isChannelBlocked: Bool { ChannelBlockedConvolution.applies(geometry, outputChannels: outputChannels) }
 
+    /// The input gradient of a stride-1 layer as a convolution: `dX = conv(dY padded by k−1−p,
+    /// W flipped in both axes with its channel axes swapped)`. When that convolution fits the
+    /// channel-blocked kernel (a multiple of 16 input channels: fedavg-cnn's conv2, 32 ← 64), it
+    /// computes `dX` in place of the GEMM and col2im. LeNet's layers keep the GEMM path.
+    private var gradientGeometry: ConvolutionGeometry? {
+        guard geometry.stride == 1, geometry.padding <= geometry.kernelSize - 1 else { return nil }
+        let g = ConvolutionGeometry(channels: outputChannels, height: geometry.outputHeight, width: geometry.outputWidth,
+                                    kernelSize: geometry.kernelSize, padding: geometry.kernelSize - 1 - geometry.padding)
+        return ChannelBlockedConvolution.applies(g, outputChannels: geometry.channels) && !isPointwise ? g : nil
+    }
+
+    /// `Wᵀ` of the gradient convolution: `[(co, ky, kx), ci] = W[co, ci, k−1−ky, k−1−kx]`.
+    private func flippedWeightTransposed(_ weight: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+        let k = geometry.kernelSize, C = geometry.channels
+        for co in 0..<outputChannels {
+            for ci in 0..<C {
+                for ky in 0..<k {
+                    for kx in 0..<k {
+                        out[((co * k + ky) * k + kx) * C + ci] = weight[((co * C + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)]
+                    }
+                }
+            }
+        }
+    }
+
     /// The image as the channel-blocked kernels read it: zero-padded into `padded` when the layer pads.
     private func paddedImage(_ x: UnsafePointer<Float>, _ padded: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
         guard geometry.padding > 0 else { return x }
@@ -62,7 +87,8 @@ public struct Conv2D: Layer {
     public func scratchCount(batch: Int) -> Int {
         let K = geometry.patchSize, P = geometry.outputPositions
         let direct = isDirect ? directPaddedCount + DirectConvolution.gradientScratchCount(geometry, outputChannels: outputChannels) : 0
-        return 2 * K * P + geometry.paddedImageSize + P * outputChannels + 2 * outputChannels * K + direct
+        let gradient = gradientGeometry.map { $0.paddedImageSize + geometry.channels } ?? 0
+        return 2 * K * P + geometry.paddedImageSize + P * outputChannels + 2 * outputChannels * K + direct + gradient
     }
 
     /// Floats of the direct kernels' padded image, slack included.
@@ -138,7 +164,15 @@ public struct Conv2D: Layer {
         // `dcol = Wᵀ · dY`. Where the plain `dWᵀ` product would allocate inside OpenBLAS (few
         // output channels, see BLAS), `dW += dY · colᵀ` is used directly instead.
         let transposedAccumulator = isChannelBlocked || (!isDirect && !BLAS.plainProductAllocates(n: outputChannels, k: P))
-        if inputGradient != nil { BLAS.transpose(rows: outputChannels, columns: K, weight, weightTransposed) }
+        // The gradient convolution's padded dY and zero bias, after every other region.
+        let gradientConvolution = inputGradient == nil ? nil : gradientGeometry
+        let gradientPadded = directScratch(scratch) + (isDirect ? directPaddedCount + DirectConvolution.gradientScratchCount(geometry, outputChannels: outputChannels) : 0)
+        if let g = gradientConvolution {
+            flippedWeightTransposed(weight, into: weightTransposed)
+            (gradientPadded + g.paddedImageSize).update(repeating: 0, count: geometry.channels)
+        } else if inputGradient != nil {
+            BLAS.transpose(rows: outputChannels, columns: K, weight, weightTransposed)
+        }
         if transposedAccumulator { weightGradientTransposed.update(repeating: 0, count: K * outputChannels) }
         for image in 0..<batch {
             let x = input + image * inputCount, dy = outputGradient + image * outputCount
@@ -173,7 +207,12 @@ public struct Conv2D: Layer {
             }
             guard let inputGradient else { continue }
             let dx = inputGradient + image * inputCount
-            if isPointwise {
+            if let g = gradientConvolution {
+                copyPadded(g, image: dy, into: gradientPadded)
+                ChannelBlockedConvolution.forward(g, outputChannels: geometry.channels, padded: gradientPadded,
+                                                  weightTransposed: weightTransposed, bias: gradientPadded + g.paddedImageSize,
+                                                  y: dx, tile: colGradient)
+            } else if isPointwise {
                 BLAS.gemm(m: K, n: P, k: outputChannels, weightTransposed, dy, dx)
             } else {
                 BLAS.gemm(m: K, n: P, k: outputChannels, weightTransposed, dy, colGradient)
