@@ -43,7 +43,11 @@ public enum ChannelBlockedConvolution {
         precondition(applies(g, outputChannels: outputChannels))
         // One copy of the loop per blocking, each with its block size a constant.
         if wide ?? VectorKernels.wideRegisters {
-            forward(g, outputChannels, padded, weightTransposed, bias, y, tile, wide: true)
+            if outputChannels % (2 * channelBlock) == 0 {
+                forwardPaired(g, outputChannels, padded, weightTransposed, bias, y)
+            } else {
+                forward(g, outputChannels, padded, weightTransposed, bias, y, tile, wide: true)
+            }
         } else {
             forward(g, outputChannels, padded, weightTransposed, bias, y, tile, wide: false)
         }
@@ -97,6 +101,68 @@ public enum ChannelBlockedConvolution {
                 if count > 7 { VectorKernels.store(a7, out + 7 * channelBlock) }
             }
             BLAS.transpose(rows: P, columns: channelBlock, tile, y + firstChannel * P)
+        }
+    }
+
+    /// The wide forward for a multiple of 32 output channels: two 16-channel blocks at once, so
+    /// each broadcast input value feeds two FMAs (16 sums of 8 positions × 2 blocks in the 32
+    /// registers). Every output's sum runs over the taps in the same order as `forward`'s, so the
+    /// results are the same bit for bit.
+    private static func forwardPaired(_ g: ConvolutionGeometry, _ outputChannels: Int, _ padded: UnsafePointer<Float>,
+                                      _ weightTransposed: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
+                                      _ y: UnsafeMutablePointer<Float>) {
+        let positionBlock = 8, k = g.kernelSize, Wp = g.paddedWidth, plane = g.paddedHeight * Wp
+        let oW = g.outputWidth, P = g.outputPositions
+        for firstChannel in stride(from: 0, to: outputChannels, by: 2 * channelBlock) {
+            let weights = weightTransposed + firstChannel
+            for p0 in stride(from: 0, to: P, by: positionBlock) {
+                let b = VectorKernels.load(bias + firstChannel, as: SIMD16<Float>.self)
+                let c = VectorKernels.load(bias + firstChannel + channelBlock, as: SIMD16<Float>.self)
+                func q(_ j: Int) -> Int { let p = min(p0 + j, P - 1); return (p / oW) * Wp + p % oW }
+                let q0 = q(0), q1 = q(1), q2 = q(2), q3 = q(3), q4 = q(4), q5 = q(5), q6 = q(6), q7 = q(7)
+                var a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b
+                var d0 = c, d1 = c, d2 = c, d3 = c, d4 = c, d5 = c, d6 = c, d7 = c
+                var t = 0
+                for channel in 0..<g.channels {
+                    for ky in 0..<k {
+                        let row = padded + channel * plane + ky * Wp
+                        for kx in 0..<k {
+                            let x = row + kx
+                            let w = VectorKernels.load(weights + t * outputChannels, as: SIMD16<Float>.self)
+                            let v = VectorKernels.load(weights + t * outputChannels + channelBlock, as: SIMD16<Float>.self)
+                            let x0 = x[q0], x1 = x[q1], x2 = x[q2], x3 = x[q3], x4 = x[q4], x5 = x[q5], x6 = x[q6], x7 = x[q7]
+                            a0 = a0.addingProduct(w, x0); d0 = d0.addingProduct(v, x0)
+                            a1 = a1.addingProduct(w, x1); d1 = d1.addingProduct(v, x1)
+                            a2 = a2.addingProduct(w, x2); d2 = d2.addingProduct(v, x2)
+                            a3 = a3.addingProduct(w, x3); d3 = d3.addingProduct(v, x3)
+                            a4 = a4.addingProduct(w, x4); d4 = d4.addingProduct(v, x4)
+                            a5 = a5.addingProduct(w, x5); d5 = d5.addingProduct(v, x5)
+                            a6 = a6.addingProduct(w, x6); d6 = d6.addingProduct(v, x6)
+                            a7 = a7.addingProduct(w, x7); d7 = d7.addingProduct(v, x7)
+                            t += 1
+                        }
+                    }
+                }
+                // Straight into the CHW output through a 256-float stack block (no tile: a layer's
+                // scratch holds one 16-channel tile, and the scatter costs little beside the FMAs).
+                let count = min(positionBlock, P - p0)
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * positionBlock * channelBlock) { block in
+                    let out = block.baseAddress!
+                    VectorKernels.store(a0, out); VectorKernels.store(a1, out + 16); VectorKernels.store(a2, out + 32)
+                    VectorKernels.store(a3, out + 48); VectorKernels.store(a4, out + 64); VectorKernels.store(a5, out + 80)
+                    VectorKernels.store(a6, out + 96); VectorKernels.store(a7, out + 112); VectorKernels.store(d0, out + 128)
+                    VectorKernels.store(d1, out + 144); VectorKernels.store(d2, out + 160); VectorKernels.store(d3, out + 176)
+                    VectorKernels.store(d4, out + 192); VectorKernels.store(d5, out + 208); VectorKernels.store(d6, out + 224)
+                    VectorKernels.store(d7, out + 240)
+                    for half in 0..<2 {
+                        for j in 0..<count {
+                            let sums = out + (half * positionBlock + j) * channelBlock
+                            let target = y + (firstChannel + half * channelBlock) * P + p0 + j
+                            for lane in 0..<channelBlock { target[lane * P] = sums[lane] }
+                        }
+                    }
+                }
+            }
         }
     }
 
