@@ -54,7 +54,10 @@ public enum ImageFolder {
         if let size = options.size { precondition(size.height >= 1 && size.width >= 1) }
         precondition(options.channels == nil || options.channels == 1 || options.channels == 3)
         let (entries, classNames) = try listing(directory, options: options)
-        let decoded = decodeAll(entries.map(\.path), options: options)
+        // With the channels and size known, each image is converted as soon as it is decoded, so
+        // a folder of large photos never holds more than its samples at the model's size.
+        let target = options.channels.flatMap { c in options.size.map { (channels: c, height: $0.height, width: $0.width) } }
+        let decoded = decodeAll(entries.map(\.path), options: options, target: target)
 
         var skipped: [String] = [], kept: [(entry: Entry, image: Decoded)] = []
         for (entry, result) in zip(entries, decoded) {
@@ -81,7 +84,11 @@ public enum ImageFolder {
             var pixels = [UInt8](repeating: 0, count: part.count * sampleSize)
             pixels.withUnsafeMutableBufferPointer { out in
                 Parallelism.forEach(count: part.count, workers: options.threads) { i, _ in
-                    convert(part[i].image, channels: channels, height: height, width: width, into: out.baseAddress! + i * sampleSize)
+                    if target != nil {
+                        (out.baseAddress! + i * sampleSize).update(from: part[i].image.pixels, count: sampleSize)
+                    } else {
+                        convert(part[i].image, channels: channels, height: height, width: width, into: out.baseAddress! + i * sampleSize)
+                    }
                 }
             }
             return (pixels, part.map { UInt16($0.entry.label) })
@@ -227,15 +234,25 @@ public enum ImageFolder {
         }
     }
 
-    /// Reads and decodes every path, in parallel; one result per path, in order.
-    static func decodeAll(_ paths: [String], options: Options) -> [Result<Decoded, DatasetError>] {
+    /// Reads and decodes every path, in parallel; one result per path, in order. With a
+    /// `target`, each result is already the converted CHW sample of that shape.
+    static func decodeAll(_ paths: [String], options: Options,
+                          target: (channels: Int, height: Int, width: Int)?) -> [Result<Decoded, DatasetError>] {
         let results = UnsafeMutableBufferPointer<Result<Decoded, DatasetError>?>.allocate(capacity: paths.count)
         results.initialize(repeating: nil)
         defer { results.deallocate() }
         let done = Atomic<Int>(0)
         let step = max(1, paths.count / 100)
         Parallelism.forEach(count: paths.count, workers: options.threads) { i, _ in
-            results[i] = Result { () throws(DatasetError) -> Decoded in try decode(path: paths[i]) }
+            results[i] = Result { () throws(DatasetError) -> Decoded in
+                let image = try decode(path: paths[i])
+                guard let target else { return image }
+                var sample = [UInt8](repeating: 0, count: target.channels * target.height * target.width)
+                sample.withUnsafeMutableBufferPointer {
+                    convert(image, channels: target.channels, height: target.height, width: target.width, into: $0.baseAddress!)
+                }
+                return Decoded(pixels: sample, height: target.height, width: target.width, channels: target.channels)
+            }
             let count = done.add(1, ordering: .relaxed).newValue
             if count % step == 0 || count == paths.count { options.progress?(count, paths.count) }
         }

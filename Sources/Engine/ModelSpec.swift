@@ -50,15 +50,19 @@ public struct ModelSpec: Sendable, Equatable, Codable {
         if let declared = self.input, declared != input {
             throw ModelSpecError("model: input \(Self.format(declared)) does not match the data's \(Self.format(input))")
         }
-        guard (input.count == 3 || input.count == 1), input.allSatisfy({ $0 >= 1 }) else {
+        guard (input.count == 3 || input.count == 1), input.allSatisfy({ $0 >= 1 && $0 <= Self.maxSize }) else {
             throw ModelSpecError("model: input \(Self.format(input)) must be [channels, height, width] or [features] with positive sizes")
         }
-        var shape = input
+        var shape = input, total = 0
         var built: [(name: String?, layer: any Layer)] = []
         for (index, spec) in layers.enumerated() {
             let layer = try spec.layer(after: shape, classes: classes, index: index)
-            built.append((layer.parameterShapes.isEmpty ? nil : String(index), layer))
+            built.append((layer.stateCount == 0 ? nil : String(index), layer))
             shape = layer.outputShape
+            total += layer.stateCount
+            guard shape.reduce(1, *) <= Self.maxParameters, total <= Self.maxParameters else {
+                throw ModelSpecError("model layer \(index) (\(spec.name)): the model exceeds \(Self.maxParameters) values per sample or parameters")
+            }
         }
         guard shape == [classes] else {
             throw ModelSpecError("model: the last layer (\(layers.count - 1), \(layers.last!.name)) produces \(Self.format(shape)) per sample; the data has \(classes) classes (end with dense: classes)")
@@ -70,6 +74,12 @@ public struct ModelSpec: Sendable, Equatable, Codable {
         }
         return Sequential(built)
     }
+
+    /// Largest size a description may give (channels, units, kernel, stride, padding, input):
+    /// the shape arithmetic then cannot overflow. Parameters of a layer and of the whole model are
+    /// capped at 2³¹ (8 GiB of floats).
+    public static let maxSize = 1 << 20
+    static let maxParameters = 1 << 31
 
     public static func format(_ shape: [Int]) -> String { "[" + shape.map(String.init).joined(separator: ", ") + "]" }
 }
@@ -117,6 +127,9 @@ public enum LayerSpec: Sendable, Equatable {
     /// The layer for per-sample input `shape`, with every size checked first.
     func layer(after shape: [Int], classes: Int, index: Int) throws(ModelSpecError) -> any Layer {
         func fail(_ detail: String) -> ModelSpecError { ModelSpecError("model layer \(index) (\(name)): \(detail)") }
+        func checkSize(_ value: Int, _ what: String) throws(ModelSpecError) {
+            guard value <= ModelSpec.maxSize else { throw fail("\(what) \(value) exceeds \(ModelSpec.maxSize)") }
+        }
         func image() throws(ModelSpecError) -> (c: Int, h: Int, w: Int) {
             guard shape.count == 3 else { throw fail("needs a [channels, height, width] input, got \(ModelSpec.format(shape)) (it comes after flatten or dense)") }
             return (shape[0], shape[1], shape[2])
@@ -128,6 +141,9 @@ public enum LayerSpec: Sendable, Equatable {
             guard kernel >= 1 else { throw fail("kernel must be at least 1 (got \(kernel))") }
             guard stride >= 1 else { throw fail("stride must be at least 1 (got \(stride))") }
             guard padding >= 0 else { throw fail("padding must be at least 0 (got \(padding))") }
+            try checkSize(out, "out"); try checkSize(kernel, "kernel"); try checkSize(stride, "stride"); try checkSize(padding, "padding")
+            let (weights, overflow) = (out * c).multipliedReportingOverflow(by: kernel * kernel)
+            guard !overflow, weights <= ModelSpec.maxParameters else { throw fail("\(out)×\(c)×\(kernel)×\(kernel) weights are too many") }
             guard kernel <= h + 2 * padding, kernel <= w + 2 * padding else {
                 throw fail("kernel \(kernel) is larger than its padded input \(h + 2 * padding)×\(w + 2 * padding)")
             }
@@ -137,6 +153,8 @@ public enum LayerSpec: Sendable, Equatable {
             let (c, h, w) = try image()
             guard kernel >= 1 else { throw fail("kernel must be at least 1 (got \(kernel))") }
             if let stride, stride < 1 { throw fail("stride must be at least 1 (got \(stride))") }
+            try checkSize(kernel, "kernel")
+            if let stride { try checkSize(stride, "stride") }
             guard kernel <= h, kernel <= w else { throw fail("window \(kernel) is larger than its input \(h)×\(w)") }
             if case .maxpool = self { return MaxPool2D(channels: c, inputHeight: h, inputWidth: w, kernelSize: kernel, stride: stride) }
             return AvgPool2D(channels: c, inputHeight: h, inputWidth: w, kernelSize: kernel, stride: stride)
@@ -148,6 +166,8 @@ public enum LayerSpec: Sendable, Equatable {
             case .classes: out = classes
             }
             guard out >= 1 else { throw fail("out must be at least 1 (got \(out))") }
+            try checkSize(out, "out")
+            guard shape[0] * out <= ModelSpec.maxParameters else { throw fail("\(out)×\(shape[0]) weights are too many") }
             return Dense(inputFeatures: shape[0], outputFeatures: out)
         case .relu:
             return ReLU(shape: shape)
@@ -156,7 +176,7 @@ public enum LayerSpec: Sendable, Equatable {
         case .batchnorm:
             return BatchNorm(shape: shape)
         case .dropout(let p):
-            guard p >= 0, p < 1 else { throw fail("probability must be in [0, 1) (got \(p))") }
+            guard p >= 0, p < 1, Float(p) < 1 else { throw fail("probability must be in [0, 1) (got \(p))") }
             return Dropout(shape: shape, probability: Float(p))
         }
     }

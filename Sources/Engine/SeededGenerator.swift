@@ -45,11 +45,20 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable, Hashable, Codabl
     /// Distinct paths give statistically independent streams; the same path gives the same stream.
     public static func derived(seed: UInt64, _ path: UInt64...) -> SeededGenerator {
         var key = seed
-        for component in path {
-            var mixer = key ^ (component &* 0x9E37_79B9_7F4A_7C15)
-            key = splitMix64(&mixer)
-        }
+        for component in path { key = mix(key, component) }
         return SeededGenerator(seed: key)
+    }
+
+    /// `derived(seed: seed, first, second)` without the variadic array: the same stream, for
+    /// per-row calls in a training step (Dropout), which must not allocate.
+    public static func derived(seed: UInt64, _ first: UInt64, then second: UInt64) -> SeededGenerator {
+        SeededGenerator(seed: mix(mix(seed, first), second))
+    }
+
+    @inline(__always)
+    private static func mix(_ key: UInt64, _ component: UInt64) -> UInt64 {
+        var mixer = key ^ (component &* 0x9E37_79B9_7F4A_7C15)
+        return splitMix64(&mixer)
     }
 
     @inlinable @inline(__always)

@@ -54,7 +54,8 @@ public enum ModelChoice: Sendable, Equatable, Codable, CustomStringConvertible {
         case .builtin(.lenet5RGB): return (3, nil)
         case .builtin: return nil
         case .described(let spec):
-            guard let input = spec.input, input.count == 3 else { return nil }
+            // A shape `build` will refuse is not used to convert the images: it reports it.
+            guard let input = spec.input, input.count == 3, input.allSatisfy({ $0 >= 1 && $0 <= ModelSpec.maxSize }) else { return nil }
             return (input[0] == 1 || input[0] == 3 ? input[0] : nil, (input[1], input[2]))
         }
     }

@@ -84,6 +84,9 @@ import TestSupport
         (#"{"layers": ["flatten", {"maxpool": 2}, {"dense": "classes"}]}"#, "model layer 1 (maxpool): needs a [channels, height, width] input, got [64] (it comes after flatten or dense)"),
         (#"{"layers": ["flatten", {"dense": 7}]}"#, "model: the last layer (1, dense) produces [7] per sample; the data has 3 classes (end with dense: classes)"),
         (#"{"layers": []}"#, "model: no layers"),
+        (#"{"layers": ["flatten", {"dropout": 0.99999999999}, {"dense": "classes"}]}"#, "model layer 1 (dropout): probability must be in [0, 1) (got 0.99999999999)"),
+        (#"{"layers": [{"conv": {"out": 2, "kernel": 3, "padding": 4611686018427387904}}, "flatten", {"dense": "classes"}]}"#, "model layer 0 (conv): padding 4611686018427387904 exceeds 1048576"),
+        (#"{"layers": ["flatten", {"dense": 1048576}, {"dense": 1048576}, {"dense": "classes"}]}"#, "model layer 2 (dense): 1048576×1048576 weights are too many"),
         (#"{"layers": ["flatten", {"dropout": 1.5}, {"dense": "classes"}]}"#, "model layer 1 (dropout): probability must be in [0, 1) (got 1.5)"),
         (#"{"input": [3, 8, 8], "layers": ["flatten", {"dense": "classes"}]}"#, "model: input [3, 8, 8] does not match the data's [1, 8, 8]"),
     ])
@@ -178,6 +181,8 @@ import TestSupport
             return output
         }
         #expect(run(0..<7) == run(0..<3) + run(3..<7))
+        // The masks' allocation-free generator is the variadic one's stream.
+        #expect(SeededGenerator.derived(seed: 11, 2, then: 5) == SeededGenerator.derived(seed: 11, 2, 5))
         let network = try ModelSpec(layers: [.flatten, .dense(.units(8)), .dropout(0.5), .dense(.classes)]).build(input: [2, 4, 4], classes: 3)
         var generator = SeededGenerator(seed: 3)
         let parameters = network.initialParameters(using: &generator)

@@ -348,6 +348,25 @@ func smallSimulation(_ edit: (inout SimulationConfiguration) -> Void) throws -> 
         }
     }
 
+    /// SCAFFOLD's correction trains parameters only: BatchNorm's buffers get no correction and
+    /// no control variate, so they hold what the forward passes wrote (batches counted exactly).
+    @Test func scaffoldLeavesBatchNormBuffersToTheForwardPass() throws {
+        let data = syntheticImages(count: 48, seed: 7)
+        let network = try ModelSpec(layers: [.flatten, .dense(.units(8)), .batchnorm, .relu, .dense(.classes)]).build(input: [1, 28, 28], classes: 10)
+        var generator = SeededGenerator(seed: 1)
+        let global = network.initialParameters(using: &generator)
+        let control = [Float](repeating: 0.5, count: network.parameterCount)
+        let training = SupervisedTraining(network: network, optimizer: SGDConfiguration(learningRate: 0.1), batchSize: 16, chunks: 1, threads: 1)
+        var stream = SeededGenerator(seed: 2)
+        let update = trainClient(0, indices: Array(0..<48), data: data, global: global,
+                                 configuration: LocalTrainingConfiguration(epochs: 1, batchSize: 16, optimizer: SGDConfiguration(learningRate: 0.1)),
+                                 instructions: RoundInstructions(proximalMu: 0, serverControl: control), clientControl: nil,
+                                 training: training, generator: &stream)
+        for range in network.bufferRanges { #expect(update.controlDelta![range].allSatisfy { $0 == 0 }) }
+        let count = network.layout["2.num_batches_tracked"]!.range.lowerBound
+        #expect(global[count] + update.delta[count] == 3, "three steps counted, no correction added")
+    }
+
     /// Also with compression: residuals, PowerSGD warm starts and downlink copies are checkpointed.
     @Test(arguments: [false, true])
     func resumedRunEqualsUninterruptedRun(compressed: Bool) throws {

@@ -84,7 +84,9 @@ public struct BatchNorm: Layer {
                         parameters: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let C = channels
         for c in 0..<C {
-            let a = scale(variance: Double(parameters[3 * C + c]), gamma: parameters[c])
+            // Running variances are aggregated like parameters (noise, codecs, attackers): a
+            // negative one counts as 0 rather than making the output NaN.
+            let a = scale(variance: max(0, Double(parameters[3 * C + c])), gamma: parameters[c])
             transform(input, output, batch: batch, channel: c, a: a, b: parameters[C + c] - parameters[2 * C + c] * a)
         }
     }
@@ -131,7 +133,7 @@ public struct BatchNorm: Layer {
         let C = channels, stride = C * planeSize, n = Double(batch * planeSize)
         for c in 0..<C {
             let (mean, variance) = training ? statistics(input, batch: batch, channel: c)
-                : (Double(parameters[2 * C + c]), Double(parameters[3 * C + c]))
+                : (Double(parameters[2 * C + c]), max(0, Double(parameters[3 * C + c])))
             let invstd = 1 / (variance + Self.epsilon).squareRoot()
             var sumDy = 0.0, sumDyXhat = 0.0
             for s in 0..<batch {

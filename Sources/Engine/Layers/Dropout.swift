@@ -52,7 +52,7 @@ public struct Dropout: Layer {
     private func masked(_ from: UnsafePointer<Float>, _ to: UnsafeMutablePointer<Float>, batch: Int, mode: ForwardMode) {
         let scale = 1 / Float(1 - Double(probability)), p = probability
         for row in 0..<batch {
-            var generator = SeededGenerator.derived(seed: mode.seed, UInt64(mode.layer), UInt64(mode.firstRow + row))
+            var generator = SeededGenerator.derived(seed: mode.seed, UInt64(mode.layer), then: UInt64(mode.firstRow + row))
             let offset = row * inputCount
             for i in 0..<inputCount {
                 to[offset + i] = generator.nextUnitFloat() >= p ? from[offset + i] * scale : 0

@@ -42,6 +42,8 @@ public struct ClientRuntime: Sendable {
     /// trains and evaluates with its own values there (the global model's until its first
     /// round), keeps them in `ClientState.local`, and sends a zero change for them.
     public let localRanges: [Range<Int>]
+    /// Floats of `ClientState.local`.
+    public var localCount: Int { localRanges.reduce(0) { $0 + $1.count } }
 
     public init(layout: ParameterLayout, training: LocalTrainingConfiguration, uplinkCodec: any UpdateCodec, errorFeedback: Bool,
                 keepsModelCopy: Bool, stages: [any UpdateStage] = [], seed: UInt64, momentum: Float? = nil, localRanges: [Range<Int>] = []) {
@@ -128,6 +130,7 @@ public struct ClientRuntime: Sendable {
         for range in localRanges {
             local += range.map { start[$0] + update.delta[$0] }
             update.delta.replaceSubrange(range, with: repeatElement(0, count: range.count))
+            update.controlDelta?.replaceSubrange(range, with: repeatElement(0, count: range.count))
         }
         guard local.allSatisfy(\.isFinite), let message = encode(update.delta, round: round, client: client, state: &state) else {
             reply.kind = .diverged

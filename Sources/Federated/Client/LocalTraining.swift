@@ -34,8 +34,13 @@ func trainClient(
     // buffer, as NIID-Bench does: added to the gradient, momentum amplified it (by 1/(1−β), 10×
     // at 0.9) while the control variates, estimated as Δy/(K·lr), grew by the same factor each
     // round, and SCAFFOLD diverged on #C=3 within two rounds. Without momentum both are the same.
+    // Buffers (BatchNorm's running statistics) are not trained: no correction moves them, and
+    // their control variates stay zero.
+    let buffers = training.trainer.network.bufferRanges
     let correction: [Float]? = instructions.serverControl.map { c in
-        zip(c, clientControl ?? [Float](repeating: 0, count: count)).map { $0 - $1 }
+        var correction = zip(c, clientControl ?? [Float](repeating: 0, count: count)).map { $0 - $1 }
+        for range in buffers { correction.replaceSubrange(range, with: repeatElement(0, count: range.count)) }
+        return correction
     }
     let learningRate = configuration.optimizer.learningRate
     let mu = instructions.proximalMu
@@ -69,7 +74,9 @@ func trainClient(
     if let control = instructions.serverControl {
         // cᵢ⁺ = cᵢ − c − Δy / (K·lr), so Δcᵢ = cᵢ⁺ − cᵢ = −c − Δy / (K·lr).
         let scale = 1 / (Float(max(1, steps)) * configuration.optimizer.learningRate)
-        controlDelta = (0..<count).map { -control[$0] - delta[$0] * scale }
+        var change = (0..<count).map { -control[$0] - delta[$0] * scale }
+        for range in buffers { change.replaceSubrange(range, with: repeatElement(0, count: range.count)) }
+        controlDelta = change
     }
     return ClientUpdate(client: client, samples: indices.count, steps: steps, delta: delta, controlDelta: controlDelta,
                         trainLoss: samples > 0 ? lossSum / Double(samples) : .nan)

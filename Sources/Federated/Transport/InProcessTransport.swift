@@ -128,6 +128,7 @@ public final class InProcessTransport: ClientTransport {
         for (client, state) in restored {
             guard (0..<partitions.count).contains(client), (state.residual?.count ?? count) == count, (state.copy?.count ?? count) == count,
                   (state.control?.count ?? count) == count, (state.momentum?.count ?? count) == count,
+                  (state.local?.count ?? runtime.localCount) == runtime.localCount,
                   state.uplinkState.count == codecStateCount else {
                 throw CheckpointError("checkpoint: state of client \(client) does not fit the model and codecs")
             }
