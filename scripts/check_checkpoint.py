@@ -22,15 +22,11 @@ def main():
 
     import torch
     from safetensors.torch import load_file
-    from torch_lenet5 import LeNet5, accuracy, load_fashion_mnist
+    from torch_lenet5 import accuracy, load_fashion_mnist
 
     import torch_model
 
-    if args.model == "lenet5":
-        model = LeNet5()
-    else:
-        spec = torch_model.builtin(args.model) if args.model == "fedavg-cnn" else torch_model.load_spec(args.model)
-        model = torch_model.build(spec, [1, 28, 28], 10)
+    model = torch_model.model_for(args.model)
     try:
         model.load_state_dict(load_file(path))  # strict: every name and shape must match
     except Exception as error:  # safetensors' header errors and load_state_dict's mismatches alike

@@ -18,18 +18,9 @@ import subprocess
 import tempfile
 import time
 
+import torch_model
 from script_support import (ArgumentParser, fail, positive_int, require_executable, require_fashion_mnist,
                             require_modules)
-
-
-def torch_model_for(name):
-    from torch_lenet5 import LeNet5
-    import torch_model
-
-    if name == "lenet5":
-        return LeNet5()
-    spec = torch_model.builtin(name) if name == "fedavg-cnn" else torch_model.load_spec(name)
-    return torch_model.build(spec, [1, 28, 28], 10)
 
 
 def forward_flops(model):
@@ -59,7 +50,7 @@ def torch_epoch(name, x, y, batch, seed):
     import torch.nn.functional as F
 
     torch.manual_seed(seed)
-    model = torch_model_for(name)
+    model = torch_model.model_for(name)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     start = time.perf_counter()
@@ -106,7 +97,7 @@ def main():
     torch.set_num_threads(args.threads)
     x, y = load_fashion_mnist("train")
     x, y = x[:args.limit], y[:args.limit]
-    flops = 3 * forward_flops(torch_model_for(args.model))
+    flops = 3 * forward_flops(torch_model.model_for(args.model))
     print(f"{args.model} training throughput, 1 epoch of SGD over {len(x)} images, {args.threads} threads, median of "
           f"{args.repeats} (PyTorch {torch.__version__}); {flops / 1e6:.1f} MFLOP per image (3 x forward)")
     peak = f" of {args.peak_gflops:.0f}" if args.peak_gflops else ""

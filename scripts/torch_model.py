@@ -2,7 +2,8 @@
 Sources/Engine/ModelSpec.swift), so a fedtrain checkpoint loads with load_state_dict into it.
 
 Usage as a module: build(spec, input_shape, classes) -> nn.Sequential; load_spec(path) reads a
-YAML file holding the description alone or under a `model` key; builtin(name) gives fedavg-cnn.
+YAML file holding the description alone or under a `model` key; builtin(name) gives fedavg-cnn;
+model_for(name) gives the module of a `--model` argument (lenet5 included).
 """
 FEDAVG_CNN = {"layers": [
     {"conv": {"out": 32, "kernel": 5, "padding": 2}}, "relu", {"maxpool": 2},
@@ -22,6 +23,16 @@ def builtin(name):
     if name == "fedavg-cnn":
         return FEDAVG_CNN
     raise ValueError(f"no built-in description {name}")
+
+
+def model_for(name, input_shape=(1, 28, 28), classes=10):
+    """The PyTorch module of a fedtrain `--model` argument: lenet5 (scripts/torch_lenet5.py),
+    fedavg-cnn, or a description YAML file."""
+    if name == "lenet5":
+        from torch_lenet5 import LeNet5
+
+        return LeNet5()
+    return build(builtin(name) if name == "fedavg-cnn" else load_spec(name), list(input_shape), classes)
 
 
 def build(spec, input_shape, classes):

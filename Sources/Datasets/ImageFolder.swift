@@ -274,13 +274,18 @@ public enum ImageFolder {
                   : fedtrain_jpeg_decode(data.baseAddress, data.count, &image, &message, message.count)
         }
         guard status == 0 else {
-            let reason = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let reason = codecMessage(message)
             throw .corrupt(path: path, detail: "\(isPNG ? "PNG" : "JPEG"): \(reason)")
         }
         defer { fedtrain_image_free(&image) }
         let count = Int(image.width) * Int(image.height) * Int(image.channels)
         return Decoded(pixels: Array(UnsafeBufferPointer(start: image.pixels, count: count)),
                        height: Int(image.height), width: Int(image.width), channels: Int(image.channels))
+    }
+
+    /// The NUL-terminated message a codec call wrote into `message`.
+    static func codecMessage(_ message: [CChar]) -> String {
+        String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// `image` as one CHW sample of `channels × height × width` bytes at `output`.
@@ -357,7 +362,7 @@ extension ImageFolder {
         }
         defer { fedtrain_image_free_bytes(out) }
         guard status == 0, let out else {
-            let reason = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let reason = codecMessage(message)
             throw .invalidFormat(path: "(\(what) encoder)", detail: reason)
         }
         return Array(UnsafeBufferPointer(start: out, count: size))

@@ -94,9 +94,7 @@ public enum ModelChoice: Sendable, Equatable, Codable, CustomStringConvertible {
         do { bytes = try AtomicFile.read(argument) } catch {
             throw ConfigurationError("--model \(argument): neither a built-in model (\(builtinNames)) nor a readable file (\(error.problem))")
         }
-        guard let text = String(validating: bytes, as: UTF8.self) else { throw ConfigurationError("\(argument): not UTF-8 text") }
-        let node: Node?
-        do { node = try Yams.compose(yaml: text) } catch { throw ConfigurationError("\(argument): not valid YAML: \(error)") }
+        let node = try ConfigurationFile.compose(ConfigurationFile.text(bytes, source: argument), source: argument)
         guard var mapping = node?.mapping else { throw ConfigurationError("\(argument): expected a mapping with layers (and optionally input)") }
         if mapping.count == 1, let inner = mapping["model"]?.mapping { mapping = inner }
         do {

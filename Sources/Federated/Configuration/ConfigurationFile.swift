@@ -10,9 +10,7 @@ public enum ConfigurationFile {
     /// wrong types are errors naming the key (ranges are `SimulationConfiguration.validate`'s).
     /// Keys absent from `text` keep their defaults.
     public static func decode(_ text: String, source: String) throws(ConfigurationError) -> SimulationConfiguration {
-        let node: Node?
-        do { node = try Yams.compose(yaml: text) } catch { throw ConfigurationError("\(source): not valid YAML: \(error)") }
-        guard let node else { return SimulationConfiguration() }
+        guard let node = try compose(text, source: source) else { return SimulationConfiguration() }
         guard let mapping = node.mapping else { throw ConfigurationError("\(source): expected a mapping of keys to values") }
         let known = Set(SimulationConfiguration.keys)
         for key in mapping.keys {
@@ -38,8 +36,18 @@ public enum ConfigurationFile {
     public static func read(_ path: String) throws(ConfigurationError) -> SimulationConfiguration {
         let bytes: [UInt8]
         do { bytes = try AtomicFile.read(path) } catch { throw ConfigurationError(error.description) }
-        guard let text = String(validating: bytes, as: UTF8.self) else { throw ConfigurationError("\(path): not UTF-8 text") }
-        return try decode(text, source: path)
+        return try decode(text(bytes, source: path), source: path)
+    }
+
+    /// `bytes` as UTF-8 text, or an error naming `source`.
+    static func text(_ bytes: [UInt8], source: String) throws(ConfigurationError) -> String {
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw ConfigurationError("\(source): not UTF-8 text") }
+        return text
+    }
+
+    /// The YAML node of `text` (nil when empty), or an error naming `source`.
+    static func compose(_ text: String, source: String) throws(ConfigurationError) -> Node? {
+        do { return try Yams.compose(yaml: text) } catch { throw ConfigurationError("\(source): not valid YAML: \(error)") }
     }
 
     /// Every key of `configuration`, one per line, in `SimulationConfiguration.keys` order.

@@ -21,7 +21,6 @@ public struct ExampleDPSGD: Sendable, Equatable, Codable {
         (self.clip, self.noiseMultiplier, self.secure) = (clip, noiseMultiplier, secure)
     }
 
-    /// The Poisson rate and steps per epoch of a client with `samples` samples and batch size `batchSize`.
     /// Refuses a network whose training mixes examples (BatchNorm: one example's gradient would
     /// depend on the others of its lot, unbounding its sensitivity) or draws masks (Dropout: the
     /// per-example gradients would share one), as Opacus refuses them.
@@ -31,6 +30,7 @@ public struct ExampleDPSGD: Sendable, Equatable, Codable {
         }
     }
 
+    /// The Poisson rate and steps per epoch of a client with `samples` samples and batch size `batchSize`.
     public static func sampling(samples: Int, batchSize: Int) -> (rate: Double, stepsPerEpoch: Int) {
         let expected = min(batchSize, samples)
         return (Double(expected) / Double(samples), max(1, Int((Double(samples) / Double(expected)).rounded())))
