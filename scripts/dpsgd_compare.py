@@ -1,7 +1,8 @@
 """Example-level DP-SGD on LeNet-5, fedtrain beside Opacus, measured in one run on one core each: one
 client of 6000 Fashion-MNIST images (IID), Poisson lots of expected size 64, per-example clip 1.0,
 noise multiplier 1.0, SGD lr 0.05, one epoch (94 steps). Prints each side's examples per second
-(images that went through a per-example gradient) and the ratio.
+(images that went through a per-example gradient) and the ratio, and fedtrain's non-private
+epoch (the same client, batches of 64) for the cost of privacy.
 
 Usage: .venv/bin/python scripts/dpsgd_compare.py --fedtrain .build/release/fedtrain
 """
@@ -47,19 +48,20 @@ def opacus_epoch():
     return examples / (time.perf_counter() - start)
 
 
-def fedtrain_epoch():
+def fedtrain_epoch(private=True):
     with tempfile.TemporaryDirectory() as out:
-        # 10 IID clients of 6000: one is sampled and trains its epoch of DP-SGD on one thread.
+        # 10 IID clients of 6000: one is sampled and trains its epoch on one thread.
+        dp = ["--dp", "dpsgd", "--clip", str(CLIP), "--noise-multiplier", str(NOISE)] if private else []
         subprocess.run([arguments.fedtrain, "simulate", "--clients", "10", "--fraction", "0.1", "--min-clients", "1", "--rounds", "1",
-                        "--partition", "iid", "--dp", "dpsgd", "--clip", str(CLIP), "--noise-multiplier", str(NOISE),
-                        "--batch-size", str(BATCH), "--lr", str(LR), "--threads", "1", "--out", f"{out}/run"],
+                        "--partition", "iid", *dp, "--batch-size", str(BATCH), "--lr", str(LR), "--threads", "1", "--out", f"{out}/run"],
                        check=True, stdout=subprocess.DEVNULL)
         with open(f"{out}/run/metrics.jsonl") as file:
             return json.loads(file.readline())["images_per_second"]
 
 
 rows = []
-for name, run in (("fedtrain", fedtrain_epoch), ("Opacus 1.6 + PyTorch", opacus_epoch)):
+for name, run in (("fedtrain", fedtrain_epoch), ("Opacus 1.6 + PyTorch", opacus_epoch),
+                  ("fedtrain, non-private", lambda: fedtrain_epoch(private=False))):
     rates = [run() for _ in range(arguments.repeats)]
     rows.append((name, max(rates), rates))
 print(f"DP-SGD, LeNet-5, one client of {SAMPLES} images, expected lot {BATCH}, clip {CLIP}, noise {NOISE}, one core each")
@@ -68,3 +70,4 @@ print("|---|---|---|")
 for name, best, rates in rows:
     print(f"| {name} | {best:.0f} | {', '.join(f'{r:.0f}' for r in rates)} |")
 print(f"\nfedtrain / Opacus: {rows[0][1] / rows[1][1]:.2f}x")
+print(f"fedtrain's DP-SGD step costs {rows[2][1] / rows[0][1]:.2f}x its non-private step")

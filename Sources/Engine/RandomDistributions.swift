@@ -38,3 +38,28 @@ extension SeededGenerator {
         return draws.map { $0 / total }
     }
 }
+
+/// Gaussian noise in bulk: standard normals in pairs by Marsaglia's polar method, from 53-bit
+/// uniforms in [−1, 1) of any generator. No trigonometry, and both values of a pair are used, so
+/// a vector of noise costs about a third of per-value Box-Muller (`SeededGenerator.nextGaussian`,
+/// whose streams stay as they are for the results they fix). DP-SGD adds one draw per parameter
+/// per step, which made noise a third of its step.
+public enum PolarGaussian {
+    /// Adds `standardDeviation`·N(0, 1) to each of `values`, in Double, rounded once to Float.
+    public static func addNoise<G: RandomNumberGenerator>(to values: UnsafeMutableBufferPointer<Float>, standardDeviation: Double,
+                                                           using generator: inout G) {
+        var i = 0
+        while i < values.count {
+            var x = 0.0, y = 0.0, s = 0.0
+            repeat {
+                x = Double(generator.next() >> 11) * 0x1p-52 - 1
+                y = Double(generator.next() >> 11) * 0x1p-52 - 1
+                s = x * x + y * y
+            } while s >= 1 || s == 0
+            let factor = standardDeviation * (-2 * log(s) / s).squareRoot()
+            values[i] = Float(Double(values[i]) + factor * x)
+            if i + 1 < values.count { values[i + 1] = Float(Double(values[i + 1]) + factor * y) }
+            i += 2
+        }
+    }
+}

@@ -33,6 +33,11 @@ public final class Trainer {
     private let chunkCorrect: UnsafeMutableBufferPointer<Int>
     /// The buffers as a step's forward pass left them, restored after the update.
     private let savedBuffers: UnsafeMutableBufferPointer<Float>
+    /// Samples per chunk at most, and each chunk's per-sample squared gradient norms and clip
+    /// factors (`clippedGradientSum`).
+    private let chunkCapacity: Int
+    private let sampleNorms: UnsafeMutableBufferPointer<Double>
+    private let sampleFactors: UnsafeMutableBufferPointer<Float>
 
     /// The inputs of the step in progress, written before each parallel job and only read while
     /// it runs.
@@ -46,6 +51,8 @@ public final class Trainer {
         var firstStep = false
         var updateAfterReduce = false
         var mode = ForwardMode.evaluation
+        /// Per-sample clip bound of a `clippedGradientSum`, nil for a plain gradient.
+        var clip: Double?
         var configuration = SGDConfiguration(learningRate: 0)
     }
     private var inputs = StepInputs()
@@ -68,6 +75,7 @@ public final class Trainer {
         self.threads = threads
         self.optimizer = SGD(optimizer)
         let chunkCapacity = (batchCapacity + self.chunks - 1) / self.chunks
+        self.chunkCapacity = chunkCapacity
         workspaces = (0..<self.chunks).map { _ in Workspace(network: network, capacity: chunkCapacity) }
         gradients = .allocate(capacity: (self.chunks + 1) * network.parameterCount)
         gradients.initialize(repeating: 0)
@@ -77,6 +85,10 @@ public final class Trainer {
         chunkCorrect.initialize(repeating: 0)
         savedBuffers = .allocate(capacity: max(1, network.bufferRanges.reduce(0) { $0 + $1.count }))
         savedBuffers.initialize(repeating: 0)
+        sampleNorms = .allocate(capacity: self.chunks * chunkCapacity)
+        sampleNorms.initialize(repeating: 0)
+        sampleFactors = .allocate(capacity: self.chunks * chunkCapacity)
+        sampleFactors.initialize(repeating: 0)
         Parallelism.useSingleThreadedBLAS()
         chunkJob = { [unowned self] worker in self.runChunks(worker: worker) }
         reduceJob = { [unowned self] worker in self.reduceAndUpdate(worker: worker) }
@@ -87,6 +99,8 @@ public final class Trainer {
         chunkLoss.deallocate()
         chunkCorrect.deallocate()
         savedBuffers.deallocate()
+        sampleNorms.deallocate()
+        sampleFactors.deallocate()
     }
 
     /// Copies the buffers out of (`save`) or back into `parameters`.
@@ -135,9 +149,19 @@ public final class Trainer {
             var mode = inputs.mode
             mode.firstRow = range.lowerBound
             let logits = workspace.forward(batch: range.count, input: x, parameters: parameters, mode: mode)
+            let labels = inputs.labels! + range.lowerBound
             chunkLoss[chunk] = SoftmaxCrossEntropy.lossAndGradient(
-                batch: range.count, classes: classes, logits: logits, labels: inputs.labels! + range.lowerBound,
-                gradientScale: scale, logitGradient: workspace.logitGradient)
+                batch: range.count, classes: classes, logits: logits, labels: labels,
+                gradientScale: inputs.clip == nil ? scale : 1, logitGradient: workspace.logitGradient)
+            if let clip = inputs.clip {
+                let norms = sampleNorms.baseAddress! + chunk * chunkCapacity
+                let factors = sampleFactors.baseAddress! + chunk * chunkCapacity
+                norms.update(repeating: 0, count: range.count)
+                workspace.sampleGradientNorms(batch: range.count, input: x, parameters: parameters, squaredNorms: norms)
+                for row in 0..<range.count { factors[row] = Self.clipFactor(squaredNorm: norms[row], clip: clip) }
+                workspace.accumulateClippedGradient(batch: range.count, input: x, parameters: parameters, factors: factors, gradient: chunkGradient)
+                continue
+            }
             workspace.backward(batch: range.count, input: x, parameters: parameters, gradient: chunkGradient, mode: mode)
         }
     }
@@ -244,6 +268,36 @@ public final class Trainer {
                 return loss / Double(count)
             }
         }
+    }
+
+    /// Overwrites `sum` with Σᵢ min(1, C/‖gᵢ‖)·gᵢ over the `count` samples, gᵢ the gradient of
+    /// sample i's loss (DP-SGD's clipped sum, Abadi et al. 2016), and returns the summed loss.
+    /// Batched: one forward pass, one backward pass that computes each sample's gradient norm
+    /// (`Workspace.sampleGradientNorms`: closed form for dense layers, Goodfellow 2015;
+    /// per-sample gradients for the others), then the clipped sum from what it kept
+    /// (`Workspace.accumulateClippedGradient`; Bu et al. 2023's book-keeping, so no second
+    /// backward pass). No per-sample gradient of the whole model is formed.
+    /// The factor keeps a relative margin of 1e-5 below C: the norms and the second pass round
+    /// differently (about 1e-6 relative in Float), and a clipped gradient recomputed in Double
+    /// must stay within C. The network must not mix samples or draw random numbers.
+    @discardableResult
+    public func clippedGradientSum(
+        parameters: UnsafePointer<Float>, images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int,
+        clip: Double, into sum: UnsafeMutablePointer<Float>, source: BatchSource? = nil
+    ) -> Double {
+        precondition(clip > 0 && clip.isFinite, "clip bound must be a positive number")
+        inputs.clip = clip
+        defer { inputs.clip = nil }
+        let loss = runStep(parameters: UnsafeMutablePointer(mutating: parameters), images: images, labels: labels, count: count,
+                           source: source, update: false, seed: 0, updatesBuffers: false)
+        sum.update(from: gradients.baseAddress! + chunks * network.parameterCount, count: network.parameterCount)
+        return loss
+    }
+
+    /// min(1, C/‖g‖) with the margin `clippedGradientSum` documents.
+    static func clipFactor(squaredNorm: Double, clip: Double) -> Float {
+        let bound = clip * (1 - 1e-5), norm = squaredNorm.squareRoot()
+        return norm <= bound ? 1 : Float(bound / norm)
     }
 
     /// Sum of per-sample losses and number of correct first-arg-max predictions over `count`

@@ -82,6 +82,23 @@ enum VectorKernels {
         }
         return total
     }
+
+    /// Σ x², each term and the sum in Double (per-sample gradient norms, DP-SGD's clip).
+    static func squaredNorm(_ source: UnsafePointer<Float>, count: Int) -> Double {
+        var partial = SIMD4<Double>()
+        var i = 0
+        while i + 4 <= count {
+            let x = SIMD4<Double>(Double(source[i]), Double(source[i + 1]), Double(source[i + 2]), Double(source[i + 3]))
+            partial += x * x
+            i += 4
+        }
+        var total = partial.sum()
+        while i < count {
+            total += Double(source[i]) * Double(source[i])
+            i += 1
+        }
+        return total
+    }
 }
 
 /// Float vectors whose lanes are summed by halving the vector in registers. The standard

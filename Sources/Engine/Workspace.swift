@@ -43,7 +43,15 @@ public final class Workspace {
         return (activations, gradients, scratch, offset)
     }
 
-    deinit { storage.deallocate() }
+    /// What each layer keeps between `sampleGradientNorms` and `accumulateClippedGradient`
+    /// (`Layer.sampleGradientKeptCount` at `capacity`), and where each layer's part starts;
+    /// allocated on the first call (DP-SGD only).
+    private var kept: (storage: UnsafeMutableBufferPointer<Float>, offsets: [Int])?
+
+    deinit {
+        storage.deallocate()
+        kept?.storage.deallocate()
+    }
 
     /// The network's output for the last `forward`, `batch × outputCount`.
     public var logits: UnsafeMutablePointer<Float> { storage.baseAddress! + activationOffsets.last! }
@@ -91,6 +99,52 @@ public final class Workspace {
                            parameters: parameters + network.parameterOffsets[index],
                            parameterGradient: gradient + network.parameterOffsets[index], scratch: scratch, mode: mode)
             swap(&upstream, &downstream)
+        }
+    }
+
+    /// Back-propagates `logitGradient` (per-sample loss gradients) through the activations of
+    /// the preceding training-mode `forward` on the same `input` and **adds** to
+    /// `squaredNorms[i]` (`batch` values) the squared L2 norm of sample i's parameter gradient
+    /// (`Layer.accumulateSampleGradientNorms`), keeping what `accumulateClippedGradient` needs.
+    /// Overwrites `logitGradient`; computes no parameter gradient. The network must not mix
+    /// samples (no BatchNorm) nor draw random numbers (no Dropout).
+    public func sampleGradientNorms(batch: Int, input: UnsafePointer<Float>, parameters: UnsafePointer<Float>,
+                                    squaredNorms: UnsafeMutablePointer<Double>) {
+        precondition(!network.mixesSamples && !network.drawsRandomNumbers, "per-sample gradient norms need samples trained independently")
+        precondition(batch >= 1 && batch <= capacity, "batch \(batch) exceeds workspace capacity \(capacity)")
+        if kept == nil {
+            var offsets: [Int] = [], total = 0
+            for layer in network.layers {
+                offsets.append(total)
+                total += max(1, layer.sampleGradientKeptCount(batch: capacity))
+            }
+            kept = (.allocate(capacity: total), offsets)
+        }
+        let base = storage.baseAddress!, scratch = base + scratchOffset, keptBase = kept!.storage.baseAddress!
+        var upstream = base + gradientOffsets.0, downstream = base + gradientOffsets.1
+        for index in stride(from: network.layers.count - 1, through: 0, by: -1) {
+            let x = index == 0 ? input : UnsafePointer(base + activationOffsets[index - 1])
+            network.layers[index].accumulateSampleGradientNorms(
+                batch: batch, input: x, output: base + activationOffsets[index], outputGradient: upstream,
+                inputGradient: index == 0 ? nil : downstream, parameters: parameters + network.parameterOffsets[index],
+                scratch: scratch, kept: keptBase + kept!.offsets[index], squaredNorms: squaredNorms)
+            swap(&upstream, &downstream)
+        }
+    }
+
+    /// **Adds** Σᵢ `factors[i]`·gᵢ to `gradient` (the full flat vector), gᵢ sample i's parameter
+    /// gradient, from what the preceding `sampleGradientNorms` on the same `input` and batch kept
+    /// (no second backward pass: Bu et al. 2023's book-keeping).
+    public func accumulateClippedGradient(batch: Int, input: UnsafePointer<Float>, parameters: UnsafePointer<Float>,
+                                          factors: UnsafePointer<Float>, gradient: UnsafeMutablePointer<Float>) {
+        guard let kept else { preconditionFailure("accumulateClippedGradient before sampleGradientNorms") }
+        let base = storage.baseAddress!, scratch = base + scratchOffset
+        for (index, layer) in network.layers.enumerated() where layer.parameterCount > 0 {
+            let x = index == 0 ? input : UnsafePointer(base + activationOffsets[index - 1])
+            layer.accumulateWeightedSampleGradients(
+                batch: batch, input: x, output: base + activationOffsets[index], kept: kept.storage.baseAddress! + kept.offsets[index],
+                factors: factors, parameters: parameters + network.parameterOffsets[index],
+                parameterGradient: gradient + network.parameterOffsets[index], scratch: scratch)
         }
     }
 }

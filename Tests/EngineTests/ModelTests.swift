@@ -195,4 +195,73 @@ func piece(of network: Sequential, workspace: Workspace, batch: Int) -> [Int] {
         }
         #expect(evaluation.correct == 8)
     }
+
+    /// A network on the default per-sample path of every kind of convolution (three input
+    /// channels, stride 2, padding; 16 output channels: the channel-blocked kernels) and pooling.
+    static let stridedNetwork = Sequential([
+        ("0", Conv2D(inputChannels: 3, outputChannels: 16, kernelSize: 3, stride: 2, padding: 1, inputHeight: 12, inputWidth: 12)),
+        (nil, ReLU(shape: [16, 6, 6])),
+        ("2", Conv2D(inputChannels: 16, outputChannels: 16, kernelSize: 3, padding: 1, inputHeight: 6, inputWidth: 6)),
+        (nil, AvgPool2D(channels: 16, inputHeight: 6, inputWidth: 6, kernelSize: 2)),
+        (nil, Flatten(shape: [16, 3, 3])),
+        ("5", Dense(inputFeatures: 144, outputFeatures: 7)),
+    ])
+
+    /// DP-SGD's batched clipped sum against the naive reference: each sample's gradient from its
+    /// own batch-of-one backward pass, clipped in Double, summed. Chunks and threads do not change it.
+    @Test(arguments: ["lenet5", "strided"])
+    func clippedGradientSumEqualsPerSampleReference(name: String) {
+        let (network, classes) = name == "lenet5" ? (LeNet5.grayscale, 10) : (Self.stridedNetwork, 7)
+        let batch = 9, P = network.parameterCount
+        var generator = SeededGenerator(seed: 5)
+        let parameters = network.initialParameters(using: &generator)
+        let images = randomArray(batch * network.inputCount, seed: 6)
+        let labels = (0..<batch).map { Int32($0 % classes) }
+        let single = Trainer(network: network, optimizer: SGDConfiguration(learningRate: 0.1), batchCapacity: 1)
+        var perSample: [[Float]] = [], losses: [Double] = []
+        for i in 0..<batch {
+            var gradient = [Float](repeating: 0, count: P)
+            losses.append(gradient.withUnsafeMutableBufferPointer { g in
+                single.computeGradient(parameters: parameters, images: images.withUnsafeBufferPointer { $0.baseAddress! + i * network.inputCount },
+                                       labels: labels.withUnsafeBufferPointer { $0.baseAddress! + i }, count: 1, into: g.baseAddress!)
+            })
+            perSample.append(gradient)
+        }
+        let norms = perSample.map { g in g.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot() }
+        let clip = norms.sorted()[batch / 2]
+        var reference = [Float](repeating: 0, count: P)
+        for (gradient, norm) in zip(perSample, norms) {
+            let factor = Float(min(1, clip / norm))
+            for j in 0..<P { reference[j] += factor * gradient[j] }
+        }
+        func clipped(chunks: Int, threads: Int, count: Int = batch, clip: Double = clip, offset: Int = 0) -> ([Float], Double) {
+            let trainer = Trainer(network: network, optimizer: SGDConfiguration(learningRate: 0.1), batchCapacity: batch, chunks: chunks, threads: threads)
+            var sum = [Float](repeating: .nan, count: P)
+            let loss = sum.withUnsafeMutableBufferPointer { s in
+                images.withUnsafeBufferPointer { x in labels.withUnsafeBufferPointer { y in
+                    trainer.clippedGradientSum(parameters: parameters, images: x.baseAddress! + offset * network.inputCount,
+                                               labels: y.baseAddress! + offset, count: count, clip: clip, into: s.baseAddress!) } }
+            }
+            return (sum, loss)
+        }
+        /// ‖a − reference‖ / ‖reference‖, in Double.
+        func relativeError(_ a: [Float]) -> Double {
+            zip(a, reference).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }.squareRoot()
+                / reference.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+        }
+        let (sum, loss) = clipped(chunks: 1, threads: 1)
+        #expect(relativeError(sum) <= 5e-5)
+        #expect(abs(loss - losses.reduce(0, +)) <= 1e-5 * loss)
+        #expect(clipped(chunks: 3, threads: 1).0 == clipped(chunks: 3, threads: 2).0)
+        #expect(relativeError(clipped(chunks: 3, threads: 2).0) <= 5e-5)
+        // Alone, each sample's clipped gradient stays within C recomputed in Double.
+        for i in 0..<batch {
+            let alone = clipped(chunks: 1, threads: 1, count: 1, offset: i).0
+            let norm = alone.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            #expect(norm <= clip, "sample \(i): \(norm) > \(clip)")
+            let factor = min(1, clip / norms[i])
+            let error = zip(alone, perSample[i]).reduce(0.0) { $0 + (Double($1.0) - factor * Double($1.1)) * (Double($1.0) - factor * Double($1.1)) }.squareRoot()
+            #expect(error <= 5e-5 * factor * norms[i], "sample \(i)")
+        }
+    }
 }

@@ -55,11 +55,50 @@ public struct Dense: Layer {
             for feature in 0..<outputFeatures { biasGradient[feature] += dy[feature] }
         }
         if let inputGradient {
-            if BLAS.plainProductAllocates(n: inputFeatures, k: outputFeatures) {
-                BLAS.gemm(transposeA: true, m: batch, n: inputFeatures, k: outputFeatures, scratch, parameters, inputGradient)
-            } else {
-                BLAS.gemm(m: batch, n: inputFeatures, k: outputFeatures, outputGradient, parameters, inputGradient)
-            }
+            backwardInput(batch: batch, outputGradient: outputGradient, outputGradientTransposed: scratch,
+                          parameters: parameters, inputGradient: inputGradient)
         }
+    }
+
+    /// `dX = dY · W`, from `dYᵀ` where the plain product would allocate.
+    private func backwardInput(batch: Int, outputGradient: UnsafePointer<Float>, outputGradientTransposed: UnsafePointer<Float>,
+                               parameters: UnsafePointer<Float>, inputGradient: UnsafeMutablePointer<Float>) {
+        if BLAS.plainProductAllocates(n: inputFeatures, k: outputFeatures) {
+            BLAS.gemm(transposeA: true, m: batch, n: inputFeatures, k: outputFeatures, outputGradientTransposed, parameters, inputGradient)
+        } else {
+            BLAS.gemm(m: batch, n: inputFeatures, k: outputFeatures, outputGradient, parameters, inputGradient)
+        }
+    }
+
+    /// Sample i's gradient is `dyᵢ xᵢᵀ` and `dyᵢ`, so its squared norm is `‖dyᵢ‖² (‖xᵢ‖² + 1)`
+    /// (Goodfellow 2015): no per-sample product is formed. Keeps `dY`.
+    public func sampleGradientKeptCount(batch: Int) -> Int { batch * outputFeatures }
+
+    public func accumulateSampleGradientNorms(batch: Int, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
+                                              outputGradient: UnsafePointer<Float>, inputGradient: UnsafeMutablePointer<Float>?,
+                                              parameters: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+                                              kept: UnsafeMutablePointer<Float>, squaredNorms: UnsafeMutablePointer<Double>) {
+        for sample in 0..<batch {
+            squaredNorms[sample] += VectorKernels.squaredNorm(outputGradient + sample * outputFeatures, count: outputFeatures)
+                * (VectorKernels.squaredNorm(input + sample * inputFeatures, count: inputFeatures) + 1)
+        }
+        kept.update(from: outputGradient, count: batch * outputFeatures)
+        guard let inputGradient else { return }
+        BLAS.transpose(rows: batch, columns: outputFeatures, outputGradient, scratch)
+        backwardInput(batch: batch, outputGradient: outputGradient, outputGradientTransposed: scratch,
+                      parameters: parameters, inputGradient: inputGradient)
+    }
+
+    /// `Σᵢ cᵢ dyᵢ xᵢᵀ` is the batch's weight gradient of the rows `cᵢ dyᵢ`: one product, as in `backward`.
+    public func accumulateWeightedSampleGradients(batch: Int, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
+                                                  kept: UnsafeMutablePointer<Float>, factors: UnsafePointer<Float>,
+                                                  parameters: UnsafePointer<Float>, parameterGradient: UnsafeMutablePointer<Float>,
+                                                  scratch: UnsafeMutablePointer<Float>) {
+        for sample in 0..<batch {
+            let dy = kept + sample * outputFeatures
+            for feature in 0..<outputFeatures { dy[feature] *= factors[sample] }
+        }
+        backward(batch: batch, input: input, output: output, outputGradient: kept, inputGradient: nil,
+                 parameters: parameters, parameterGradient: parameterGradient, scratch: scratch)
     }
 }

@@ -55,6 +55,26 @@ public protocol Layer: Sendable {
                   outputGradient: UnsafePointer<Float>, inputGradient: UnsafeMutablePointer<Float>?,
                   parameters: UnsafePointer<Float>, parameterGradient: UnsafeMutablePointer<Float>,
                   scratch: UnsafeMutablePointer<Float>, mode: ForwardMode)
+    /// Floats that `accumulateSampleGradientNorms` keeps for `accumulateWeightedSampleGradients`
+    /// over a batch of `batch`.
+    func sampleGradientKeptCount(batch: Int) -> Int
+    /// Backward for per-sample clipping (DP-SGD): overwrites `inputGradient` as `backward` does,
+    /// **adds** to `squaredNorms[i]` the squared L2 norm (in Double) of sample i's gradient of
+    /// this layer's parameters, and overwrites `kept` (`sampleGradientKeptCount(batch:)` floats)
+    /// with what `accumulateWeightedSampleGradients` needs to weight them. The default keeps each
+    /// sample's gradient, computed by `backward` one sample at a time (exact for any layer that
+    /// does not mix samples); `Dense` keeps only `dY`.
+    func accumulateSampleGradientNorms(batch: Int, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
+                                       outputGradient: UnsafePointer<Float>, inputGradient: UnsafeMutablePointer<Float>?,
+                                       parameters: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+                                       kept: UnsafeMutablePointer<Float>, squaredNorms: UnsafeMutablePointer<Double>)
+    /// **Adds** Σᵢ `factors[i]`·(sample i's parameter gradient) to `parameterGradient`, from the
+    /// `kept` of the preceding `accumulateSampleGradientNorms` on the same `input` (which it may
+    /// overwrite) and batch.
+    func accumulateWeightedSampleGradients(batch: Int, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
+                                           kept: UnsafeMutablePointer<Float>, factors: UnsafePointer<Float>,
+                                           parameters: UnsafePointer<Float>, parameterGradient: UnsafeMutablePointer<Float>,
+                                           scratch: UnsafeMutablePointer<Float>)
 }
 
 /// How a forward pass runs: training or evaluation, and where a training step's random draws
@@ -95,6 +115,36 @@ extension Layer {
                          scratch: UnsafeMutablePointer<Float>, mode: ForwardMode) {
         backward(batch: batch, input: input, output: output, outputGradient: outputGradient, inputGradient: inputGradient,
                  parameters: parameters, parameterGradient: parameterGradient, scratch: scratch)
+    }
+    public func sampleGradientKeptCount(batch: Int) -> Int { batch * parameterCount }
+    public func accumulateSampleGradientNorms(batch: Int, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
+                                              outputGradient: UnsafePointer<Float>, inputGradient: UnsafeMutablePointer<Float>?,
+                                              parameters: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+                                              kept: UnsafeMutablePointer<Float>, squaredNorms: UnsafeMutablePointer<Double>) {
+        precondition(!mixesSamples && !drawsRandomNumbers, "per-sample gradients need samples trained independently")
+        let count = parameterCount
+        guard count > 0 else {
+            backward(batch: batch, input: input, output: output, outputGradient: outputGradient, inputGradient: inputGradient,
+                     parameters: parameters, parameterGradient: kept, scratch: scratch)
+            return
+        }
+        for sample in 0..<batch {
+            let gradient = kept + sample * count
+            gradient.update(repeating: 0, count: count)
+            backward(batch: 1, input: input + sample * inputCount, output: output + sample * outputCount,
+                     outputGradient: outputGradient + sample * outputCount, inputGradient: inputGradient.map { $0 + sample * inputCount },
+                     parameters: parameters, parameterGradient: gradient, scratch: scratch)
+            squaredNorms[sample] += VectorKernels.squaredNorm(gradient, count: count)
+        }
+    }
+    public func accumulateWeightedSampleGradients(batch: Int, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
+                                                  kept: UnsafeMutablePointer<Float>, factors: UnsafePointer<Float>,
+                                                  parameters: UnsafePointer<Float>, parameterGradient: UnsafeMutablePointer<Float>,
+                                                  scratch: UnsafeMutablePointer<Float>) {
+        let count = parameterCount
+        for sample in 0..<batch where count > 0 {
+            BLAS.axpy(count: count, alpha: factors[sample], kept + sample * count, parameterGradient)
+        }
     }
     public func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using generator: inout SeededGenerator) {}
     public func scratchCount(batch: Int) -> Int { 0 }

@@ -28,6 +28,8 @@ public final class SupervisedTraining {
     public let trainer: Trainer
     public let batchSize: Int
     private let buffer: BatchBuffer
+    /// One piece's clipped sum in `clippedGradientSum` (allocated on first use: DP-SGD only).
+    private lazy var pieceGradient = [Float](repeating: 0, count: trainer.network.parameterCount)
 
     public init(network: Sequential, optimizer: SGDConfiguration, batchSize: Int, chunks: Int, threads: Int) {
         trainer = Trainer(network: network, optimizer: optimizer, batchCapacity: batchSize, chunks: chunks, threads: threads)
@@ -70,15 +72,27 @@ public final class SupervisedTraining {
                             seconds: (clock.now - start).seconds)
     }
 
-    /// Overwrites `gradient` with the loss gradient of the one sample `index` of `data` at
-    /// `parameters` and returns its loss (DP-SGD's per-example gradients).
-    public func exampleGradient(parameters: [Float], data: LabeledImages, index: Int, into gradient: UnsafeMutablePointer<Float>) -> Double {
+    /// Overwrites `sum` with the sum over `indices` of `data` of each sample's loss gradient at
+    /// `parameters` clipped to L2 norm `clip` (DP-SGD's lot; `Trainer.clippedGradientSum`, in
+    /// pieces of at most `batchSize` samples) and returns the summed loss. An empty lot sums to zero.
+    public func clippedGradientSum(parameters: [Float], data: LabeledImages, indices: [Int], clip: Double,
+                                   into sum: UnsafeMutableBufferPointer<Float>) -> Double {
+        precondition(sum.count == trainer.network.parameterCount, "gradient vector belongs to another model")
+        sum.update(repeating: 0)
         buffer.data = data
         defer { buffer.data = nil }
-        buffer.pending = [index][...]
-        return parameters.withUnsafeBufferPointer { p in
-            trainer.computeGradient(parameters: p.baseAddress!, images: buffer.images, labels: buffer.labels, count: 1, into: gradient, source: buffer)
+        var loss = 0.0
+        parameters.withUnsafeBufferPointer { p in
+            for start in stride(from: 0, to: indices.count, by: batchSize) {
+                buffer.pending = indices[start..<min(indices.count, start + batchSize)]
+                pieceGradient.withUnsafeMutableBufferPointer { g in
+                    loss += trainer.clippedGradientSum(parameters: p.baseAddress!, images: buffer.images, labels: buffer.labels,
+                                                       count: buffer.pending.count, clip: clip, into: g.baseAddress!, source: buffer)
+                    BLAS.axpy(count: g.count, alpha: 1, g.baseAddress!, sum.baseAddress!)
+                }
+            }
         }
+        return loss
     }
 
     /// Mean loss and accuracy of `parameters` on `indices` of `data` (all samples when nil).

@@ -3,7 +3,8 @@ import Engine
 
 /// Example-level DP-SGD inside a client (Abadi et al. 2016, as Opacus runs it): every step takes
 /// a Poisson lot (each of the client's n samples with probability q = B/n, B the batch size),
-/// computes each example's gradient, clips it to L2 norm `clip` (computed in Double), sums,
+/// computes each example's gradient, clips it to L2 norm `clip` (computed in Double; batched, see
+/// `Trainer.clippedGradientSum`), sums,
 /// adds N(0, (σ·clip)²) per coordinate, divides by the expected lot size B, and takes a PyTorch
 /// SGD step (momentum and weight decay as configured). An epoch is round(n/B) steps. What a
 /// client's examples spend is the RDP accountant's ε for q, σ and its steps.
@@ -51,22 +52,18 @@ public struct ExampleDPSGD: Sendable, Equatable, Codable {
         let (rate, stepsPerEpoch) = Self.sampling(samples: indices.count, batchSize: configuration.batchSize)
         var random = (secure ? NoiseSource.secure : .seeded(seed)).generator(.exampleDP, round: round, client: client)
         var parameters = global, velocity = [Float](repeating: 0, count: count)
-        var gradient = [Float](repeating: 0, count: count), sum = [Float](repeating: 0, count: count)
+        var sum = [Float](repeating: 0, count: count)
         let noiseScale = noiseMultiplier * clip
         var steps = 0, lossSum = 0.0, examples = 0
         for step in 0..<(configuration.epochs * stepsPerEpoch) {
             let lot = indices.filter { _ in random.nextUnitDouble() < rate }
-            for i in 0..<count { sum[i] = 0 }
-            for index in lot {
-                lossSum += gradient.withUnsafeMutableBufferPointer { g in
-                    training.exampleGradient(parameters: parameters, data: data, index: index, into: g.baseAddress!)
-                }
-                L2Clip.clip(&gradient, to: clip, layers: nil)
-                for i in 0..<count { sum[i] += gradient[i] }
+            lossSum += sum.withUnsafeMutableBufferPointer { s in
+                training.clippedGradientSum(parameters: parameters, data: data, indices: lot, clip: clip, into: s)
             }
             examples += lot.count
             // Noise on every coordinate, every step (an empty lot too: its release is noise only).
-            for i in 0..<count { sum[i] = (sum[i] + Float(noiseScale * random.nextGaussian())) / Float(expected) }
+            sum.withUnsafeMutableBufferPointer { random.addGaussian(standardDeviation: noiseScale, to: $0) }
+            for i in 0..<count { sum[i] /= Float(expected) }
             parameters.withUnsafeMutableBufferPointer { p in
                 sum.withUnsafeMutableBufferPointer { g in
                     velocity.withUnsafeMutableBufferPointer { v in
