@@ -11,7 +11,7 @@ TORCH_SCRIPTS := scripts/torch_lenet5.py scripts/script_support.py
 # $(call require_files,TARGET,FILES[,HINT]): a recipe line that stops with one line and status 2 when a file is missing
 require_files = @for f in $(2); do [ -e "$$f" ] || { echo "make $(1): $$f does not exist$(if $(3), ($(3)))"; exit 2; }; done
 
-.PHONY: federation fuzz bench-transport compare-federation deps build run train test bench compare experiment plot niid-bench compression-sweep robustness-bench async-bench compare-dpsgd compare-fedavg compare-cnn imagefolder-demo accuracy-seeds check-checkpoint clean
+.PHONY: federation fuzz bench-transport compare-federation deps build run train test bench compare experiment plot niid-bench compression-sweep privacy-sweep robustness-bench async-bench compare-dpsgd compare-fedavg compare-cnn imagefolder-demo accuracy-seeds check-checkpoint clean
 
 ## deps: install the Debian packages fedtrain needs, only those that are missing
 deps:
@@ -139,6 +139,22 @@ compression-sweep: build
 	@cat results/compression.md
 	@if [ -x $(PYTHON) ] && $(PYTHON) -c "import matplotlib" 2>/dev/null; then $(PYTHON) scripts/compression_plot.py results/compression; \
 	else echo "compression-sweep: PNG skipped (make plot installs matplotlib into $(VENV))"; fi
+
+## privacy-sweep: accuracy against epsilon on Fashion-MNIST (Dirichlet 0.5, 100 rounds): central DP at 1000 and 100
+## clients and local DP at 100 (experiments/privacy-sweep.txt), each beside its non-private run (~20 min on 2 cores);
+## then the "Utility" section of results/privacy.md and results/privacy/privacy.png. Finished runs are skipped
+privacy-sweep: build
+	$(call require_files,privacy-sweep,scripts/privacy_sweep_table.py experiments/privacy-sweep.txt experiments/privacy-100.yaml experiments/privacy-1000.yaml)
+	@grep -v '^#' experiments/privacy-sweep.txt | while read -r clients name flags; do \
+		[ -n "$$name" ] || continue; \
+		out=results/privacy/$$clients/$$name; \
+		if [ -f $$out/summary.json ]; then echo "$$clients $$name: done"; continue; fi; \
+		if [ -f $$out/checkpoint/checkpoint.json ]; then $(FEDTRAIN) simulate --resume $$out < /dev/null || exit 1; \
+		else $(FEDTRAIN) simulate --config experiments/privacy-$$clients.yaml $$flags --out $$out < /dev/null || exit 1; fi; \
+	done
+	@PY=python3; if [ -x $(PYTHON) ] && $(PYTHON) -c "import matplotlib" 2>/dev/null; then PY=$(PYTHON); \
+	else echo "privacy-sweep: PNG skipped (make plot installs matplotlib into $(VENV))"; fi; \
+	$$PY scripts/privacy_sweep_table.py results/privacy --into results/privacy.md
 
 ## async-bench: synchronous FedAvg (with and without deadline and over-selection), FedBuff over a few K and FedAsync
 ## (experiments/async-modes.txt) on 100 clients with heavy-tailed speeds (experiments/async-bench.yaml), 3 seeds

@@ -214,7 +214,8 @@ struct RunOptions: ParsableArguments {
 private let dpHelp = "Differential privacy: off; central (DP-FedAvg: the server clips, sums, adds Gaussian noise; needs --clip, "
     + "--client-sampling poisson and --noise-multiplier or --target-epsilon); or local (each client clips and adds noise; needs --clip "
     + "and --local-epsilon); or dpsgd (example-level DP-SGD in every client: Poisson lots of expected size --batch-size, each "
-    + "example's gradient clipped to --clip, noise --noise-multiplier times the clip) (default: off)."
+    + "example's gradient clipped to --clip, noise --noise-multiplier times the clip, or calibrated so that every client's examples "
+    + "spend at most --target-epsilon in the planned rounds) (default: off)."
 
 /// Privacy of uploads.
 struct PrivacyOptions: ParsableArguments {
@@ -223,7 +224,7 @@ struct PrivacyOptions: ParsableArguments {
     var clip: Double?
     @Option(name: .customLong("noise-multiplier"), parsing: .unconditional, help: "Central DP noise standard deviation over the clip.")
     var noiseMultiplier: Double?
-    @Option(name: .customLong("target-epsilon"), parsing: .unconditional, help: "Central DP: ε for the whole run; the noise is calibrated for the planned rounds.")
+    @Option(name: .customLong("target-epsilon"), parsing: .unconditional, help: "Central DP or DP-SGD: ε for the whole run; the noise is calibrated for the planned rounds.")
     var targetEpsilon: Double?
     @Option(parsing: .unconditional, help: "δ of the (ε, δ) guarantee (default: 1e-5).") var delta: Double?
     @Flag(name: .customLong("clip-per-layer"), help: "Clip every parameter tensor to C/√L instead of the whole update to C.")

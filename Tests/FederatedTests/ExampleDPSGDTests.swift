@@ -70,11 +70,33 @@ import Testing
         configuration.privacy = privacy
         try configuration.validate()
         #expect(configuration.privacy.clientStages(layout: network.layout).isEmpty, "the clip is per example, not per update")
-        for edit in [{ (c: inout SimulationConfiguration) in c.privacy.noiseMultiplier = nil }, { $0.privacy.targetEpsilon = 4 },
+        for edit in [{ (c: inout SimulationConfiguration) in c.privacy.noiseMultiplier = nil }, { $0.privacy.adaptiveClip = 0.5 },
                      { $0.federation.strategy = "fedprox:0.1" }, { $0.privacy.clip = nil }] {
             var bad = configuration
             edit(&bad)
             #expect(throws: ConfigurationError.self) { try bad.validate() }
         }
+    }
+
+    /// `target_epsilon` calibrates z for the worst client size: with the calibrated z every size
+    /// spends at most the target, and the worst spends it (within the bisection's 1e-6);
+    /// a given z above the target's spending is refused; a simulation runs with the resolved z.
+    @Test func targetEpsilonCalibratesForTheWorstClient() throws {
+        var configuration = SimulationConfiguration()
+        (configuration.privacy.dp, configuration.privacy.clip, configuration.privacy.targetEpsilon) = ("dpsgd", 1, 3)
+        (configuration.federation.rounds, configuration.training.batchSize, configuration.training.localEpochs) = (5, 32, 2)
+        try configuration.validate()
+        let partitions = [Array(0..<600), Array(0..<100), [], Array(0..<45)]
+        let resolved = try configuration.resolvingExampleNoise(partitions: partitions)
+        let z = try #require(resolved.privacy.noiseMultiplier)
+        let spent = [600, 100, 45].map { ExampleDPSGD(clip: 1, noiseMultiplier: z, secure: false).epsilon(samples: $0, batchSize: 32, epochs: 10, delta: 1e-5) }
+        #expect(spent.allSatisfy { $0 <= 3 } && spent.max()! > 3 * (1 - 1e-4), "\(spent) at z \(z)")
+        #expect(resolved.privacy.exampleEpsilon(rounds: 5, clientSizes: [600, 100, 45], batchSize: 32, epochs: 2)! <= 3)
+        var tooLittle = configuration
+        tooLittle.privacy.noiseMultiplier = z * 0.9
+        #expect(throws: ConfigurationError.self) { try tooLittle.resolvingExampleNoise(partitions: partitions) }
+        var enough = configuration
+        enough.privacy.noiseMultiplier = z * 1.1
+        #expect(try enough.resolvingExampleNoise(partitions: partitions).privacy.noiseMultiplier == z * 1.1)
     }
 }

@@ -30,7 +30,8 @@ public final class ClientHost: @unchecked Sendable {
         }
         self.clients = clients
         network = try configuration.data.model.network(for: train)
-        let runtime = try Simulation.clientRuntime(configuration: configuration, network: network, secureNoise: true)
+        let runtime = try Simulation.clientRuntime(configuration: try configuration.resolvingExampleNoise(partitions: partitions),
+                                                   network: network, secureNoise: true)
         transport = try InProcessTransport(runtime: runtime, network: network, data: train, partitions: partitions,
                                            serving: clients, faults: FaultPlan(seed: configuration.federation.seed),
                                            workers: min(threads, clients.count))

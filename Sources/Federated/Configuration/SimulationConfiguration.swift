@@ -22,6 +22,17 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
 
     public init() {}
 
+    /// This configuration with DP-SGD's `noise_multiplier` resolved for the clients whose sample
+    /// indices are `partitions` (`PrivacySection.resolvedExampleNoise`); unchanged otherwise.
+    /// A client runtime is built only from a resolved configuration.
+    public func resolvingExampleNoise(partitions: [[Int]]) throws(ConfigurationError) -> SimulationConfiguration {
+        var resolved = self
+        resolved.privacy.noiseMultiplier = try privacy.resolvedExampleNoise(
+            rounds: federation.rounds, clientSizes: Set(partitions.map(\.count)), batchSize: training.batchSize, epochs: training.localEpochs)
+            ?? privacy.noiseMultiplier
+        return resolved
+    }
+
     public init(from decoder: any Decoder) throws {
         data = try DataSection(from: decoder)
         federation = try FederationSection(from: decoder)
@@ -356,9 +367,10 @@ public struct PrivacySection: Sendable, Equatable, Codable {
     /// Without DP: clients clip their update (error-feedback residual included) to this L2 norm.
     /// With central DP: the server's clip (the sensitivity), which clients apply too.
     public var clip: Double?
-    /// Noise standard deviation over the clip; exclusive with `target_epsilon`.
+    /// Noise standard deviation over the clip. With `target_epsilon` too, it must stay within it.
     public var noiseMultiplier: Double?
-    /// The ε the whole run may spend: the noise is calibrated for the planned rounds.
+    /// The ε the whole run may spend: the noise is calibrated for the planned rounds (central DP:
+    /// the rounds' Poisson sampling of clients; DP-SGD: every client's steps, `resolvingExampleNoise`).
     public var targetEpsilon: Double?
     public var delta = 1e-5
     /// Local DP: the ε of each round's update.
@@ -414,6 +426,35 @@ public struct PrivacySection: Sendable, Equatable, Codable {
     public func exampleDPSGD(secure: Bool) -> ExampleDPSGD? {
         guard dp == "dpsgd", let clip, let noiseMultiplier else { return nil }
         return ExampleDPSGD(clip: clip, noiseMultiplier: noiseMultiplier, secure: secure)
+    }
+
+    /// DP-SGD's noise multiplier when `target_epsilon` is given: the smallest z with which an
+    /// example of every client size in `clientSizes` (zero sizes skipped) spends at most
+    /// `target_epsilon` in `rounds` rounds of `epochs` epochs (the ε of `exampleEpsilon`); the
+    /// given `noise_multiplier` otherwise, which must then stay within a given target.
+    /// A networked client with its own data calibrates for its own size.
+    public func resolvedExampleNoise(rounds: Int, clientSizes: Set<Int>, batchSize: Int, epochs: Int) throws(ConfigurationError) -> Double? {
+        guard dp == "dpsgd", let clip else { return nil }
+        let sizes = clientSizes.subtracting([0]).sorted()
+        func spent(_ z: Double) -> Double {
+            sizes.map { ExampleDPSGD(clip: clip, noiseMultiplier: z, secure: false).epsilon(samples: $0, batchSize: batchSize, epochs: rounds * epochs, delta: delta) }.max() ?? 0
+        }
+        if let noiseMultiplier {
+            if let targetEpsilon, spent(noiseMultiplier) > targetEpsilon {
+                throw ConfigurationError("noise_multiplier \(noiseMultiplier) spends epsilon \(spent(noiseMultiplier)) in \(rounds) rounds of DP-SGD, above target_epsilon \(targetEpsilon)")
+            }
+            return noiseMultiplier
+        }
+        guard let targetEpsilon else { return nil }
+        var z = 0.0
+        for size in sizes {
+            let (rate, steps) = ExampleDPSGD.sampling(samples: size, batchSize: batchSize)
+            guard let needed = RDPAccountant.calibrate(targetEpsilon: targetEpsilon, samplingRate: rate, steps: rounds * epochs * steps, delta: delta) else {
+                throw ConfigurationError("target_epsilon \(targetEpsilon) cannot be met by DP-SGD on a client of \(size) samples in \(rounds) rounds with any noise_multiplier up to 10000")
+            }
+            z = max(z, needed)
+        }
+        return z
     }
 
     /// DP-SGD: the ε at `delta` of an example of the worst client (over the distinct client
@@ -493,11 +534,11 @@ public struct PrivacySection: Sendable, Equatable, Codable {
             throw ConfigurationError("local_epsilon needs dp: local")
         }
         if dp == "dpsgd" {
-            guard clip != nil, noiseMultiplier != nil else {
-                throw ConfigurationError("dp dpsgd needs clip (each example's gradient norm) and noise_multiplier, as in --clip 1 --noise-multiplier 1.1")
+            guard clip != nil, noiseMultiplier != nil || targetEpsilon != nil else {
+                throw ConfigurationError("dp dpsgd needs clip (each example's gradient norm) and noise_multiplier or target_epsilon, as in --clip 1 --noise-multiplier 1.1")
             }
-            guard targetEpsilon == nil, adaptiveClip == nil, clipCountStddev == nil, !clipPerLayer else {
-                throw ConfigurationError("dp dpsgd takes clip and noise_multiplier only (not target_epsilon, adaptive_clip, clip_count_stddev or clip_per_layer)")
+            guard adaptiveClip == nil, clipCountStddev == nil, !clipPerLayer else {
+                throw ConfigurationError("dp dpsgd takes clip, noise_multiplier and target_epsilon only (not adaptive_clip, clip_count_stddev or clip_per_layer)")
             }
             guard !strategy.hasPrefix("fedprox"), !strategy.hasPrefix("scaffold") else {
                 throw ConfigurationError("dp dpsgd trains with plain DP-SGD steps; strategy \(strategy) changes them (use fedavg, fedavgm, fedadam...)")

@@ -50,11 +50,12 @@ public final class Simulation {
     public init(configuration: SimulationConfiguration, train: LabeledImages, test: LabeledImages,
                 remote: (any ClientTransport)? = nil, eventLog: AsyncEventLog? = nil, replaying: Bool = false) throws(ConfigurationError) {
         try configuration.validate()
-        self.configuration = configuration
+        let partitions = try Self.partitions(configuration: configuration, train: train)
+        let configuration = try configuration.resolvingExampleNoise(partitions: partitions)
+        (self.configuration, self.partitions) = (configuration, partitions)
         let federation = configuration.federation, seed = federation.seed
         let network = try configuration.data.model.network(for: train)
         (self.network, self.train, self.test) = (network, train, test)
-        partitions = try Self.partitions(configuration: configuration, train: train)
         var initGenerator = SeededGenerator.derived(seed: seed, RandomStream.initialization.rawValue)
         let layout = network.layout, compression = configuration.compression
         let runtime = try Self.clientRuntime(configuration: configuration, network: network), local = runtime.training
@@ -135,6 +136,8 @@ public final class Simulation {
     /// The clients' side of the job: local training, uplink codec, error feedback and stages.
     /// `secureNoise`: local DP draws from the system's secure generator (a deployed client).
     public static func clientRuntime(configuration: SimulationConfiguration, network: Sequential, secureNoise: Bool = false) throws(ConfigurationError) -> ClientRuntime {
+        precondition(configuration.privacy.dp != "dpsgd" || configuration.privacy.noiseMultiplier != nil,
+                     "DP-SGD's noise multiplier is resolved first (resolvingExampleNoise)")
         let compression = configuration.compression
         let uplink = try CodecRegistry.codec(parsing: compression.codec), downlink = try CodecRegistry.codec(parsing: compression.downCodec)
         let local = LocalTrainingConfiguration(epochs: configuration.training.localEpochs, batchSize: configuration.training.batchSize,

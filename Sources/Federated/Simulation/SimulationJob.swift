@@ -52,6 +52,10 @@ public struct SimulationJob: Sendable {
         /// With DP: the ε spent by the whole run at `delta` (local DP: by a client in every round).
         public var epsilon: Double?
         public var delta: Double?
+        /// Central DP or DP-SGD: the noise multiplier used (given, or calibrated to `target_epsilon`).
+        public var noiseMultiplier: Double?
+        /// The model's parameter and buffer count (what every dense upload carries).
+        public var parameters: Int?
         /// With the simulated clock: the run's simulated seconds.
         public var simulatedTime: Double?
         /// The data: classes, sizes, normalization, skipped files.
@@ -64,6 +68,7 @@ public struct SimulationJob: Sendable {
             case secondsPerRound = "seconds_per_round", imagesPerSecond = "images_per_second"
             case compressionUp = "compression_up", compressionDown = "compression_down", codec, downCodec = "down_codec"
             case errorFeedback = "error_feedback", openBLASKernels = "openblas_kernels", epsilon, delta, simulatedTime = "simulated_time", data
+            case noiseMultiplier = "noise_multiplier", parameters
         }
     }
 
@@ -145,6 +150,8 @@ public struct SimulationJob: Sendable {
         }
         var summary = summarize(simulation.metrics)
         summary.data = data.description
+        summary.noiseMultiplier = simulation.noiseMultiplier ?? simulation.configuration.privacy.exampleDPSGD(secure: false)?.noiseMultiplier
+        summary.parameters = simulation.network.parameterCount
         if let output {
             try saveParameters(simulation, to: "\(output.path)/model.safetensors")
             try output.writeJSON(summary, "summary.json")
