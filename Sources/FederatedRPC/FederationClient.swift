@@ -31,6 +31,8 @@ public enum FederationClient {
         public var slowDown: Duration = .zero
         /// Benchmark: reply with the model unchanged instead of training (`ClientHost.echo`).
         public var echo = false
+        /// Where the hosted clients' states and last replies persist across restarts (`ClientStateStore`).
+        public var stateDirectory: String?
 
         public init(server: ServerAddress, security: TransportSecurity, token: String?, clients: [Int], dataDirectory: String?,
                     threads: Int, giveUpAfter: Duration, crashInRound: Int?) {
@@ -211,7 +213,9 @@ private final class Session: Sendable {
         do { configuration = try ConfigurationFile.decode(reply.configuration, source: "the server's job") } catch {
             throw FatalClientError(message: error.description)
         }
-        let built = try await onDedicatedThread { () throws(FatalClientError) -> ClientHost in try self.makeHost(configuration) }
+        let built = try await onDedicatedThread { () throws(FatalClientError) -> ClientHost in
+            try self.makeHost(configuration, text: reply.configuration)
+        }
         built.echo = settings.echo
         let perTask = FederationServer.maxReplyBytes(parameters: built.network.layout.count)
         host.set((built, reply.configuration, settings.clients.count * perTask + (1 << 20), configuration.network.heartbeat))
@@ -219,22 +223,28 @@ private final class Session: Sendable {
                            "rounds": reply.rounds, "completed_rounds": reply.completedRounds])
     }
 
-    private func makeHost(_ configuration: SimulationConfiguration) throws(FatalClientError) -> ClientHost {
+    /// `text`: the job's configuration as the server sent it (a state directory belongs to one job).
+    private func makeHost(_ configuration: SimulationConfiguration, text: String) throws(FatalClientError) -> ClientHost {
         do {
+            let store = try settings.stateDirectory.map { directory throws(CheckpointError) in try ClientStateStore(directory: directory, job: text) }
             if let directory = settings.dataDirectory {
                 guard settings.clients.count == 1 else { throw ConfigurationError("--data holds one client's own data: give one --client-id") }
                 let train = try DataSource.load(directory, folder: configuration.data.folderOptions(seed: configuration.federation.seed)).train
                 var partitions = Array(repeating: [Int](), count: configuration.federation.clients)
                 partitions[settings.clients[0]] = Array(0..<train.count)
                 return try ClientHost(configuration: configuration, train: train, partitions: partitions, clients: settings.clients,
-                                      threads: settings.threads)
+                                      threads: settings.threads, store: store)
             }
             guard configuration.data.directory != nil else { throw ConfigurationError("the job names no data set: give --data") }
             let train = try configuration.data.load(seed: configuration.federation.seed).train
             return try ClientHost(configuration: configuration, train: train,
                                   partitions: try Simulation.partitions(configuration: configuration, train: train),
-                                  clients: settings.clients, threads: settings.threads)
+                                  clients: settings.clients, threads: settings.threads, store: store)
         } catch let error as ConfigurationError {
+            throw FatalClientError(message: error.description)
+        } catch let error as JobError {
+            throw FatalClientError(message: error.description)
+        } catch let error as CheckpointError {
             throw FatalClientError(message: error.description)
         } catch let error as DatasetError {
             throw FatalClientError(message: error.description)
@@ -273,7 +283,9 @@ private final class Session: Sendable {
                 _ = try? await call(FederationProtocol.heartbeat, clientList, timeout: .seconds(10))
             }
         }
-        let replies = await onDedicatedThread { host.run(tasks) }
+        let replies = try await onDedicatedThread { () throws(FatalClientError) -> [[UInt8]] in
+            do { return try host.run(tasks) } catch { throw FatalClientError(message: "\(error)") }
+        }
         if settings.slowDown > .zero { try? await Task.sleep(for: settings.slowDown) }
         // Heartbeats go on while the replies upload: a long push must not look like a dead client.
         defer { heartbeat.cancel() }

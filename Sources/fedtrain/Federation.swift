@@ -147,6 +147,8 @@ struct Client: ParsableCommand {
             help: "Wait this many seconds after each task before replying: a slow device, for experiments (default: 0).")
     var slowDown: Double = 0
     @Flag(help: "Benchmark only: reply with the model unchanged, without training (measures the federation's own cost).") var echo = false
+    @Option(help: "Keep the clients' states (error-feedback residuals, control variates, model copies) and last replies in this directory, so a restarted client continues where it was (default: in memory only).")
+    var state: String?
 
     func run() throws {
         var settings: FederationClient.Settings
@@ -162,6 +164,7 @@ struct Client: ParsableCommand {
             settings = .init(server: address, security: security, token: token, clients: clients, dataDirectory: data, threads: threads,
                              giveUpAfter: .milliseconds(Int64(giveUp * 1000)), crashInRound: crashInRound)
             settings.echo = echo
+            settings.stateDirectory = state
             settings.slowDown = .milliseconds(Int64(slowDown * 1000))
         } catch { fail(error.description) }
         switch FederationClient.run(settings: settings, log: EventLog(component: "client")) {

@@ -207,6 +207,28 @@ final class FederationFixture: @unchecked Sendable {
         expectSameRun(fixture)
     }
 
+    /// A client process with `--state DIR` dies on receiving round 2's tasks and is started again
+    /// on the same directory: its clients' error-feedback residuals come back from disk, round 2
+    /// waits for it, and the run equals an uninterrupted `simulate` bit for bit (without the
+    /// directory the restarted clients would start from empty residuals).
+    @Test func restartedClientContinuesFromItsStateDirectory() throws {
+        let flags = ["--codec", "topk:0.1", "--error-feedback"]
+        let fixture = try FederationFixture(job: Self.smallJob.replacingOccurrences(of: "fraction: 0.25", with: "fraction: 0.5"))
+        let simulation = try fixture.simulate(flags)
+        let (server, port) = try fixture.startServer(["--insecure"] + flags)
+        let crashing = try fixture.startClients(port: port, groups: ["0-9"], extra: ["--insecure", "--state", "client-state", "--crash-in-round", "2"],
+                                                name: "crashing")[0]
+        let others = try fixture.startClients(port: port, groups: ["10-14", "15-19"])
+        #expect(crashing.wait(timeout: .seconds(120)) == 3, "the crash hook: \(crashing.error)")
+        let saved = (try? FileManager.default.contentsOfDirectory(atPath: "\(fixture.directory)/client-state")) ?? []
+        #expect(saved.contains("job.yaml") && saved.contains { $0.hasPrefix("client-") && $0.hasSuffix(".state") }, "\(saved)")
+        let restarted = try fixture.startClients(port: port, groups: ["0-9"], extra: ["--insecure", "--state", "client-state"], name: "restarted")[0]
+        #expect(server.wait(timeout: .seconds(240)) == 0, "server: \(server.error)")
+        for client in others + [restarted] { #expect(client.wait(timeout: .seconds(30)) == 0, "client: \(client.error)") }
+        #expect(simulation.wait(timeout: .seconds(120)) == 0)
+        expectSameRun(fixture)
+    }
+
     /// `kill -9` of the server after its first round, then the same command again: the clients
     /// reconnect and the run ends with the uninterrupted run's model.
     @Test func killedServerRestartsToTheSameModel() throws {

@@ -19,28 +19,42 @@ public final class ClientHost: @unchecked Sendable {
     public var echo = false
     private var echoStates: [Int: ClientState] = [:]
     private var lastReplies: [Int: (round: Int, bytes: [UInt8])] = [:]
+    private let store: ClientStateStore?
 
     /// Hosts `clients` of the job in `configuration`. `partitions`: each client's sample indices
     /// in `train` (the job's partitioner over a shared data set, or all of a client's own data).
+    /// `store`: where the hosted clients' states and last replies persist (`--state DIR`); what
+    /// it holds is restored here, and every training reply is saved before it is returned.
     public init(configuration: SimulationConfiguration, train: LabeledImages, partitions: [[Int]], clients: [Int],
-                threads: Int) throws(ConfigurationError) {
+                threads: Int, store: ClientStateStore? = nil) throws(JobError) {
         precondition(!clients.isEmpty && threads >= 1)
         for client in clients where !partitions.indices.contains(client) {
-            throw ConfigurationError("client \(client) is not in this job (it has \(partitions.count) clients)")
+            throw .configuration(ConfigurationError("client \(client) is not in this job (it has \(partitions.count) clients)"))
         }
         self.clients = clients
-        network = try configuration.data.model.network(for: train)
-        let runtime = try Simulation.clientRuntime(configuration: try configuration.resolvingExampleNoise(partitions: partitions),
-                                                   network: network, secureNoise: true)
-        transport = try InProcessTransport(runtime: runtime, network: network, data: train, partitions: partitions,
-                                           serving: clients, faults: FaultPlan(seed: configuration.federation.seed),
-                                           workers: min(threads, clients.count))
+        do {
+            network = try configuration.data.model.network(for: train)
+            let runtime = try Simulation.clientRuntime(configuration: try configuration.resolvingExampleNoise(partitions: partitions),
+                                                       network: network, secureNoise: true)
+            transport = try InProcessTransport(runtime: runtime, network: network, data: train, partitions: partitions,
+                                               serving: clients, faults: FaultPlan(seed: configuration.federation.seed),
+                                               workers: min(threads, clients.count))
+        } catch { throw .configuration(error) }
+        self.store = store
+        do {
+            if let saved = try store?.load(clients: clients), !saved.isEmpty {
+                try transport.restore(saved.mapValues(\.state))
+                lastReplies = saved.compactMapValues(\.reply)
+            }
+        } catch { throw .checkpoint(error) }
     }
 
     /// Runs `tasks` (envelopes addressed to hosted clients) and returns the replies, in task
     /// order. A task that is not valid for its client (or names a client not hosted here) gets
-    /// no reply.
-    public func run(_ tasks: [[UInt8]]) -> [[UInt8]] {
+    /// no reply. With a `store`, each training reply is saved with its client's state before
+    /// any reply is returned; a failed save throws (a reply whose state is not on disk could
+    /// be trained again after a restart).
+    public func run(_ tasks: [[UInt8]]) throws(CheckpointError) -> [[UInt8]] {
         var replies: [Int: [UInt8]] = [:]
         var fresh: [ClientMessage] = []
         var order: [Int] = []
@@ -58,6 +72,7 @@ public final class ClientHost: @unchecked Sendable {
             replies[reply.client] = reply.bytes
             if let header = try? Envelope.header(of: reply.bytes), header.kind != .evaluation {
                 lastReplies[reply.client] = (header.round, reply.bytes)
+                try store?.save(client: reply.client, .init(state: transport.states[reply.client] ?? ClientState(), reply: (header.round, reply.bytes)))
             }
         }
         return order.compactMap { replies[$0] }
