@@ -222,7 +222,7 @@ struct PrivacyOptions: ParsableArguments {
     @Option(help: ArgumentHelp(dpHelp)) var dp: String?
     @Option(parsing: .unconditional, help: "L2 clip of every update (with central DP: the sensitivity; clients clip too) (default: none).")
     var clip: Double?
-    @Option(name: .customLong("noise-multiplier"), parsing: .unconditional, help: "Central DP noise standard deviation over the clip.")
+    @Option(name: .customLong("noise-multiplier"), parsing: .unconditional, help: "Central DP or DP-SGD: noise standard deviation over the clip.")
     var noiseMultiplier: Double?
     @Option(name: .customLong("target-epsilon"), parsing: .unconditional, help: "Central DP or DP-SGD: ε for the whole run; the noise is calibrated for the planned rounds.")
     var targetEpsilon: Double?

@@ -7,17 +7,18 @@ import TestSupport
 @Suite struct ClientStateStoreTests {
     /// States and replies come back exactly as saved (a client without a file is new); a file cut
     /// short or overwritten with garbage is refused with its name; a directory holding another
-    /// job's state is refused.
+    /// job's state is refused, one whose job only runs more rounds is not.
     @Test func roundTripsAndRefusesCorruptFilesAndOtherJobs() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fedtrain-client-state-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let store = try ClientStateStore(directory: directory, job: "clients: 20\n")
+        let store = try ClientStateStore(directory: directory, job: "clients: 20\nrounds: 3\n")
         var state = ClientState()
         (state.residual, state.uplinkState, state.control) = ([1, -2, 3.5], [0.25], [7, 8, 9])
         let saved = ClientStateStore.Saved(state: state, reply: (round: 4, bytes: [9, 8, 7, 6]))
         try store.save(client: 3, saved)
         try store.save(client: 5, ClientStateStore.Saved(state: ClientState(), reply: nil))
-        let again = try ClientStateStore(directory: directory, job: "clients: 20\n")
+        // A restarted server with more rounds runs the same job.
+        let again = try ClientStateStore(directory: directory, job: "clients: 20\nrounds: 5\n")
         let loaded = try again.load(clients: [3, 4, 5])
         #expect(loaded[3] == saved && loaded[4] == nil && loaded[5] == ClientStateStore.Saved(state: ClientState(), reply: nil))
 
@@ -27,6 +28,6 @@ import TestSupport
             try AtomicFile.write(corrupt, to: file)
             #expect(throws: CheckpointError.self) { try again.load(clients: [3]) }
         }
-        #expect(throws: CheckpointError.self) { try ClientStateStore(directory: directory, job: "clients: 21\n") }
+        #expect(throws: CheckpointError.self) { try ClientStateStore(directory: directory, job: "clients: 21\nrounds: 5\n") }
     }
 }

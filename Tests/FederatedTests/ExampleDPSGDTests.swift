@@ -98,5 +98,26 @@ import Testing
         var enough = configuration
         enough.privacy.noiseMultiplier = z * 1.1
         #expect(try enough.resolvingExampleNoise(partitions: partitions).privacy.noiseMultiplier == z * 1.1)
+        #expect(throws: ConfigurationError.self) { try configuration.resolvingExampleNoise(partitions: [[], []]) }
+    }
+
+    /// A simulation keeps the configuration as given (what its checkpoint holds and a resume
+    /// compares), runs its clients with the resolved z, and refuses a resume to more rounds
+    /// (the noise was calibrated for the planned ones); with z given, rounds may grow.
+    @Test func targetEpsilonRunsResumeOnlyToTheirPlannedRounds() throws {
+        let simulation = try smallSimulation { c in
+            (c.privacy.dp, c.privacy.clip, c.privacy.targetEpsilon, c.federation.strategy) = ("dpsgd", 1, 3, "fedavg")
+        }
+        let planned = simulation.configuration
+        #expect(planned.privacy.noiseMultiplier == nil && simulation.resolvedPrivacy.noiseMultiplier.map { $0 > 0 } == true)
+        try planned.checkResumable(from: planned, finishedRounds: 1, directory: "run")
+        var more = planned
+        more.federation.rounds += 2
+        #expect(throws: CheckpointError.self) { try more.checkResumable(from: planned, finishedRounds: 1, directory: "run") }
+        var given = planned
+        (given.privacy.targetEpsilon, given.privacy.noiseMultiplier) = (nil, 1.2)
+        var givenMore = given
+        givenMore.federation.rounds += 2
+        try givenMore.checkResumable(from: given, finishedRounds: 1, directory: "run")
     }
 }

@@ -69,8 +69,8 @@ public protocol Layer: Sendable {
                                        parameters: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>,
                                        kept: UnsafeMutablePointer<Float>, squaredNorms: UnsafeMutablePointer<Double>)
     /// **Adds** Σᵢ `factors[i]`·(sample i's parameter gradient) to `parameterGradient`, from the
-    /// `kept` of the preceding `accumulateSampleGradientNorms` on the same `input` (which it may
-    /// overwrite) and batch.
+    /// `kept` of the preceding `accumulateSampleGradientNorms` on the same `input` and batch
+    /// (`kept` may be overwritten).
     func accumulateWeightedSampleGradients(batch: Int, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
                                            kept: UnsafeMutablePointer<Float>, factors: UnsafePointer<Float>,
                                            parameters: UnsafePointer<Float>, parameterGradient: UnsafeMutablePointer<Float>,

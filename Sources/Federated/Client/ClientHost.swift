@@ -72,7 +72,8 @@ public final class ClientHost: @unchecked Sendable {
             replies[reply.client] = reply.bytes
             if let header = try? Envelope.header(of: reply.bytes), header.kind != .evaluation {
                 lastReplies[reply.client] = (header.round, reply.bytes)
-                try store?.save(client: reply.client, .init(state: transport.states[reply.client] ?? ClientState(), reply: (header.round, reply.bytes)))
+                let state = transport.states[reply.client] ?? transport.runtime.initialState(client: reply.client)
+                try store?.save(client: reply.client, .init(state: state, reply: (header.round, reply.bytes)))
             }
         }
         return order.compactMap { replies[$0] }

@@ -11,7 +11,8 @@ import Foundation
 /// the magic `FTCS1\n`, the reply's round and byte count (little-endian UInt64s), the reply,
 /// then the state's vectors as safetensors. State and reply are written together, so a crash
 /// leaves the old pair or the new one. `job.yaml` holds the job's configuration: a directory
-/// is refused for another job.
+/// is refused for a job whose results would differ (`checkResumable`). One client process per
+/// directory: nothing locks it.
 public struct ClientStateStore: Sendable {
     public let directory: String
     static let magic = Array("FTCS1\n".utf8)
@@ -41,8 +42,16 @@ public struct ClientStateStore: Sendable {
         if FileManager.default.fileExists(atPath: jobPath) {
             let saved: [UInt8]
             do { saved = try AtomicFile.read(jobPath) } catch { throw CheckpointError("--state \(directory): \(error.description)") }
-            guard saved == Array(job.utf8) else {
-                throw CheckpointError("--state \(directory) holds the state of another job (its job.yaml differs from the server's job): give an empty directory")
+            if saved != Array(job.utf8) {
+                // A restarted server may change what does not change results (rounds, threads,
+                // deadlines), as its own resume allows; anything else is another job.
+                do {
+                    let before = try ConfigurationFile.decode(String(decoding: saved, as: UTF8.self), source: jobPath)
+                    try ConfigurationFile.decode(job, source: "the server's job").checkResumable(from: before, finishedRounds: 0, directory: directory)
+                } catch {
+                    throw CheckpointError("--state \(directory) holds the state of another job (\(error)): give an empty directory")
+                }
+                do { try AtomicFile.write(Array(job.utf8), to: jobPath) } catch { throw CheckpointError("--state \(directory): \(error.description)") }
             }
         } else {
             do { try AtomicFile.write(Array(job.utf8), to: jobPath) } catch { throw CheckpointError("--state \(directory): \(error.description)") }

@@ -446,6 +446,7 @@ public struct PrivacySection: Sendable, Equatable, Codable {
             return noiseMultiplier
         }
         guard let targetEpsilon else { return nil }
+        guard !sizes.isEmpty else { throw ConfigurationError("DP-SGD's target_epsilon needs a client with data") }
         var z = 0.0
         for size in sizes {
             let (rate, steps) = ExampleDPSGD.sampling(samples: size, batchSize: batchSize)
@@ -462,7 +463,7 @@ public struct PrivacySection: Sendable, Equatable, Codable {
     /// at rate B/n per round.
     public func exampleEpsilon(rounds: Int, clientSizes: Set<Int>, batchSize: Int, epochs: Int) -> Double? {
         guard let dpSGD = exampleDPSGD(secure: false) else { return nil }
-        return clientSizes.map { dpSGD.epsilon(samples: $0, batchSize: batchSize, epochs: rounds * epochs, delta: delta) }.max()
+        return clientSizes.subtracting([0]).map { dpSGD.epsilon(samples: $0, batchSize: batchSize, epochs: rounds * epochs, delta: delta) }.max()
     }
     public var isLocal: Bool { dp == "local" }
 
@@ -756,7 +757,7 @@ extension SimulationConfiguration {
             throw CheckpointError("cannot resume \(directory) with another configuration (\(details.joined(separator: "; "))); "
                 + "start a new run in another directory, or pass --overwrite with --out to replace it")
         }
-        if privacy.isCentral, privacy.noiseMultiplier == nil, federation.rounds != checkpointed.federation.rounds {
+        if privacy.isCentral || privacy.dp == "dpsgd", privacy.noiseMultiplier == nil, federation.rounds != checkpointed.federation.rounds {
             throw CheckpointError("cannot resume \(directory) to \(federation.rounds) rounds: its noise was calibrated "
                 + "for target_epsilon \(privacy.targetEpsilon ?? 0) over \(checkpointed.federation.rounds) rounds")
         }

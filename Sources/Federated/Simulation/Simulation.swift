@@ -35,6 +35,9 @@ public final class Simulation {
     private let evaluator: SupervisedTraining
     /// Central DP's noise multiplier (given, or calibrated for the planned rounds), for the accountant.
     public let noiseMultiplier: Double?
+    /// The privacy settings the clients run with: DP-SGD's noise multiplier resolved
+    /// (`SimulationConfiguration.resolvingExampleNoise`).
+    public let resolvedPrivacy: PrivacySection
     /// Simulated client durations, deadline and over-selection (`simulated_clock`).
     public let simulatedClock: SimulatedClock?
     /// The simulated attack, if the job has one.
@@ -51,14 +54,16 @@ public final class Simulation {
                 remote: (any ClientTransport)? = nil, eventLog: AsyncEventLog? = nil, replaying: Bool = false) throws(ConfigurationError) {
         try configuration.validate()
         let partitions = try Self.partitions(configuration: configuration, train: train)
-        let configuration = try configuration.resolvingExampleNoise(partitions: partitions)
-        (self.configuration, self.partitions) = (configuration, partitions)
+        // The run's configuration stays as given (what a resume compares); its clients run with
+        // DP-SGD's noise multiplier resolved.
+        let resolved = try configuration.resolvingExampleNoise(partitions: partitions)
+        (self.configuration, self.partitions, resolvedPrivacy) = (configuration, partitions, resolved.privacy)
         let federation = configuration.federation, seed = federation.seed
         let network = try configuration.data.model.network(for: train)
         (self.network, self.train, self.test) = (network, train, test)
         var initGenerator = SeededGenerator.derived(seed: seed, RandomStream.initialization.rawValue)
         let layout = network.layout, compression = configuration.compression
-        let runtime = try Self.clientRuntime(configuration: configuration, network: network), local = runtime.training
+        let runtime = try Self.clientRuntime(configuration: resolved, network: network), local = runtime.training
         if local.exampleDP != nil { try ExampleDPSGD.check(network) }
         if configuration.training.localBatchnorm, network.batchNormRanges.isEmpty {
             throw ConfigurationError("local_batchnorm keeps BatchNorm layers on the clients, and model \(configuration.data.model) has none")
@@ -260,7 +265,7 @@ public final class Simulation {
         result.committed = outcome.committed
         result.trainLoss = outcome.trainLoss
         if configuration.privacy.adaptiveClip != nil { result.clip = outcome.aggregate?.clip }
-        result.epsilon = configuration.privacy.exampleEpsilon(rounds: outcome.round, clientSizes: partitionSizes, batchSize: configuration.training.batchSize,
+        result.epsilon = resolvedPrivacy.exampleEpsilon(rounds: outcome.round, clientSizes: partitionSizes, batchSize: configuration.training.batchSize,
                                                               epochs: configuration.training.localEpochs)
             ?? configuration.privacy.spentEpsilon(rounds: outcome.round, centralNoise: noiseMultiplier, samplingRate: configuration.federation.poissonRate)
         if configuration.robustness.isActive {

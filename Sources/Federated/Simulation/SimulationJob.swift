@@ -150,7 +150,7 @@ public struct SimulationJob: Sendable {
         }
         var summary = summarize(simulation.metrics)
         summary.data = data.description
-        summary.noiseMultiplier = simulation.noiseMultiplier ?? simulation.configuration.privacy.exampleDPSGD(secure: false)?.noiseMultiplier
+        summary.noiseMultiplier = simulation.noiseMultiplier ?? simulation.resolvedPrivacy.exampleDPSGD(secure: false)?.noiseMultiplier
         summary.parameters = simulation.network.parameterCount
         if let output {
             try saveParameters(simulation, to: "\(output.path)/model.safetensors")
