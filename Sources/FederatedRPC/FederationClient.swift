@@ -27,6 +27,9 @@ public enum FederationClient {
         public var giveUpAfter: Duration
         /// Fault injection for tests: exit abruptly (status 3, no reply) on receiving a task of this round.
         public var crashInRound: Int?
+        /// Fault injection for tests: exit abruptly (status 3) after training this round's tasks
+        /// (their replies and states saved with `stateDirectory`), before sending any reply.
+        public var crashAfterTraining: Int?
         /// Waited after each batch of tasks before replying (a slow device, for experiments).
         public var slowDown: Duration = .zero
         /// Benchmark: reply with the model unchanged instead of training (`ClientHost.echo`).
@@ -285,6 +288,10 @@ private final class Session: Sendable {
         }
         let replies = try await onDedicatedThread { () throws(FatalClientError) -> [[UInt8]] in
             do { return try host.run(tasks) } catch { throw FatalClientError(message: "\(error)") }
+        }
+        if let crash = settings.crashAfterTraining, rounds.contains(crash) {
+            log.log("crashing", ["round": crash, "trained": true])
+            _exit(3)
         }
         if settings.slowDown > .zero { try? await Task.sleep(for: settings.slowDown) }
         // Heartbeats go on while the replies upload: a long push must not look like a dead client.

@@ -143,6 +143,7 @@ struct Client: ParsableCommand {
     @Option(name: .customLong("give-up"), parsing: .unconditional, help: "Seconds without reaching the server before giving up (default: 300).")
     var giveUp: Double = 300
     @Option(name: .customLong("crash-in-round"), help: .hidden) var crashInRound: Int?
+    @Option(name: .customLong("crash-after-training"), help: .hidden) var crashAfterTraining: Int?
     @Option(name: .customLong("slow-down"), parsing: .unconditional,
             help: "Wait this many seconds after each task before replying: a slow device, for experiments (default: 0).")
     var slowDown: Double = 0
@@ -165,6 +166,7 @@ struct Client: ParsableCommand {
                              giveUpAfter: .milliseconds(Int64(giveUp * 1000)), crashInRound: crashInRound)
             settings.echo = echo
             settings.stateDirectory = state
+            settings.crashAfterTraining = crashAfterTraining
             settings.slowDown = .milliseconds(Int64(slowDown * 1000))
         } catch { fail(error.description) }
         switch FederationClient.run(settings: settings, log: EventLog(component: "client")) {

@@ -209,9 +209,14 @@ func piece(of network: Sequential, workspace: Workspace, batch: Int) -> [Int] {
 
     /// DP-SGD's batched clipped sum against the naive reference: each sample's gradient from its
     /// own batch-of-one backward pass, clipped in Double, summed. Chunks and threads do not change it.
-    @Test(arguments: ["lenet5", "strided"])
+    /// Dense layers only, the first one without an input gradient.
+    static let denseNetwork = Sequential([
+        ("0", Dense(inputFeatures: 12, outputFeatures: 8)), (nil, ReLU(shape: [8])), ("2", Dense(inputFeatures: 8, outputFeatures: 5)),
+    ])
+
+    @Test(arguments: ["lenet5", "strided", "dense"])
     func clippedGradientSumEqualsPerSampleReference(name: String) {
-        let (network, classes) = name == "lenet5" ? (LeNet5.grayscale, 10) : (Self.stridedNetwork, 7)
+        let (network, classes) = name == "lenet5" ? (LeNet5.grayscale, 10) : name == "strided" ? (Self.stridedNetwork, 7) : (Self.denseNetwork, 5)
         let batch = 9, P = network.parameterCount
         var generator = SeededGenerator(seed: 5)
         let parameters = network.initialParameters(using: &generator)

@@ -33,6 +33,22 @@ import Testing
         #expect(worst <= 1e-4 * scale, "max |DP-SGD − SGD| = \(worst) against \(scale)")
     }
 
+    /// A lot larger than the batch size is summed in pieces of at most the batch size: the same
+    /// clipped sum (to float rounding) as in one piece, and the same loss.
+    @Test func lotInPiecesEqualsOnePiece() {
+        let parameters = global()
+        func clippedSum(batch: Int) -> ([Float], Double) {
+            let training = SupervisedTraining(network: network, optimizer: SGDConfiguration(learningRate: 0.1), batchSize: batch, chunks: 1, threads: 1)
+            var sum = [Float](repeating: 0, count: network.parameterCount)
+            let loss = sum.withUnsafeMutableBufferPointer { training.clippedGradientSum(parameters: parameters, data: data, indices: Array(0..<40), clip: 0.05, into: $0) }
+            return (sum, loss)
+        }
+        let (pieces, piecesLoss) = clippedSum(batch: 7), (whole, wholeLoss) = clippedSum(batch: 40)
+        let error = zip(pieces, whole).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }.squareRoot()
+        #expect(error <= 1e-5 * L2Clip.norm(whole) && L2Clip.norm(whole) > 0, "error \(error)")
+        #expect(abs(piecesLoss - wholeLoss) <= 1e-6 * wholeLoss)
+    }
+
     /// Every example's gradient is clipped to C before the sum: one step moves the model by at
     /// most lr · C · |lot| / B = lr · C here, less than the unclipped step.
     @Test func clippingBoundsTheStep() {

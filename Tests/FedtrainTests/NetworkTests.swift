@@ -207,16 +207,19 @@ final class FederationFixture: @unchecked Sendable {
         expectSameRun(fixture)
     }
 
-    /// A client process with `--state DIR` dies on receiving round 2's tasks and is started again
-    /// on the same directory: its clients' error-feedback residuals come back from disk, round 2
-    /// waits for it, and the run equals an uninterrupted `simulate` bit for bit (without the
-    /// directory the restarted clients would start from empty residuals).
-    @Test func restartedClientContinuesFromItsStateDirectory() throws {
+    /// A client process with `--state DIR` dies on receiving round 2's tasks, or after training
+    /// them but before replying, and is started again on the same directory: its clients'
+    /// error-feedback residuals come back from disk, round 2 waits for it, and the run equals an
+    /// uninterrupted `simulate` bit for bit. (Without the directory the restarted clients would
+    /// start from empty residuals; after training, they must send the saved replies rather than
+    /// train round 2 again from states that already include it.)
+    @Test(arguments: ["--crash-in-round", "--crash-after-training"])
+    func restartedClientContinuesFromItsStateDirectory(crash: String) throws {
         let flags = ["--codec", "topk:0.1", "--error-feedback"]
         let fixture = try FederationFixture(job: Self.smallJob.replacingOccurrences(of: "fraction: 0.25", with: "fraction: 0.5"))
         let simulation = try fixture.simulate(flags)
         let (server, port) = try fixture.startServer(["--insecure"] + flags)
-        let crashing = try fixture.startClients(port: port, groups: ["0-9"], extra: ["--insecure", "--state", "client-state", "--crash-in-round", "2"],
+        let crashing = try fixture.startClients(port: port, groups: ["0-9"], extra: ["--insecure", "--state", "client-state", crash, "2"],
                                                 name: "crashing")[0]
         let others = try fixture.startClients(port: port, groups: ["10-14", "15-19"])
         #expect(crashing.wait(timeout: .seconds(120)) == 3, "the crash hook: \(crashing.error)")
