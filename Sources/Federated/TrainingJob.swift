@@ -18,9 +18,10 @@ public struct TrainingJob: Sendable {
     public var maxSteps: Int?
     public var shuffle = true
     public var trainLimit: Int?
-    /// Example-level DP-SGD (`--dp-sgd`) instead of SGD, and the δ its ε is reported at.
-    public var dpSGD: ExampleDPSGD?
-    public var delta = 1e-5
+    /// Example-level DP-SGD (`--dp-sgd`) instead of SGD when `dp` is `dpsgd`: its clip, noise
+    /// multiplier or target ε (the noise multiplier is then calibrated for the training set's
+    /// size and the epochs, `PrivacySection.resolvedExampleNoise`), and the δ its ε is reported at.
+    public var privacy = PrivacySection()
 
     public init() {}
 
@@ -42,11 +43,13 @@ public struct TrainingJob: Sendable {
         /// With DP-SGD: the (ε, δ) the training spent.
         public var epsilon: Double?
         public var delta: Double?
+        /// With DP-SGD: the noise multiplier used (given, or calibrated to the target ε).
+        public var noiseMultiplier: Double?
         /// The data: classes, sizes, normalization, skipped files.
         public var data: DataSource.Description?
 
         enum CodingKeys: String, CodingKey {
-            case epsilon, delta, data
+            case epsilon, delta, data, noiseMultiplier = "noise_multiplier"
             case model, epochs, steps, threads, seconds
             case trainSamples = "train_samples", batchSize = "batch_size"
             case testAccuracy = "test_accuracy", testLoss = "test_loss", trainLoss = "train_loss"
@@ -66,9 +69,12 @@ public struct TrainingJob: Sendable {
         public var epsilon: Double?
     }
 
-    /// DP-SGD's ε after `epochs` epochs over `samples` examples.
-    public func dpEpsilon(epochs: Int, samples: Int) -> Double? {
-        dpSGD?.epsilon(samples: samples, batchSize: batchSize, epochs: epochs, delta: delta)
+    /// DP-SGD with its noise multiplier resolved for `samples` training examples; nil without DP-SGD.
+    public func resolvedDPSGD(samples: Int) throws(ConfigurationError) -> ExampleDPSGD? {
+        guard privacy.dp == "dpsgd" else { return nil }
+        var resolved = privacy
+        resolved.noiseMultiplier = try privacy.resolvedExampleNoise(rounds: 1, clientSizes: [samples], batchSize: batchSize, epochs: epochs)
+        return resolved.exampleDPSGD(secure: false)
     }
 
     public func validate() throws(JobError) {
@@ -116,6 +122,9 @@ public struct TrainingJob: Sendable {
         var steps = 0, trainingSeconds = 0.0, trainLoss = Double.nan, samples = 0
         var test = (loss: Double.nan, accuracy: Double.nan)
         var epochsRun = 0
+        let dpSGD: ExampleDPSGD?
+        do { dpSGD = try resolvedDPSGD(samples: data.train.count) } catch { throw .configuration(error) }
+        let delta = privacy.delta
         if let dpSGD {
             do { try ExampleDPSGD.check(network) } catch { throw .configuration(error) }
             guard maxSteps == nil, shuffle else { throw .configuration(ConfigurationError("--dp-sgd samples Poisson lots: no --max-steps or --no-shuffle")) }
@@ -130,7 +139,7 @@ public struct TrainingJob: Sendable {
                 (trainLoss, epochsRun) = (loss, epoch)
                 epochDone?(EpochReport(epoch: epoch, trainLoss: loss, testLoss: test.loss, testAccuracy: test.accuracy,
                                        imagesPerSecond: Double(total) / seconds, seconds: seconds,
-                                       epsilon: self.dpEpsilon(epochs: epoch, samples: total)))
+                                       epsilon: dpSGD.epsilon(samples: total, batchSize: self.batchSize, epochs: epoch, delta: delta)))
                 epochStart = clock.now
             }
             parameters = zip(parameters, update.delta).map { $0 + $1 }
@@ -159,7 +168,8 @@ public struct TrainingJob: Sendable {
         return Summary(model: self.data.model.description, epochs: epochsRun, steps: steps, trainSamples: data.train.count, batchSize: batchSize,
                        threads: threads, testAccuracy: test.accuracy, testLoss: test.loss, trainLoss: trainLoss,
                        imagesPerSecond: Double(samples) / trainingSeconds, seconds: (clock.now - start).seconds,
-                       trainingSeconds: trainingSeconds, epsilon: dpEpsilon(epochs: epochsRun, samples: data.train.count),
-                       delta: dpSGD == nil ? nil : delta, data: data.description)
+                       trainingSeconds: trainingSeconds,
+                       epsilon: dpSGD?.epsilon(samples: data.train.count, batchSize: batchSize, epochs: epochsRun, delta: delta),
+                       delta: dpSGD == nil ? nil : delta, noiseMultiplier: dpSGD?.noiseMultiplier, data: data.description)
     }
 }

@@ -23,22 +23,27 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("no-shuffle"), help: "Visit the training data in file order.") var noShuffle = false
     @Option(name: .customLong("train-limit"), parsing: .unconditional, help: "Use only the first N training examples.") var trainLimit: Int?
     @Option(help: "Write a JSON summary to this file.") var summary: String?
-    @Flag(name: .customLong("dp-sgd"), help: "Example-level DP-SGD: Poisson lots of expected size --batch-size, per-example clip --clip, noise --noise-multiplier.")
+    @Flag(name: .customLong("dp-sgd"), help: "Example-level DP-SGD: Poisson lots of expected size --batch-size, per-example clip --clip, noise --noise-multiplier or calibrated to --target-epsilon.")
     var dpSGD = false
     @Option(parsing: .unconditional, help: "DP-SGD: each example's gradient L2 clip.") var clip: Double?
     @Option(name: .customLong("noise-multiplier"), parsing: .unconditional, help: "DP-SGD: noise standard deviation over the clip.")
     var noiseMultiplier: Double?
+    @Option(name: .customLong("target-epsilon"), parsing: .unconditional,
+            help: "DP-SGD: the ε the whole training may spend; the noise multiplier is calibrated for the training set and the epochs.")
+    var targetEpsilon: Double?
     @Option(parsing: .unconditional, help: "DP-SGD: the δ the ε is reported at (default: 1e-5).") var delta: Double = 1e-5
 
     func validate() throws {
         if nesterov && momentum == 0 { throw ValidationError("--nesterov needs a non-zero --momentum") }
         if dpSGD {
-            guard let clip, clip > 0, clip.isFinite, let noiseMultiplier, noiseMultiplier >= 0, noiseMultiplier.isFinite else {
-                throw ValidationError("--dp-sgd needs --clip C > 0 and --noise-multiplier Z >= 0")
+            guard let clip, clip > 0, clip.isFinite, noiseMultiplier != nil || targetEpsilon != nil else {
+                throw ValidationError("--dp-sgd needs --clip C > 0 and --noise-multiplier Z >= 0 or --target-epsilon E")
             }
+            if let noiseMultiplier, !(noiseMultiplier >= 0 && noiseMultiplier.isFinite) { throw ValidationError("--noise-multiplier must be >= 0") }
+            if let targetEpsilon, !(targetEpsilon > 0 && targetEpsilon.isFinite) { throw ValidationError("--target-epsilon must be a positive number") }
             guard delta > 0, delta < 1 else { throw ValidationError("--delta must be in (0, 1)") }
-        } else if clip != nil || noiseMultiplier != nil {
-            throw ValidationError("--clip and --noise-multiplier need --dp-sgd")
+        } else if clip != nil || noiseMultiplier != nil || targetEpsilon != nil {
+            throw ValidationError("--clip, --noise-multiplier and --target-epsilon need --dp-sgd")
         }
         do { try makeJob().validate() } catch { throw ValidationError(error.description) }
         if let summary {
@@ -60,9 +65,9 @@ struct Train: ParsableCommand {
         job.maxSteps = maxSteps
         job.shuffle = !noShuffle
         job.trainLimit = trainLimit
-        if dpSGD, let clip, let noiseMultiplier, clip > 0, noiseMultiplier >= 0 {
-            job.dpSGD = ExampleDPSGD(clip: clip, noiseMultiplier: noiseMultiplier, secure: false)
-            job.delta = delta
+        if dpSGD {
+            (job.privacy.dp, job.privacy.clip, job.privacy.noiseMultiplier) = ("dpsgd", clip, noiseMultiplier)
+            (job.privacy.targetEpsilon, job.privacy.delta) = (targetEpsilon, delta)
         }
         return job
     }

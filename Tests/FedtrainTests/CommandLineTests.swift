@@ -49,8 +49,9 @@ func temporaryPath(_ name: String) -> String {
         (["--init", "/nonexistent/w.safetensors", "--max-steps", "1"], "/nonexistent/w.safetensors"),
         (["--save", "/nonexistent/dir/w.safetensors"], "--save /nonexistent/dir/w.safetensors: cannot be written: no directory /nonexistent/dir"),
         (["--summary", "/tmp"], "--summary /tmp: cannot be written: is a directory"),
-        (["--dp-sgd", "--clip", "1"], "--dp-sgd needs --clip C > 0 and --noise-multiplier Z >= 0"),
-        (["--clip", "1"], "--clip and --noise-multiplier need --dp-sgd"),
+        (["--dp-sgd", "--clip", "1"], "--dp-sgd needs --clip C > 0 and --noise-multiplier Z >= 0 or --target-epsilon E"),
+        (["--clip", "1"], "--clip, --noise-multiplier and --target-epsilon need --dp-sgd"),
+        (["--dp-sgd", "--clip", "1", "--target-epsilon", "1", "--noise-multiplier", "0.1", "--train-limit", "600"], "above target_epsilon 1"),
         (["--dp-sgd", "--clip", "1", "--noise-multiplier", "1", "--max-steps", "3"], "no --max-steps or --no-shuffle"),
     ])
     func badInputExitsWithAClearError(arguments: [String], message: String) throws {
@@ -135,6 +136,22 @@ func temporaryPath(_ name: String) -> String {
         let expected = try JSONSerialization.jsonObject(with: Data(epsilon.output.utf8)) as! [String: Any]
         #expect(json["epsilon"] as? Double == expected["epsilon"] as? Double)
         #expect(result.output.contains("-DP"))
+    }
+
+    /// `--target-epsilon` instead of `--noise-multiplier`: the noise multiplier is calibrated for
+    /// the training set and the epochs, so the run spends the target (within the bisection's 1e-6).
+    @Test func dpSGDCalibratesItsNoiseToATargetEpsilon() throws {
+        let summary = temporaryPath("dp-target.json")
+        defer { try? FileManager.default.removeItem(atPath: summary) }
+        let result = try fedtrain(["train", "--dp-sgd", "--clip", "1", "--target-epsilon", "2", "--epochs", "2", "--train-limit", "600",
+                                   "--batch-size", "60", "--lr", "0.1", "--momentum", "0", "--summary", summary])
+        #expect(result.status == 0, "\(result.error)")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: summary))) as! [String: Any]
+        let epsilon = try #require(json["epsilon"] as? Double), z = try #require(json["noise_multiplier"] as? Double)
+        #expect(epsilon <= 2 && epsilon > 2 * (1 - 1e-4), "epsilon \(epsilon) at z \(z)")
+        let calibrated = try fedtrain(["privacy", "calibrate", "--epsilon", "2", "--sampling-rate", "0.1", "--steps", "20", "--delta", "1e-5", "--json"])
+        let expected = try JSONSerialization.jsonObject(with: Data(calibrated.output.utf8)) as! [String: Any]
+        #expect(z == expected["noise_multiplier"] as? Double)
     }
 }
 
