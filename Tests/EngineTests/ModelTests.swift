@@ -209,6 +209,15 @@ func piece(of network: Sequential, workspace: Workspace, batch: Int) -> [Int] {
 
     /// DP-SGD's batched clipped sum against the naive reference: each sample's gradient from its
     /// own batch-of-one backward pass, clipped in Double, summed. Chunks and threads do not change it.
+    /// Every layer's `parameterCount` (answered without building arrays where there are
+    /// parameters) is the count of its `parameterShapes`.
+    @Test func parameterCountsMatchTheShapes() {
+        let batchNorm = BatchNorm(shape: [16, 6, 6])
+        for layer in LeNet5.grayscale.layers + Self.stridedNetwork.layers + Self.denseNetwork.layers + [batchNorm] {
+            #expect(layer.parameterCount == layer.parameterShapes.reduce(0) { $0 + $1.shape.reduce(1, *) }, "\(type(of: layer))")
+        }
+    }
+
     /// Dense layers only, the first one without an input gradient.
     static let denseNetwork = Sequential([
         ("0", Dense(inputFeatures: 12, outputFeatures: 8)), (nil, ReLU(shape: [8])), ("2", Dense(inputFeatures: 8, outputFeatures: 5)),

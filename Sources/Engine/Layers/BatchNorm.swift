@@ -31,6 +31,7 @@ public struct BatchNorm: Layer {
     public var outputShape: [Int] { inputShape }
     public var outputCount: Int { inputCount }
     public var parameterShapes: [(suffix: String, shape: [Int])] { [("weight", [channels]), ("bias", [channels])] }
+    public var parameterCount: Int { 2 * channels }
     public var bufferShapes: [(suffix: String, shape: [Int])] {
         [("running_mean", [channels]), ("running_var", [channels]), ("num_batches_tracked", [])]
     }

@@ -33,6 +33,7 @@ public struct Conv2D: Layer {
         [("weight", [outputChannels, geometry.channels, geometry.kernelSize, geometry.kernelSize]),
          ("bias", [outputChannels])]
     }
+    public var parameterCount: Int { outputChannels * (geometry.patchSize + 1) }
 
     /// A 1×1, stride-1, unpadded convolution reads the image itself as its column matrix.
     private var isPointwise: Bool {

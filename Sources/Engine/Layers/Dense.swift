@@ -21,6 +21,7 @@ public struct Dense: Layer {
     public var parameterShapes: [(suffix: String, shape: [Int])] {
         [("weight", [outputFeatures, inputFeatures]), ("bias", [outputFeatures])]
     }
+    public var parameterCount: Int { outputFeatures * (inputFeatures + 1) }
 
     public func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using generator: inout SeededGenerator) {
         initializeUniformFanIn(parameters, fanIn: inputFeatures, using: &generator)

@@ -22,6 +22,9 @@ public protocol Layer: Sendable {
     var outputCount: Int { get }
     /// Parameter tensors (PyTorch suffix and shape), in `state_dict` order; empty when none.
     var parameterShapes: [(suffix: String, shape: [Int])] { get }
+    /// Values in `parameterShapes`. A requirement so that layers with parameters answer without
+    /// building the shape arrays (DP-SGD reads it every step, which must not allocate).
+    var parameterCount: Int { get }
     /// Non-trainable state (PyTorch buffers: BatchNorm's running statistics), laid out after the
     /// parameters in the layer's slice, in `state_dict` order; empty when none. Their gradient
     /// is zero and the optimizer leaves them alone (`Trainer`); federated rounds send and
