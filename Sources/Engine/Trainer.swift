@@ -277,9 +277,9 @@ public final class Trainer {
     /// per-sample gradients for the others), then the clipped sum from what it kept
     /// (`Workspace.accumulateClippedGradient`; Bu et al. 2023's book-keeping, so no second
     /// backward pass). No per-sample gradient of the whole model is formed.
-    /// The factor keeps a relative margin of 1e-5 below C: the norms and the second pass round
-    /// differently (about 1e-6 relative in Float), and a clipped gradient recomputed in Double
-    /// must stay within C. The network must not mix samples or draw random numbers.
+    /// The factor keeps a relative margin of 1e-5 below C: the norms (the dense layers' closed
+    /// form) and the weighted sums round differently (about 1e-6 relative in Float), and a
+    /// clipped gradient recomputed in Double must stay within C. The network must not mix samples or draw random numbers.
     @discardableResult
     public func clippedGradientSum(
         parameters: UnsafePointer<Float>, images: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int,

@@ -88,16 +88,27 @@ public final class Workspace {
     public func backward(batch: Int, input: UnsafePointer<Float>, parameters: UnsafePointer<Float>,
                          gradient: UnsafeMutablePointer<Float>, mode: ForwardMode = .evaluation) {
         var mode = mode
-        let base = storage.baseAddress!, scratch = base + scratchOffset
+        let scratch = storage.baseAddress! + scratchOffset
+        walkBackward(input: input) { index, x, y, dy, dx in
+            mode.layer = index
+            network.layers[index].backward(batch: batch, input: x, output: y, outputGradient: dy, inputGradient: dx,
+                                           parameters: parameters + network.parameterOffsets[index],
+                                           parameterGradient: gradient + network.parameterOffsets[index], scratch: scratch, mode: mode)
+        }
+    }
+
+    /// Calls `body(index, input, output, outputGradient, inputGradient)` for every layer from the
+    /// last to the first, with the activations of the preceding `forward` on `input`: the
+    /// gradient arriving from above starts as `logitGradient`, and each layer's input gradient
+    /// (nil for the first layer) goes to the other of the two gradient buffers, which it feeds next.
+    @inline(__always)
+    private func walkBackward(input: UnsafePointer<Float>,
+                              _ body: (Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>?) -> Void) {
+        let base = storage.baseAddress!
         var upstream = base + gradientOffsets.0, downstream = base + gradientOffsets.1
         for index in stride(from: network.layers.count - 1, through: 0, by: -1) {
-            let layer = network.layers[index]
             let x = index == 0 ? input : UnsafePointer(base + activationOffsets[index - 1])
-            mode.layer = index
-            layer.backward(batch: batch, input: x, output: base + activationOffsets[index],
-                           outputGradient: upstream, inputGradient: index == 0 ? nil : downstream,
-                           parameters: parameters + network.parameterOffsets[index],
-                           parameterGradient: gradient + network.parameterOffsets[index], scratch: scratch, mode: mode)
+            body(index, x, base + activationOffsets[index], upstream, index == 0 ? nil : downstream)
             swap(&upstream, &downstream)
         }
     }
@@ -120,15 +131,12 @@ public final class Workspace {
             }
             kept = (.allocate(capacity: total), offsets)
         }
-        let base = storage.baseAddress!, scratch = base + scratchOffset, keptBase = kept!.storage.baseAddress!
-        var upstream = base + gradientOffsets.0, downstream = base + gradientOffsets.1
-        for index in stride(from: network.layers.count - 1, through: 0, by: -1) {
-            let x = index == 0 ? input : UnsafePointer(base + activationOffsets[index - 1])
+        let scratch = storage.baseAddress! + scratchOffset, keptBase = kept!.storage.baseAddress!, offsets = kept!.offsets
+        walkBackward(input: input) { index, x, y, dy, dx in
             network.layers[index].accumulateSampleGradientNorms(
-                batch: batch, input: x, output: base + activationOffsets[index], outputGradient: upstream,
-                inputGradient: index == 0 ? nil : downstream, parameters: parameters + network.parameterOffsets[index],
-                scratch: scratch, kept: keptBase + kept!.offsets[index], squaredNorms: squaredNorms)
-            swap(&upstream, &downstream)
+                batch: batch, input: x, output: y, outputGradient: dy, inputGradient: dx,
+                parameters: parameters + network.parameterOffsets[index], scratch: scratch, kept: keptBase + offsets[index],
+                squaredNorms: squaredNorms)
         }
     }
 

@@ -71,10 +71,7 @@ public struct TrainingJob: Sendable {
 
     /// DP-SGD with its noise multiplier resolved for `samples` training examples; nil without DP-SGD.
     public func resolvedDPSGD(samples: Int) throws(ConfigurationError) -> ExampleDPSGD? {
-        guard privacy.dp == "dpsgd" else { return nil }
-        var resolved = privacy
-        resolved.noiseMultiplier = try privacy.resolvedExampleNoise(rounds: 1, clientSizes: [samples], batchSize: batchSize, epochs: epochs)
-        return resolved.exampleDPSGD(secure: false)
+        try privacy.resolvingExampleNoise(rounds: 1, clientSizes: [samples], batchSize: batchSize, epochs: epochs).exampleDPSGD(secure: false)
     }
 
     public func validate() throws(JobError) {

@@ -122,35 +122,38 @@ func temporaryPath(_ name: String) -> String {
         #expect(again["test_accuracy"] as? Double == json["test_accuracy"] as? Double)
     }
 
-    /// DP-SGD in centralized training: the ε of the steps taken, from the accountant, in the summary.
-    @Test func dpSGDReportsItsEpsilon() throws {
+    /// `fedtrain train --dp-sgd --clip 1` plus `noise` on 600 examples (Poisson lots of expected
+    /// size 60: q = 0.1, 10 steps an epoch, 2 epochs), its output and its JSON summary.
+    func dpSGDTraining(_ noise: [String]) throws -> (output: String, summary: [String: Any]) {
         let summary = temporaryPath("dp-summary.json")
         defer { try? FileManager.default.removeItem(atPath: summary) }
-        let result = try fedtrain(["train", "--dp-sgd", "--clip", "1", "--noise-multiplier", "1.1", "--epochs", "2", "--train-limit", "600",
+        let result = try fedtrain(["train", "--dp-sgd", "--clip", "1"] + noise + ["--epochs", "2", "--train-limit", "600",
                                    "--batch-size", "60", "--lr", "0.1", "--momentum", "0", "--summary", summary])
         #expect(result.status == 0, "\(result.error)")
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: summary))) as! [String: Any]
-        // 600 examples in Poisson lots of expected size 60: q = 0.1, 10 steps an epoch, 20 steps.
+        return (result.output, try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: summary))) as! [String: Any])
+    }
+
+    /// The JSON object `fedtrain privacy ... --json` prints.
+    func privacyJSON(_ arguments: [String]) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(try fedtrain(["privacy"] + arguments + ["--delta", "1e-5", "--json"]).output.utf8)) as! [String: Any]
+    }
+
+    /// DP-SGD in centralized training: the ε of the steps taken, from the accountant, in the summary.
+    @Test func dpSGDReportsItsEpsilon() throws {
+        let (output, json) = try dpSGDTraining(["--noise-multiplier", "1.1"])
         #expect(json["steps"] as? Int == 20 && json["delta"] as? Double == 1e-5)
-        let epsilon = try fedtrain(["privacy", "epsilon", "--noise-multiplier", "1.1", "--sampling-rate", "0.1", "--steps", "20", "--delta", "1e-5", "--json"])
-        let expected = try JSONSerialization.jsonObject(with: Data(epsilon.output.utf8)) as! [String: Any]
+        let expected = try privacyJSON(["epsilon", "--noise-multiplier", "1.1", "--sampling-rate", "0.1", "--steps", "20"])
         #expect(json["epsilon"] as? Double == expected["epsilon"] as? Double)
-        #expect(result.output.contains("-DP"))
+        #expect(output.contains("-DP"))
     }
 
     /// `--target-epsilon` instead of `--noise-multiplier`: the noise multiplier is calibrated for
     /// the training set and the epochs, so the run spends the target (within the bisection's 1e-6).
     @Test func dpSGDCalibratesItsNoiseToATargetEpsilon() throws {
-        let summary = temporaryPath("dp-target.json")
-        defer { try? FileManager.default.removeItem(atPath: summary) }
-        let result = try fedtrain(["train", "--dp-sgd", "--clip", "1", "--target-epsilon", "2", "--epochs", "2", "--train-limit", "600",
-                                   "--batch-size", "60", "--lr", "0.1", "--momentum", "0", "--summary", summary])
-        #expect(result.status == 0, "\(result.error)")
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: summary))) as! [String: Any]
+        let (_, json) = try dpSGDTraining(["--target-epsilon", "2"])
         let epsilon = try #require(json["epsilon"] as? Double), z = try #require(json["noise_multiplier"] as? Double)
         #expect(epsilon <= 2 && epsilon > 2 * (1 - 1e-4), "epsilon \(epsilon) at z \(z)")
-        let calibrated = try fedtrain(["privacy", "calibrate", "--epsilon", "2", "--sampling-rate", "0.1", "--steps", "20", "--delta", "1e-5", "--json"])
-        let expected = try JSONSerialization.jsonObject(with: Data(calibrated.output.utf8)) as! [String: Any]
+        let expected = try privacyJSON(["calibrate", "--epsilon", "2", "--sampling-rate", "0.1", "--steps", "20"])
         #expect(z == expected["noise_multiplier"] as? Double)
     }
 }

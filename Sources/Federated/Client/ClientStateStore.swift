@@ -62,14 +62,14 @@ public struct ClientStateStore: Sendable {
 
     /// Writes `client`'s state and last reply.
     public func save(client: Int, _ saved: Saved) throws(CheckpointError) {
-        var bytes = Self.magic
         let reply = saved.reply ?? (round: 0, bytes: [])
-        for value in [UInt64(reply.round), UInt64(reply.bytes.count)] {
-            withUnsafeBytes(of: value.littleEndian) { bytes += $0 }
-        }
-        bytes += reply.bytes
-        bytes += CheckpointStore.encode(saved.state.vectors)
-        do { try AtomicFile.write(bytes, to: path(client)) } catch { throw CheckpointError("cannot save client \(client)'s state: \(error.description)") }
+        var writer = ByteWriter()
+        writer.append(contentsOf: Self.magic)
+        writer.append(UInt64(reply.round))
+        writer.append(UInt64(reply.bytes.count))
+        writer.append(contentsOf: reply.bytes)
+        writer.append(contentsOf: CheckpointStore.encode(saved.state.vectors))
+        do { try AtomicFile.write(writer.bytes, to: path(client)) } catch { throw CheckpointError("cannot save client \(client)'s state: \(error.description)") }
     }
 
     /// The saved state of each of `clients` that has a file (those without are new).
@@ -84,16 +84,13 @@ public struct ClientStateStore: Sendable {
     }
 
     static func decode(_ bytes: [UInt8], name: String) throws(CheckpointError) -> Saved {
-        let header = magic.count + 16
-        guard bytes.count >= header, Array(bytes[0..<magic.count]) == magic else {
-            throw CheckpointError("\(name) is not a fedtrain client state")
+        guard bytes.starts(with: magic) else { throw CheckpointError("\(name) is not a fedtrain client state") }
+        var reader = ByteReader(bytes, from: magic.count)
+        guard let round = try? reader.read(UInt64.self), let length = try? reader.read(UInt64.self),
+              round <= UInt64(Int32.max), length <= UInt64(reader.remaining) else {
+            throw CheckpointError("\(name) is truncated or corrupt")
         }
-        func word(_ offset: Int) -> UInt64 {
-            (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[offset + $1]) << (8 * UInt64($1)) }
-        }
-        let round = word(magic.count), length = word(magic.count + 8)
-        guard round <= UInt64(Int32.max), length <= UInt64(bytes.count - header) else { throw CheckpointError("\(name) is truncated or corrupt") }
-        let replyEnd = header + Int(length)
+        let header = reader.offset, replyEnd = header + Int(length)
         let vectors: [String: [Float]]
         do { vectors = try Safetensors.tensors(Array(bytes[replyEnd...]), path: name).mapValues(\.values) } catch {
             throw CheckpointError("\(name): \(error.description)")

@@ -27,9 +27,8 @@ public struct SimulationConfiguration: Sendable, Equatable, Codable {
     /// A client runtime is built only from a resolved configuration.
     public func resolvingExampleNoise(partitions: [[Int]]) throws(ConfigurationError) -> SimulationConfiguration {
         var resolved = self
-        resolved.privacy.noiseMultiplier = try privacy.resolvedExampleNoise(
+        resolved.privacy = try privacy.resolvingExampleNoise(
             rounds: federation.rounds, clientSizes: Set(partitions.map(\.count)), batchSize: training.batchSize, epochs: training.localEpochs)
-            ?? privacy.noiseMultiplier
         return resolved
     }
 
@@ -434,14 +433,12 @@ public struct PrivacySection: Sendable, Equatable, Codable {
     /// given `noise_multiplier` otherwise, which must then stay within a given target.
     /// A networked client with its own data calibrates for its own size.
     public func resolvedExampleNoise(rounds: Int, clientSizes: Set<Int>, batchSize: Int, epochs: Int) throws(ConfigurationError) -> Double? {
-        guard dp == "dpsgd", let clip else { return nil }
+        guard dp == "dpsgd", clip != nil else { return nil }
         let sizes = clientSizes.subtracting([0]).sorted()
-        func spent(_ z: Double) -> Double {
-            sizes.map { ExampleDPSGD(clip: clip, noiseMultiplier: z, secure: false).epsilon(samples: $0, batchSize: batchSize, epochs: rounds * epochs, delta: delta) }.max() ?? 0
-        }
         if let noiseMultiplier {
-            if let targetEpsilon, spent(noiseMultiplier) > targetEpsilon {
-                throw ConfigurationError("noise_multiplier \(noiseMultiplier) spends epsilon \(spent(noiseMultiplier)) in \(rounds) rounds of DP-SGD, above target_epsilon \(targetEpsilon)")
+            if let targetEpsilon, let spent = exampleEpsilon(rounds: rounds, clientSizes: clientSizes, batchSize: batchSize, epochs: epochs),
+               spent > targetEpsilon {
+                throw ConfigurationError("noise_multiplier \(noiseMultiplier) spends epsilon \(spent) in \(rounds) rounds of DP-SGD, above target_epsilon \(targetEpsilon)")
             }
             return noiseMultiplier
         }
@@ -456,6 +453,14 @@ public struct PrivacySection: Sendable, Equatable, Codable {
             z = max(z, needed)
         }
         return z
+    }
+
+    /// These settings with `noise_multiplier` set to `resolvedExampleNoise`'s (unchanged without DP-SGD).
+    public func resolvingExampleNoise(rounds: Int, clientSizes: Set<Int>, batchSize: Int, epochs: Int) throws(ConfigurationError) -> PrivacySection {
+        var resolved = self
+        resolved.noiseMultiplier = try resolvedExampleNoise(rounds: rounds, clientSizes: clientSizes, batchSize: batchSize, epochs: epochs)
+            ?? noiseMultiplier
+        return resolved
     }
 
     /// DP-SGD: the ε at `delta` of an example of the worst client (over the distinct client
