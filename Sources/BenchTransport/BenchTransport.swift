@@ -5,7 +5,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 
 // `make bench-transport`: one large update over loopback through the server's real path (the gRPC
-// service, the size limit, routing, the fsync'd reply journal), server and client in separate
+// service, streamed in `ChunkedBytes`, the size limit, routing, the fsync'd reply journal), server and client in separate
 // processes. Prints the upload rate and the server's peak RSS.
 //
 //   bench-transport [MEGABYTES] [REPEATS] [--no-journal]   (default 100 MB, 5 pushes; the journal
@@ -42,13 +42,15 @@ struct BenchTransport {
         try await withGRPCClient(transport: transport) { client in
             var options = CallOptions.defaults
             options.timeout = .seconds(120)
+            (options.maxRequestMessageBytes, options.maxResponseMessageBytes) = (ChunkedBytes.maxMessageBytes, ChunkedBytes.maxMessageBytes)
             for round in 1...repeats {
                 var envelope = reply
                 envelope.round = round
                 let message = round == 1 ? bytes : envelope.bytes
                 let start = ContinuousClock.now
-                let answer = try await client.unary(request: ClientRequest(message: message), descriptor: FederationProtocol.push,
-                                                    serializer: RawSerializer(), deserializer: RawDeserializer(), options: options) { try $0.message }
+                let answer = try await client.clientStreaming(
+                    request: StreamingClientRequest { try await $0.write(contentsOf: ChunkedBytes.chunks(of: message)) }, descriptor: FederationProtocol.push,
+                    serializer: RawSerializer(), deserializer: RawDeserializer(), options: options) { try $0.message }
                 seconds.append((ContinuousClock.now - start).seconds)
                 let receipt = try JSONDecoder().decode(FederationProtocol.PushReceipt.self, from: Data(answer))
                 precondition(receipt.receipt == "accepted", "push \(round): \(receipt)")
@@ -68,12 +70,13 @@ struct BenchTransport {
         let clients = RemoteClients(settings: .init(minClients: 1, minSurvivors: 1, roundDeadline: .seconds(600), underflow: .skip,
                                                     livenessTimeout: .seconds(600)), journal: journal.map { ReplyJournal(directory: $0) })
         let service = FederationService(clients: clients, authenticator: Authenticator(mode: .open),
-                                        job: .init(configuration: "", rounds: 1000, jobClients: 1, completedRounds: { 0 }),
+                                        job: .init(configuration: "", rounds: 1000, jobClients: 1,
+                                                             maxReplyBytes: FederationServer.maxReplyBytes(parameters: parameters), completedRounds: { 0 }),
                                         log: EventLog(component: "bench"), wire: WireCounter())
         let transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext,
             config: .defaults { config in
-                config.rpc.maxRequestPayloadSize = FederationServer.maxReplyBytes(parameters: parameters)
+                config.rpc.maxRequestPayloadSize = ChunkedBytes.maxMessageBytes
                 config.http2.targetWindowSize = 8 << 20
             })
         let server = GRPCServer(transport: transport, services: [service])

@@ -192,14 +192,40 @@ private final class Session: Sendable {
         return metadata
     }
 
-    private func call(_ method: MethodDescriptor, _ message: [UInt8], timeout: Duration = .seconds(30)) async throws -> [UInt8] {
+    private func options(timeout: Duration) -> CallOptions {
         var options = CallOptions.defaults
         options.timeout = timeout
-        let limit = host.value?.maxTaskBytes ?? FederationProtocol.maxControlBytes
-        options.maxRequestMessageBytes = limit
-        options.maxResponseMessageBytes = limit
-        return try await client.unary(request: ClientRequest(message: message, metadata: metadata), descriptor: method,
-                                      serializer: RawSerializer(), deserializer: RawDeserializer(), options: options) { try $0.message }
+        // Every message is a control message or a chunk (this transport applies
+        // `maxRequestMessageBytes` to what the server sends back).
+        options.maxRequestMessageBytes = ChunkedBytes.maxMessageBytes
+        options.maxResponseMessageBytes = ChunkedBytes.maxMessageBytes
+        return options
+    }
+
+    private func call(_ method: MethodDescriptor, _ message: [UInt8], timeout: Duration = .seconds(30)) async throws -> [UInt8] {
+        try await client.unary(request: ClientRequest(message: message[...], metadata: metadata), descriptor: method,
+                               serializer: RawSerializer(), deserializer: RawDeserializer(), options: options(timeout: timeout)) { try $0.message }
+    }
+
+    /// A unary request answered by a `ChunkedBytes` stream of at most `limit` bytes.
+    private func callChunkedResponse(_ method: MethodDescriptor, _ message: [UInt8], limit: Int, timeout: Duration) async throws -> [UInt8] {
+        try await client.serverStreaming(request: ClientRequest(message: message[...], metadata: metadata), descriptor: method,
+                                         serializer: RawSerializer(), deserializer: RawDeserializer(), options: options(timeout: timeout)) { response in
+            var assembler = ChunkedBytes.Assembler(limit: limit)
+            do {
+                for try await chunk in response.messages { try assembler.append(chunk) }
+                return try assembler.finished()
+            } catch let problem as ChunkedBytes.Problem {
+                throw FatalClientError(message: "the server sent \(problem)")
+            }
+        }
+    }
+
+    /// A `ChunkedBytes` request answered by one message.
+    private func callChunkedRequest(_ method: MethodDescriptor, _ message: [UInt8], timeout: Duration) async throws -> [UInt8] {
+        try await client.clientStreaming(request: StreamingClientRequest(metadata: metadata) { writer in
+            try await writer.write(contentsOf: ChunkedBytes.chunks(of: message))
+        }, descriptor: method, serializer: RawSerializer(), deserializer: RawDeserializer(), options: options(timeout: timeout)) { try $0.message }
     }
 
     /// Joins; the first time, builds the host from the job's configuration (a later join must
@@ -257,7 +283,8 @@ private final class Session: Sendable {
     }
 
     private func poll() async throws -> RemoteClients.PollResult {
-        let bytes = try await call(FederationProtocol.poll, clientList, timeout: .seconds(FederationProtocol.pollSeconds + 15))
+        guard let limit = host.value?.maxTaskBytes else { preconditionFailure("polled before joining") }
+        let bytes = try await callChunkedResponse(FederationProtocol.poll, clientList, limit: limit, timeout: .seconds(FederationProtocol.pollSeconds + 15))
         guard let status = bytes.first.flatMap(FederationProtocol.PollStatus.init) else {
             throw FatalClientError(message: "the server sent a malformed poll answer")
         }
@@ -298,7 +325,7 @@ private final class Session: Sendable {
         defer { heartbeat.cancel() }
         for reply in replies {
             let receipt = try FederationProtocol.decodeJSONFromServer(FederationProtocol.PushReceipt.self,
-                                                                      try await call(FederationProtocol.push, reply, timeout: .seconds(120)))
+                                                                      try await callChunkedRequest(FederationProtocol.push, reply, timeout: .seconds(120)))
             if receipt.receipt == "rejected" {
                 log.log("reply_rejected", ["reason": receipt.reason ?? "-"])
             }
@@ -350,7 +377,7 @@ public enum FederationStatus {
                     var options = CallOptions.defaults
                     options.timeout = .seconds(10)
                     options.maxRequestMessageBytes = 64 << 20
-                    let bytes = try await client.unary(request: ClientRequest(message: [UInt8](), metadata: metadata),
+                    let bytes = try await client.unary(request: ClientRequest(message: [UInt8]()[...], metadata: metadata),
                                                        descriptor: FederationProtocol.status, serializer: RawSerializer(),
                                                        deserializer: RawDeserializer(), options: options) { try $0.message }
                     return try FederationProtocol.decodeJSONFromServer(FederationProtocol.ServerStatus.self, bytes)

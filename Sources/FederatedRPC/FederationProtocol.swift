@@ -84,16 +84,3 @@ public enum FederationProtocol {
         }
     }
 }
-
-/// Messages cross the wire as they are: fedtrain's own formats carry their own checks.
-public struct RawSerializer: MessageSerializer {
-    public init() {}
-    public func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes { Bytes(message) }
-}
-
-public struct RawDeserializer: MessageDeserializer {
-    public init() {}
-    public func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
-        serializedMessageBytes.withUnsafeBytes { Array($0) }
-    }
-}

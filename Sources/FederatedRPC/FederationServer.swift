@@ -135,7 +135,7 @@ public enum FederationServer {
         let service = FederationService(
             clients: remote, authenticator: settings.authenticator,
             job: .init(configuration: ConfigurationFile.encode(configuration), rounds: federation.rounds, jobClients: federation.clients,
-                       completedRounds: { completed.load(ordering: .relaxed) }),
+                       maxReplyBytes: Self.maxReplyBytes(parameters: parameters), completedRounds: { completed.load(ordering: .relaxed) }),
             log: log, wire: wire)
         let transport: HTTP2ServerTransport.Posix
         do {
@@ -143,7 +143,7 @@ public enum FederationServer {
                 address: .ipv4(host: settings.listen.ipv4, port: settings.listen.port),
                 transportSecurity: try serverSecurity(settings.security),
                 config: .defaults { config in
-                    config.rpc.maxRequestPayloadSize = Self.maxReplyBytes(parameters: parameters)
+                    config.rpc.maxRequestPayloadSize = ChunkedBytes.maxMessageBytes
                     config.http2.targetWindowSize = 8 << 20
                     config.connection.keepalive = .init(
                         time: .seconds(30), timeout: .seconds(10),

@@ -22,15 +22,18 @@ public struct FederationService: RegistrableRPCService {
         var configuration: String
         var rounds: Int
         var jobClients: Int
+        /// The largest reply a client may push (`FederationServer.maxReplyBytes`).
+        var maxReplyBytes: Int
         var completedRounds: @Sendable () -> Int
 
-        public init(configuration: String, rounds: Int, jobClients: Int, completedRounds: @escaping @Sendable () -> Int) {
-            (self.configuration, self.rounds, self.jobClients, self.completedRounds) = (configuration, rounds, jobClients, completedRounds)
+        public init(configuration: String, rounds: Int, jobClients: Int, maxReplyBytes: Int, completedRounds: @escaping @Sendable () -> Int) {
+            (self.configuration, self.rounds, self.jobClients) = (configuration, rounds, jobClients)
+            (self.maxReplyBytes, self.completedRounds) = (maxReplyBytes, completedRounds)
         }
     }
 
     public func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
-        register(FederationProtocol.join, with: &router) { bytes, identity in
+        register(FederationProtocol.join, with: &router) { bytes, _, identity in
             let request = try FederationProtocol.decodeJSON(FederationProtocol.JoinRequest.self, bytes)
             guard request.version == FederationProtocol.version else {
                 throw RPCError(code: .failedPrecondition, message: "client speaks protocol \(request.version), server \(FederationProtocol.version)")
@@ -41,7 +44,7 @@ public struct FederationService: RegistrableRPCService {
             return FederationProtocol.encodeJSON(FederationProtocol.JoinReply(
                 configuration: job.configuration, rounds: job.rounds, completedRounds: job.completedRounds()))
         }
-        register(FederationProtocol.poll, with: &router) { bytes, identity in
+        register(FederationProtocol.poll, with: &router, response: .chunked) { bytes, _, identity in
             let ids = try checked(try FederationProtocol.decodeJSON(FederationProtocol.ClientList.self, bytes).clients, identity)
             switch await clients.poll(ids, timeout: .seconds(FederationProtocol.pollSeconds)) {
             case .tasks(let tasks): return [FederationProtocol.PollStatus.tasks.rawValue] + EnvelopeBatch.encode(tasks)
@@ -49,8 +52,8 @@ public struct FederationService: RegistrableRPCService {
             case .done: return [FederationProtocol.PollStatus.done.rawValue]
             }
         }
-        register(FederationProtocol.push, with: &router) { bytes, identity in
-            let receipt = clients.deliver(bytes) { identity.clients?.contains($0) ?? true }
+        register(FederationProtocol.push, with: &router, request: .chunked(limit: job.maxReplyBytes)) { bytes, checksum, identity in
+            let receipt = clients.deliver(bytes, checksum: checksum) { identity.clients?.contains($0) ?? true }
             let (name, reason): (String, String?) = switch receipt {
             case .accepted: ("accepted", nil)
             case .duplicate: ("duplicate", nil)
@@ -62,17 +65,17 @@ public struct FederationService: RegistrableRPCService {
             }
             return FederationProtocol.encodeJSON(FederationProtocol.PushReceipt(receipt: name, reason: reason))
         }
-        register(FederationProtocol.heartbeat, with: &router) { bytes, identity in
+        register(FederationProtocol.heartbeat, with: &router) { bytes, _, identity in
             clients.heartbeat(try checked(try FederationProtocol.decodeJSON(FederationProtocol.ClientList.self, bytes).clients, identity))
             return []
         }
-        register(FederationProtocol.leave, with: &router) { bytes, identity in
+        register(FederationProtocol.leave, with: &router) { bytes, _, identity in
             let ids = try checked(try FederationProtocol.decodeJSON(FederationProtocol.ClientList.self, bytes).clients, identity)
             clients.leave(ids)
             log.log("client_left", ["clients": ClientIDs.format(ids), "identity": identity.name])
             return []
         }
-        register(FederationProtocol.status, with: &router) { _, _ in
+        register(FederationProtocol.status, with: &router) { _, _, _ in
             let progress = clients.progress()
             return FederationProtocol.encodeJSON(FederationProtocol.ServerStatus(
                 round: progress?.round ?? 0, rounds: job.rounds, completedRounds: job.completedRounds(),
@@ -97,24 +100,66 @@ public struct FederationService: RegistrableRPCService {
         return ids
     }
 
-    /// A unary raw-bytes handler behind the authenticator; refusals are logged.
+    /// How a request crosses: one gRPC message, or `ChunkedBytes` declaring at most `limit` bytes.
+    enum RequestFraming {
+        case single
+        case chunked(limit: Int)
+    }
+
+    /// How a response crosses: one gRPC message, or `ChunkedBytes`.
+    enum ResponseFraming {
+        case single, chunked
+    }
+
+    /// A raw-bytes handler behind the authenticator (which runs before any message is read);
+    /// refusals are logged. The handler gets the request, its CRC-32 when it came chunked, and
+    /// the caller's identity.
     private func register<Transport: ServerTransport>(
-        _ method: MethodDescriptor, with router: inout RPCRouter<Transport>,
-        handler: @escaping @Sendable (_ request: [UInt8], _ identity: Identity) async throws -> [UInt8]
+        _ method: MethodDescriptor, with router: inout RPCRouter<Transport>, request framing: RequestFraming = .single, response: ResponseFraming = .single,
+        handler: @escaping @Sendable (_ request: [UInt8], _ checksum: UInt32?, _ identity: Identity) async throws -> [UInt8]
     ) {
         let authenticator = self.authenticator, log = self.log, wire = self.wire
         router.registerHandler(forMethod: method, deserializer: RawDeserializer(), serializer: RawSerializer()) { request, context in
-            let single = try await ServerRequest(stream: request)
-            wire.received.add(single.message.count, ordering: .relaxed)
             let identity: Identity
-            do { identity = try authenticator.identify(metadata: single.metadata, context: context) } catch {
+            do { identity = try authenticator.identify(metadata: request.metadata, context: context) } catch {
                 log.log("refused", ["method": method.method, "peer": context.remotePeer, "reason": "\(error)"])
                 throw error
             }
-            let response = try await handler(single.message, identity)
-            wire.sent.add(response.count, ordering: .relaxed)
+            let message: [UInt8], checksum: UInt32?
+            switch framing {
+            case .single:
+                (message, checksum) = (try await ServerRequest(stream: request).message, nil)
+                wire.received.add(message.count, ordering: .relaxed)
+            case .chunked(let limit):
+                var assembler = ChunkedBytes.Assembler(limit: limit)
+                do {
+                    for try await chunk in request.messages {
+                        wire.received.add(chunk.count, ordering: .relaxed)
+                        try assembler.append(chunk)
+                    }
+                    message = try assembler.finished()
+                } catch let problem as ChunkedBytes.Problem {
+                    log.log("refused", ["method": method.method, "identity": identity.name, "reason": problem.description])
+                    let tooLarge = if case .tooLarge = problem { true } else { false }
+                    throw RPCError(code: tooLarge ? .resourceExhausted : .invalidArgument, message: problem.description)
+                }
+                checksum = assembler.checksum
+            }
+            let answer = try await handler(message, checksum, identity)
             wire.calls.add(1, ordering: .relaxed)
-            return StreamingServerResponse(single: ServerResponse(message: response))
+            switch response {
+            case .single:
+                wire.sent.add(answer.count, ordering: .relaxed)
+                return StreamingServerResponse(single: ServerResponse(message: answer[...]))
+            case .chunked:
+                return StreamingServerResponse { writer in
+                    for chunk in ChunkedBytes.chunks(of: answer) {
+                        try await writer.write(chunk)
+                        wire.sent.add(chunk.count, ordering: .relaxed)
+                    }
+                    return [:]
+                }
+            }
         }
     }
 }

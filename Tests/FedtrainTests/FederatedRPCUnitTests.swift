@@ -1,4 +1,5 @@
 import Crypto
+import Engine
 import Federated
 @testable import FederatedRPC
 import Foundation
@@ -23,6 +24,38 @@ import X509
         for bad in ["7443", ":7443", "host:", "host:70000", "host:x"] {
             #expect(throws: ConfigurationError.self, "\(bad)") { try ServerAddress(parsing: bad) }
         }
+    }
+
+    /// Messages of every size around the chunk boundaries come back whole, with the CRC-32 of the
+    /// whole message computed chunk by chunk.
+    @Test func chunkedBytesRoundTrip() throws {
+        let chunk = ChunkedBytes.chunkBytes
+        var generator = SeededGenerator(seed: 5)
+        for count in [0, 1, chunk - 1, chunk, chunk + 1, 3 * chunk + 5] {
+            let message = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let chunks = ChunkedBytes.chunks(of: message)
+            #expect(chunks.count == max(1, (count + chunk - 1) / chunk), "\(count)")
+            #expect(chunks.allSatisfy { $0.count <= ChunkedBytes.maxMessageBytes })
+            var assembler = ChunkedBytes.Assembler(limit: count)
+            for part in chunks { try assembler.append(Array(part)) }
+            #expect(try assembler.finished() == message, "\(count)")
+            #expect(assembler.checksum == UpdateMessage.checksum(message[...]), "\(count)")
+        }
+    }
+
+    @Test func chunkedBytesRefuseWhatWasNotDeclared() throws {
+        let message = [UInt8](repeating: 9, count: ChunkedBytes.chunkBytes + 10), chunks = ChunkedBytes.chunks(of: message).map { Array($0) }
+        var small = ChunkedBytes.Assembler(limit: message.count - 1)
+        #expect(throws: ChunkedBytes.Problem.tooLarge(declared: UInt64(message.count), limit: message.count - 1)) { try small.append(chunks[0]) }
+        var longer = ChunkedBytes.Assembler(limit: message.count)
+        try longer.append(chunks[0])
+        #expect(throws: ChunkedBytes.Problem.moreThanDeclared(message.count)) { try longer.append(chunks[1] + [0]) }
+        var shorter = ChunkedBytes.Assembler(limit: message.count)
+        try shorter.append(chunks[0])
+        #expect(throws: ChunkedBytes.Problem.fewerThanDeclared(received: ChunkedBytes.chunkBytes, declared: message.count)) { try shorter.finished() }
+        var empty = ChunkedBytes.Assembler(limit: 10)
+        #expect(throws: ChunkedBytes.Problem.noLength) { try empty.finished() }
+        #expect(throws: ChunkedBytes.Problem.noLength) { try empty.append([1, 2, 3]) }
     }
 
     @Test func constantTimeComparison() {

@@ -116,9 +116,21 @@ import Testing
         sendGarbage(port: port)
         let transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
         try await withGRPCClient(transport: transport) { client in
-            // Larger than any reply of this model: refused by the transport before it is buffered.
-            await #expect(throws: RPCError.self) { try await Self.call(client, FederationProtocol.push, [UInt8](repeating: 7, count: 4 << 20)) }
-            let answer = try await Self.call(client, FederationProtocol.push, Array("FTEVxx".utf8))
+            // A gRPC message larger than a chunk: refused by the transport before it is buffered.
+            await #expect(throws: RPCError.self) { try await Self.push(client, [[UInt8](repeating: 7, count: 4 << 20)[...]]) }
+            // A reply declaring more bytes than any reply of this model: refused before anything is reserved.
+            let declared = await #expect(throws: RPCError.self) { try await Self.push(client, ChunkedBytes.chunks(of: [1, 2, 3]).map { chunk in
+                var first = Array(chunk)
+                first.replaceSubrange(0..<8, with: withUnsafeBytes(of: UInt64(1) << 40) { Array($0) })
+                return first[...]
+            }) }
+            #expect(declared?.code == .resourceExhausted)
+            // More bytes than declared, and fewer.
+            let longer = await #expect(throws: RPCError.self) { try await Self.push(client, ChunkedBytes.chunks(of: [1, 2, 3]) + [[4][...]]) }
+            #expect(longer?.code == .invalidArgument)
+            let shorter = await #expect(throws: RPCError.self) { try await Self.push(client, [ChunkedBytes.chunks(of: [1, 2, 3])[0].dropLast()]) }
+            #expect(shorter?.code == .invalidArgument)
+            let answer = try await Self.push(client, ChunkedBytes.chunks(of: Array("FTEVxx".utf8)))
             let receipt = try JSONDecoder().decode(FederationProtocol.PushReceipt.self, from: Data(answer))
             #expect(receipt.receipt == "rejected")
             let malformed = await #expect(throws: RPCError.self) { try await Self.call(client, FederationProtocol.poll, Array("{not json".utf8)) }
@@ -135,8 +147,18 @@ import Testing
     static func call(_ client: GRPCClient<HTTP2ClientTransport.Posix>, _ method: MethodDescriptor, _ bytes: [UInt8]) async throws -> [UInt8] {
         var options = CallOptions.defaults
         options.timeout = .seconds(20)
-        return try await client.unary(request: ClientRequest(message: bytes), descriptor: method, serializer: RawSerializer(),
+        return try await client.unary(request: ClientRequest(message: bytes[...]), descriptor: method, serializer: RawSerializer(),
                                       deserializer: RawDeserializer(), options: options) { try $0.message }
+    }
+
+    /// A push made of exactly these gRPC messages.
+    static func push(_ client: GRPCClient<HTTP2ClientTransport.Posix>, _ messages: [ArraySlice<UInt8>]) async throws -> [UInt8] {
+        var options = CallOptions.defaults
+        options.timeout = .seconds(20)
+        (options.maxRequestMessageBytes, options.maxResponseMessageBytes) = (8 << 20, 8 << 20)
+        return try await client.clientStreaming(request: StreamingClientRequest { try await $0.write(contentsOf: messages) },
+                                                descriptor: FederationProtocol.push, serializer: RawSerializer(),
+                                                deserializer: RawDeserializer(), options: options) { try $0.message }
     }
 
     /// 4 KiB of random bytes to the port over raw TCP.

@@ -214,8 +214,9 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
     }
 
     /// Takes a reply from a sender allowed to speak for the clients `mayAct(client)` accepts;
-    /// journals it before answering `.accepted`.
-    public func deliver(_ bytes: [UInt8], mayAct: (Int) -> Bool) -> Receipt {
+    /// journals it before answering `.accepted`. `checksum`: the reply's `UpdateMessage.checksum`,
+    /// when the transport computed it as the bytes arrived.
+    public func deliver(_ bytes: [UInt8], checksum: UInt32? = nil, mayAct: (Int) -> Bool) -> Receipt {
         let header: Envelope.Header
         do { header = try Envelope.header(of: bytes) } catch { return .rejected(error.description) }
         guard header.kind == .update || header.kind == .diverged else { return .rejected("not a reply to a training task") }
@@ -227,7 +228,7 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
                 return roundIsOpen ? .rejected("client \(header.client) was not sampled in round \(header.round)") : .stale
             }
             guard trip.reply == nil else { return .duplicate }
-            do { try journal?.append(bytes, round: header.round) } catch { return .rejected("server cannot journal the reply: \(error)") }
+            do { try journal?.append(bytes, round: header.round, checksum: checksum) } catch { return .rejected("server cannot journal the reply: \(error)") }
             arrivals += 1
             (trip.reply, trip.arrival) = (bytes, arrivals)
             trips[header.client] = trip

@@ -36,8 +36,9 @@ public final class ReplyJournal: @unchecked Sendable {
         return replies
     }
 
-    /// Appends `reply` to `round`'s file and flushes it to disk.
-    public func append(_ reply: [UInt8], round: Int) throws(FileError) {
+    /// Appends `reply` to `round`'s file and flushes it to disk. `checksum`: the reply's
+    /// `UpdateMessage.checksum` when the caller has it already (computed as it arrived).
+    public func append(_ reply: [UInt8], round: Int, checksum: UInt32? = nil) throws(FileError) {
         if file?.round != round {
             do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
                 throw FileError(path: directory, problem: "cannot create the reply journal directory")
@@ -51,19 +52,46 @@ public final class ReplyJournal: @unchecked Sendable {
             guard descriptor >= 0 else { throw FileError(path: path(round: round), problem: "cannot open for appending") }
             file = (round, descriptor)
         }
-        let record = Self.record(reply)
-        let written = record.withUnsafeBytes { Foundation.write(file!.descriptor, $0.baseAddress, $0.count) }
-        guard written == record.count, fsync(file!.descriptor) == 0 else {
+        // The header and the reply go out in one gather write: the reply is not copied.
+        var header = Self.header(reply, checksum: checksum)
+        let complete = header.withUnsafeMutableBytes { head in
+            reply.withUnsafeBytes { body in
+                var parts = [iovec(iov_base: head.baseAddress, iov_len: head.count),
+                             iovec(iov_base: UnsafeMutableRawPointer(mutating: body.baseAddress), iov_len: body.count)]
+                return Self.writeAll(file!.descriptor, &parts)
+            }
+        }
+        guard complete, fsync(file!.descriptor) == 0 else {
             throw FileError(path: path(round: round), problem: "cannot append a reply (disk full?)")
         }
     }
 
-    private static func record(_ reply: [UInt8]) -> [UInt8] {
-        var writer = ByteWriter(capacity: reply.count + 8)
+    private static func header(_ reply: [UInt8], checksum: UInt32?) -> [UInt8] {
+        var writer = ByteWriter(capacity: 8)
         writer.append(UInt32(reply.count))
-        writer.append(UpdateMessage.checksum(reply[...]))
-        writer.append(contentsOf: reply)
+        writer.append(checksum ?? UpdateMessage.checksum(reply[...]))
         return writer.bytes
+    }
+
+    private static func record(_ reply: [UInt8]) -> [UInt8] { header(reply, checksum: nil) + reply }
+
+    /// `writev` until every byte of `parts` is written (a regular file may take fewer at a time).
+    private static func writeAll(_ descriptor: Int32, _ parts: inout [iovec]) -> Bool {
+        var first = 0
+        while first < parts.count {
+            let written = parts[first...].withUnsafeBufferPointer { writev(descriptor, $0.baseAddress, Int32($0.count)) }
+            guard written > 0 else { return false }
+            var left = written
+            while first < parts.count, left >= parts[first].iov_len {
+                left -= parts[first].iov_len
+                first += 1
+            }
+            if left > 0 {
+                parts[first].iov_base += left
+                parts[first].iov_len -= left
+            }
+        }
+        return true
     }
 
     /// Removes the files of `round` and every earlier round: their checkpoint is on disk.

@@ -103,8 +103,9 @@ public struct UpdateMessage: Sendable {
         return UpdateMessage(kind: kind, round: round, values: values, codec: codec)
     }
 
-    static func checksum(_ bytes: ArraySlice<UInt8>) -> UInt32 {
-        bytes.withUnsafeBufferPointer { UInt32(crc32(0, $0.baseAddress, UInt32($0.count))) }
+    /// CRC-32 (zlib's) of `bytes`; with `continuing`, of the bytes before them followed by these.
+    public static func checksum(_ bytes: ArraySlice<UInt8>, continuing crc: UInt32 = 0) -> UInt32 {
+        bytes.withUnsafeBufferPointer { UInt32(crc32(UInt(crc), $0.baseAddress, UInt32($0.count))) }
     }
 }
 

@@ -1,0 +1,86 @@
+import Federated
+import GRPCCore
+
+/// Tasks and replies cross as streams of gRPC messages of at most `chunkBytes` data each, so no
+/// gRPC message limit depends on the model's size (a 100 MB update, or a task batch for 250
+/// hosted clients, is never one message), and a receiver holds at most one chunk beyond what it
+/// assembles. The first chunk starts with the total length (UInt64, little-endian); the receiver
+/// checks it against its own limit before reserving anything, and refuses a stream that carries
+/// more or fewer bytes than it declared.
+public enum ChunkedBytes {
+    public static let chunkBytes = 1 << 20
+    /// The transport's per-message limit for chunked streams: a chunk and the length prefix.
+    public static let maxMessageBytes = chunkBytes + 8
+
+    /// `bytes` as the messages of one stream.
+    public static func chunks(of bytes: [UInt8]) -> [ArraySlice<UInt8>] {
+        var first = [UInt8]()
+        first.reserveCapacity(8 + min(bytes.count, chunkBytes))
+        withUnsafeBytes(of: UInt64(bytes.count).littleEndian) { first.append(contentsOf: $0) }
+        first.append(contentsOf: bytes[..<min(bytes.count, chunkBytes)])
+        return [first[...]] + stride(from: chunkBytes, to: bytes.count, by: chunkBytes).map { bytes[$0..<min($0 + chunkBytes, bytes.count)] }
+    }
+
+    /// Why a stream was refused.
+    public enum Problem: Error, Equatable, CustomStringConvertible, Sendable {
+        case tooLarge(declared: UInt64, limit: Int)
+        case noLength
+        case moreThanDeclared(Int)
+        case fewerThanDeclared(received: Int, declared: Int)
+
+        public var description: String {
+            switch self {
+            case .tooLarge(let declared, let limit): "a message of \(declared) bytes (at most \(limit))"
+            case .noLength: "a chunked message without its length"
+            case .moreThanDeclared(let declared): "a chunked message longer than the \(declared) bytes it declared"
+            case .fewerThanDeclared(let received, let declared): "a chunked message of \(received) bytes, \(declared) declared"
+            }
+        }
+    }
+
+    /// Rebuilds one message from its chunks, with its CRC-32 (`UpdateMessage.checksum`)
+    /// computed as the chunks arrive.
+    public struct Assembler {
+        public let limit: Int
+        private var declared: Int?
+        public private(set) var bytes: [UInt8] = []
+        public private(set) var checksum: UInt32 = 0
+
+        public init(limit: Int) { self.limit = limit }
+
+        public mutating func append(_ chunk: [UInt8]) throws(Problem) {
+            var data = chunk[...]
+            if declared == nil {
+                var reader = ByteReader(chunk)
+                guard let length = try? reader.read(UInt64.self) else { throw .noLength }
+                guard length <= UInt64(limit) else { throw .tooLarge(declared: length, limit: limit) }
+                declared = Int(length)
+                bytes.reserveCapacity(Int(length))
+                data = chunk[8...]
+            }
+            guard data.count <= declared! - bytes.count else { throw .moreThanDeclared(declared!) }
+            checksum = UpdateMessage.checksum(data, continuing: checksum)
+            bytes.append(contentsOf: data)
+        }
+
+        /// The whole message, once every declared byte came.
+        public func finished() throws(Problem) -> [UInt8] {
+            guard let declared else { throw .noLength }
+            guard bytes.count == declared else { throw .fewerThanDeclared(received: bytes.count, declared: declared) }
+            return bytes
+        }
+    }
+}
+
+/// Messages cross the wire as they are: fedtrain's own formats carry their own checks.
+public struct RawSerializer: MessageSerializer {
+    public init() {}
+    public func serialize<Bytes: GRPCContiguousBytes>(_ message: ArraySlice<UInt8>) throws -> Bytes { Bytes(message) }
+}
+
+public struct RawDeserializer: MessageDeserializer {
+    public init() {}
+    public func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
+        serializedMessageBytes.withUnsafeBytes { Array($0) }
+    }
+}
