@@ -9,14 +9,15 @@ import GRPCCore
 /// | method    | request                      | response                                        |
 /// |-----------|------------------------------|-------------------------------------------------|
 /// | Join      | `JoinRequest` (JSON)         | `JoinReply` (JSON): the job's configuration      |
-/// | Poll      | `ClientList` (JSON)          | status byte (0 tasks, 1 wait, 2 done) + batch    |
-/// | Push      | a reply envelope             | `PushReceipt` (JSON)                             |
+/// | Poll      | `ClientList` (JSON)          | chunked: status byte (0 tasks, 1 wait, 2 done) + batch |
+/// | Push      | chunked: a reply envelope    | `PushReceipt` (JSON)                             |
 /// | Heartbeat | `ClientList` (JSON)          | empty                                            |
 /// | Leave     | `ClientList` (JSON)          | empty                                            |
 /// | Status    | empty                        | `ServerStatus` (JSON)                            |
 ///
-/// Every call names the clients it speaks for; the server checks them against the caller's
-/// identity (certificate name or token) before anything else.
+/// "Chunked": a stream of `ChunkedBytes` messages. Every call names the clients it speaks for;
+/// the server checks them against the caller's identity (certificate name or token) before
+/// anything else.
 public enum FederationProtocol {
     public static let service = "fedtrain.v1.Federation"
     public static let join = MethodDescriptor(fullyQualifiedService: service, method: "Join")
@@ -26,7 +27,7 @@ public enum FederationProtocol {
     public static let leave = MethodDescriptor(fullyQualifiedService: service, method: "Leave")
     public static let status = MethodDescriptor(fullyQualifiedService: service, method: "Status")
     /// Bumped when a message changes; a client of another version is refused at `Join`.
-    public static let version = 1
+    public static let version = 2
     /// How long a poll waits for tasks before answering "wait".
     public static let pollSeconds = 20.0
     /// Control messages are small: anything larger is refused before decoding.

@@ -135,7 +135,7 @@ import Testing
             #expect(receipt.receipt == "rejected")
             let malformed = await #expect(throws: RPCError.self) { try await Self.call(client, FederationProtocol.poll, Array("{not json".utf8)) }
             #expect(malformed?.code == .invalidArgument)
-            let join = FederationProtocol.encodeJSON(FederationProtocol.JoinRequest(version: 1, clients: [20]))
+            let join = FederationProtocol.encodeJSON(FederationProtocol.JoinRequest(version: FederationProtocol.version, clients: [20]))
             let outside = await #expect(throws: RPCError.self) { try await Self.call(client, FederationProtocol.join, join) }
             #expect(outside?.code == .invalidArgument)
         }
