@@ -45,10 +45,15 @@ public enum AtomicFile {
             unlink(temporary)
             throw FileError(path: path, problem: "rename failed: \(reason)")
         }
-        let directoryDescriptor = open(directory.isEmpty ? "." : directory, O_RDONLY)
-        if directoryDescriptor >= 0 {
-            fsync(directoryDescriptor)
-            close(directoryDescriptor)
+        syncDirectory(directory)
+    }
+
+    /// Flushes `directory`'s entries (a rename or a new file in it) to disk.
+    public static func syncDirectory(_ directory: String) {
+        let descriptor = open(directory.isEmpty ? "." : directory, O_RDONLY)
+        if descriptor >= 0 {
+            fsync(descriptor)
+            close(descriptor)
         }
     }
 

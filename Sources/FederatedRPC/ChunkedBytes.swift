@@ -48,7 +48,9 @@ public enum ChunkedBytes {
 
         public init(limit: Int) { self.limit = limit }
 
-        public mutating func append(_ chunk: [UInt8]) throws(Problem) {
+        /// Takes the next chunk; returns its data (the chunk without the length prefix).
+        @discardableResult
+        public mutating func append(_ chunk: [UInt8]) throws(Problem) -> ArraySlice<UInt8> {
             var data = chunk[...]
             if declared == nil {
                 var reader = ByteReader(chunk)
@@ -61,6 +63,7 @@ public enum ChunkedBytes {
             guard data.count <= declared! - bytes.count else { throw .moreThanDeclared(declared!) }
             checksum = UpdateMessage.checksum(data, continuing: checksum)
             bytes.append(contentsOf: data)
+            return data
         }
 
         /// The whole message, once every declared byte came.

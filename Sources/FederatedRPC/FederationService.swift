@@ -52,8 +52,8 @@ public struct FederationService: RegistrableRPCService {
             case .done: return [FederationProtocol.PollStatus.done.rawValue]
             }
         }
-        register(FederationProtocol.push, with: &router, request: .chunked(limit: job.maxReplyBytes)) { bytes, checksum, identity in
-            let receipt = clients.deliver(bytes, checksum: checksum) { identity.clients?.contains($0) ?? true }
+        register(FederationProtocol.push, with: &router, request: .chunked(limit: job.maxReplyBytes)) { bytes, spooled, identity in
+            let receipt = clients.deliver(bytes, checksum: spooled?.checksum, spool: spooled?.spool) { identity.clients?.contains($0) ?? true }
             let (name, reason): (String, String?) = switch receipt {
             case .accepted: ("accepted", nil)
             case .duplicate: ("duplicate", nil)
@@ -100,7 +100,8 @@ public struct FederationService: RegistrableRPCService {
         return ids
     }
 
-    /// How a request crosses: one gRPC message, or `ChunkedBytes` declaring at most `limit` bytes.
+    /// How a request crosses: one gRPC message, or `ChunkedBytes` declaring at most `limit` bytes
+    /// (a reply: written to a journal spool as it arrives).
     enum RequestFraming {
         case single
         case chunked(limit: Int)
@@ -112,30 +113,33 @@ public struct FederationService: RegistrableRPCService {
     }
 
     /// A raw-bytes handler behind the authenticator (which runs before any message is read);
-    /// refusals are logged. The handler gets the request, its CRC-32 when it came chunked, and
-    /// the caller's identity.
+    /// refusals are logged. The handler gets the request, its CRC-32 and journal spool when it
+    /// came chunked, and the caller's identity.
     private func register<Transport: ServerTransport>(
         _ method: MethodDescriptor, with router: inout RPCRouter<Transport>, request framing: RequestFraming = .single, response: ResponseFraming = .single,
-        handler: @escaping @Sendable (_ request: [UInt8], _ checksum: UInt32?, _ identity: Identity) async throws -> [UInt8]
+        handler: @escaping @Sendable (_ request: [UInt8], _ spooled: (checksum: UInt32, spool: ReplyJournal.Spool?)?, _ identity: Identity) async throws -> [UInt8]
     ) {
-        let authenticator = self.authenticator, log = self.log, wire = self.wire
+        let authenticator = self.authenticator, log = self.log, wire = self.wire, clients = self.clients
         router.registerHandler(forMethod: method, deserializer: RawDeserializer(), serializer: RawSerializer()) { request, context in
             let identity: Identity
             do { identity = try authenticator.identify(metadata: request.metadata, context: context) } catch {
                 log.log("refused", ["method": method.method, "peer": context.remotePeer, "reason": "\(error)"])
                 throw error
             }
-            let message: [UInt8], checksum: UInt32?
+            let message: [UInt8], spooled: (checksum: UInt32, spool: ReplyJournal.Spool?)?
             switch framing {
             case .single:
-                (message, checksum) = (try await ServerRequest(stream: request).message, nil)
+                (message, spooled) = (try await ServerRequest(stream: request).message, nil)
                 wire.received.add(message.count, ordering: .relaxed)
             case .chunked(let limit):
                 var assembler = ChunkedBytes.Assembler(limit: limit)
+                var spool = clients.spool()
                 do {
                     for try await chunk in request.messages {
                         wire.received.add(chunk.count, ordering: .relaxed)
-                        try assembler.append(chunk)
+                        let data = try assembler.append(chunk)
+                        // A spool that cannot be written is dropped: `deliver` journals the whole reply (or says why it cannot).
+                        do { try spool?.write(data) } catch { spool = nil }
                     }
                     message = try assembler.finished()
                 } catch let problem as ChunkedBytes.Problem {
@@ -143,9 +147,9 @@ public struct FederationService: RegistrableRPCService {
                     let tooLarge = if case .tooLarge = problem { true } else { false }
                     throw RPCError(code: tooLarge ? .resourceExhausted : .invalidArgument, message: problem.description)
                 }
-                checksum = assembler.checksum
+                spooled = (assembler.checksum, spool)
             }
-            let answer = try await handler(message, checksum, identity)
+            let answer = try await handler(message, spooled, identity)
             wire.calls.add(1, ordering: .relaxed)
             switch response {
             case .single:

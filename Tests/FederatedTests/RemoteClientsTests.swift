@@ -134,15 +134,16 @@ import Testing
         #expect(ReplyJournal(directory: directory).replies(round: 3).isEmpty)
     }
 
-    @Test func journalDropsATornTail() throws {
+    @Test func journalIgnoresTornOrCorruptReplies() throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let journal = ReplyJournal(directory: directory)
         try journal.append([1, 2, 3], round: 1)
         try journal.append([4, 5], round: 1)
-        let path = "\(directory)/round-1.wal"
+        #expect(ReplyJournal(directory: directory).replies(round: 1) == [[1, 2, 3], [4, 5]])
+        let path = "\(directory)/round-1/2.wal"
         let whole = try AtomicFile.read(path)
-        for cut in 1..<(8 + 2) {
+        for cut in 1..<(12 + 2) {
             try AtomicFile.write(Array(whole.dropLast(cut)), to: path)
             #expect(ReplyJournal(directory: directory).replies(round: 1) == [[1, 2, 3]], "cut \(cut)")
         }
@@ -150,11 +151,30 @@ import Testing
         flipped[flipped.count - 1] ^= 1
         try AtomicFile.write(flipped, to: path)
         #expect(ReplyJournal(directory: directory).replies(round: 1) == [[1, 2, 3]], "bad CRC")
-        // Appending after a torn tail keeps what is valid and what is new.
-        try AtomicFile.write(Array(whole.dropLast(3)), to: path)
+        // After a restart, new replies follow what is there, valid or not.
         let reopened = ReplyJournal(directory: directory)
         try reopened.append([6], round: 1)
         #expect(ReplyJournal(directory: directory).replies(round: 1) == [[1, 2, 3], [6]])
+    }
+
+    /// A reply spooled in pieces and committed reads back whole; a spool never committed leaves nothing.
+    @Test func journalSpools() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let journal = ReplyJournal(directory: directory)
+        let reply: [UInt8] = Array(0..<200)
+        let spool = try journal.spool()
+        try spool.write(reply[..<150])
+        try spool.write(reply[150...])
+        try journal.commit(spool, round: 4, length: reply.count, checksum: UpdateMessage.checksum(reply[...]))
+        do {
+            let abandoned = try journal.spool()
+            try abandoned.write(reply[...])
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(directory)/incoming").isEmpty)
+        #expect(ReplyJournal(directory: directory).replies(round: 4) == [reply])
+        journal.discard(through: 4)
+        #expect(ReplyJournal(directory: directory).replies(round: 4).isEmpty)
     }
 }
 

@@ -215,8 +215,9 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
 
     /// Takes a reply from a sender allowed to speak for the clients `mayAct(client)` accepts;
     /// journals it before answering `.accepted`. `checksum`: the reply's `UpdateMessage.checksum`,
-    /// when the transport computed it as the bytes arrived.
-    public func deliver(_ bytes: [UInt8], checksum: UInt32? = nil, mayAct: (Int) -> Bool) -> Receipt {
+    /// when the transport computed it as the bytes arrived; `spool`: the journal's spool (from
+    /// `spool()`) the transport wrote them to meanwhile.
+    public func deliver(_ bytes: [UInt8], checksum: UInt32? = nil, spool: ReplyJournal.Spool? = nil, mayAct: (Int) -> Bool) -> Receipt {
         let header: Envelope.Header
         do { header = try Envelope.header(of: bytes) } catch { return .rejected(error.description) }
         guard header.kind == .update || header.kind == .diverged else { return .rejected("not a reply to a training task") }
@@ -228,7 +229,13 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
                 return roundIsOpen ? .rejected("client \(header.client) was not sampled in round \(header.round)") : .stale
             }
             guard trip.reply == nil else { return .duplicate }
-            do { try journal?.append(bytes, round: header.round, checksum: checksum) } catch { return .rejected("server cannot journal the reply: \(error)") }
+            do {
+                if let spool, let checksum {
+                    try journal?.commit(spool, round: header.round, length: bytes.count, checksum: checksum)
+                } else {
+                    try journal?.append(bytes, round: header.round, checksum: checksum)
+                }
+            } catch { return .rejected("server cannot journal the reply: \(error)") }
             arrivals += 1
             (trip.reply, trip.arrival) = (bytes, arrivals)
             trips[header.client] = trip
@@ -236,6 +243,10 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
             return .accepted
         }
     }
+
+    /// A journal spool for a reply about to arrive; nil without a journal or when the spool
+    /// cannot be created (`deliver` then journals the whole reply and reports the problem).
+    public func spool() -> ReplyJournal.Spool? { try? journal?.spool() }
 
     /// The connected clients, their last sign of life and whether they count as live.
     public func status() -> [ClientStatus] {
