@@ -54,9 +54,11 @@ let package = Package(
         // PNG and JPEG through the system libpng and libjpeg-turbo (make deps installs them); C,
         // because libjpeg and libpng report errors by longjmp.
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
+        // zlib's CRC-32 folded with PCLMULQDQ (zlib for the tail and on other CPUs).
+        .target(name: "CChecksum", linkerSettings: [.linkedLibrary("z")]),
         .target(name: "Engine", dependencies: ["CBLAS"], swiftSettings: vectorISA),
         .target(name: "Datasets", dependencies: ["Engine", "CZlib", "CImageCodecs"], swiftSettings: vectorISA),
-        .target(name: "Federated", dependencies: ["Engine", "Datasets", "CZlib", .product(name: "Yams", package: "Yams")],
+        .target(name: "Federated", dependencies: ["Engine", "Datasets", "CChecksum", .product(name: "Yams", package: "Yams")],
                 swiftSettings: vectorISA),
         // The networked federation: gRPC, TLS and certificates. Nothing below it imports them.
         .target(name: "FederatedRPC", dependencies: [
@@ -78,12 +80,12 @@ let package = Package(
             .product(name: "GRPCCore", package: "grpc-swift-2"),
             .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport")], path: "Sources/BenchTransport"),
         // libFuzzer harness of the wire decoders (`make fuzz`); without -D FUZZING, a replay tool.
-        .executableTarget(name: "fuzz-wire", dependencies: ["Engine", "Federated", "CZlib"], path: "Sources/FuzzWire"),
+        .executableTarget(name: "fuzz-wire", dependencies: ["Engine", "Federated"], path: "Sources/FuzzWire"),
         .target(name: "TestSupport", dependencies: ["Engine"], path: "Tests/TestSupport"),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TestSupport", "CZlib", "CImageCodecs"]),
-        .testTarget(name: "FederatedTests", dependencies: ["Federated", "TestSupport"]),
+        .testTarget(name: "FederatedTests", dependencies: ["Federated", "TestSupport", "CChecksum", "CZlib"]),
         .testTarget(name: "FedtrainTests", dependencies: [
             "fedtrain", "FederatedRPC",
             .product(name: "Crypto", package: "swift-crypto"),

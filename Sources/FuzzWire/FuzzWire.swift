@@ -1,4 +1,3 @@
-import CZlib
 import Foundation
 import Engine
 import Federated
@@ -23,7 +22,7 @@ let layout: ParameterLayout = {
 func resealed(_ bytes: [UInt8]) -> [UInt8] {
     guard bytes.count >= 4 else { return bytes }
     var body = Array(bytes.dropLast(4))
-    let crc = body.withUnsafeBufferPointer { UInt32(crc32(0, $0.baseAddress, UInt32($0.count))) }
+    let crc = UpdateMessage.checksum(body[...])
     body += [0, 8, 16, 24].map { UInt8(truncatingIfNeeded: crc >> UInt32($0)) }
     return body
 }

@@ -1,4 +1,4 @@
-import CZlib
+import CChecksum
 import Engine
 
 /// The one wire format for vectors between server and clients (models and their changes down,
@@ -105,7 +105,7 @@ public struct UpdateMessage: Sendable {
 
     /// CRC-32 (zlib's) of `bytes`; with `continuing`, of the bytes before them followed by these.
     public static func checksum(_ bytes: ArraySlice<UInt8>, continuing crc: UInt32 = 0) -> UInt32 {
-        bytes.withUnsafeBufferPointer { UInt32(crc32(UInt(crc), $0.baseAddress, UInt32($0.count))) }
+        bytes.withUnsafeBufferPointer { fedtrain_crc32(crc, $0.baseAddress, $0.count) }
     }
 }
 
