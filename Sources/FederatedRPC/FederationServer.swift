@@ -72,8 +72,8 @@ public enum FederationServer {
         case finished(SimulationJob.Summary)
         /// SIGTERM or SIGINT: the last checkpoint and the journal are on disk.
         case stopped(completedRounds: Int)
-        /// The underflow policy ended the job.
-        case stoppedByPolicy(SimulationJob.Summary)
+        /// The transport ended the job: `reason` (the underflow policy, or too few clients).
+        case stoppedByPolicy(SimulationJob.Summary, reason: String)
     }
 
     /// Runs `job` (its output directory is the state directory; resumed when it holds a
@@ -93,12 +93,13 @@ public enum FederationServer {
         let network = configuration.network, federation = configuration.federation
         let survivors: Int
         do { survivors = try configuration.requiredReplies() } catch { throw .configuration(error) }
-        let remote = RemoteClients(
-            settings: .init(minClients: network.requiredClients(of: federation.clients), minSurvivors: survivors,
-                            roundDeadline: .milliseconds(Int64(network.roundDeadline * 1000)),
-                            underflow: (try? UnderflowPolicy(parsing: network.onUnderflow)) ?? .skip,
-                            livenessTimeout: .milliseconds(Int64(3 * network.heartbeat * 1000) + 1000)),
-            journal: ReplyJournal(directory: "\(state)/journal"))
+        var remoteSettings = RemoteClients.Settings(
+            minClients: network.requiredClients(of: federation.clients), minSurvivors: survivors,
+            roundDeadline: .milliseconds(Int64(network.roundDeadline * 1000)),
+            underflow: (try? UnderflowPolicy(parsing: network.onUnderflow)) ?? .skip,
+            livenessTimeout: .milliseconds(Int64(3 * network.heartbeat * 1000) + 1000))
+        remoteSettings.availableDeadline = .milliseconds(Int64(network.availableDeadline * 1000))
+        let remote = RemoteClients(settings: remoteSettings, journal: ReplyJournal(directory: "\(state)/journal"))
         job.remote = remote
         let resume = FileManager.default.fileExists(atPath: "\(state)/checkpoint/checkpoint.json")
         let completed = Atomic<Int>(0), parameterCount = Atomic<Int>(0), wire = WireCounter()
@@ -164,7 +165,7 @@ public enum FederationServer {
         // What crossed the wire, beside summary.json's payload bytes (which equal the simulator's).
         try? AtomicFile.writeJSON(wire.totals, to: "\(state)/wire.json")
         switch outcome.value {
-        case .success(let summary)?: return remote.stopRequested ? .stoppedByPolicy(summary) : .finished(summary)
+        case .success(let summary)?: return remote.stopReason.map { .stoppedByPolicy(summary, reason: $0) } ?? .finished(summary)
         case .failure(let error)?: throw error
         case nil: return .stopped(completedRounds: completed.load(ordering: .relaxed))
         }

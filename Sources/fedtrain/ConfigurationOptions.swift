@@ -283,6 +283,9 @@ struct NetworkOptions: ParsableArguments {
     @Option(name: .customLong("min-available"), parsing: .unconditional,
             help: "Clients that must be connected before a round samples from them; 0 means all (default: \(networkDefaults.minAvailable)).")
     var minAvailable: Int?
+    @Option(name: .customLong("available-deadline"), parsing: .unconditional,
+            help: "Seconds a round waits for --min-available clients before the server stops, its state kept (default: \(networkDefaults.availableDeadline)).")
+    var availableDeadline: Double?
     @Option(name: .customLong("round-deadline"), parsing: .unconditional,
             help: "Seconds a round waits for its sampled clients (default: \(networkDefaults.roundDeadline)).")
     var roundDeadline: Double?
@@ -294,6 +297,7 @@ struct NetworkOptions: ParsableArguments {
 
     func apply(to section: inout NetworkSection) {
         if let minAvailable { section.minAvailable = minAvailable }
+        if let availableDeadline { section.availableDeadline = availableDeadline }
         if let roundDeadline { section.roundDeadline = roundDeadline }
         if let onUnderflow { section.onUnderflow = onUnderflow }
         if let heartbeat { section.heartbeat = heartbeat }

@@ -121,9 +121,9 @@ struct Server: ParsableCommand {
         case .finished(let summary):
             print(doneLine(summary))
             print("results in \(state)")
-        case .stoppedByPolicy(let summary):
+        case .stoppedByPolicy(let summary, let reason):
             print(doneLine(summary))
-            fail("stopped after round \(summary.rounds): a round's deadline passed with fewer than min_survivors replies (on_underflow stop)")
+            fail("stopped after round \(summary.rounds): \(reason); the same command continues the run from \(state)")
         case .stopped(let completed):
             print("fedtrain server: stopped after round \(completed); the same command continues the run from \(state)")
         }

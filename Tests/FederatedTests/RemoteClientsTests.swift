@@ -93,6 +93,23 @@ import Testing
         #expect(!clients.stopRequested)
     }
 
+    /// A round waits for `minClients` live clients; when they do not come within the deadline,
+    /// the job stops with the reason, rather than waiting forever.
+    @Test func tooFewClientsForTooLongStopTheJob() {
+        var waiting = settings()
+        waiting.availableDeadline = .milliseconds(300)
+        let clients = RemoteClients(settings: waiting, journal: nil)
+        clients.join([0, 1])
+        let start = ContinuousClock.now
+        #expect(clients.available(from: [0, 1, 2, 3]) == [0, 1])
+        #expect(ContinuousClock.now - start >= .milliseconds(300))
+        #expect(clients.stopReason == "only 2 of the 3 clients min_available requires were connected for 0.3 s (available_deadline)")
+        let enough = RemoteClients(settings: waiting, journal: nil)
+        enough.join([0, 1, 3])
+        #expect(enough.available(from: [0, 1, 2, 3]) == [0, 1, 3])
+        #expect(!enough.stopRequested)
+    }
+
     @Test func underflowPolicies() throws {
         for (policy, stops) in [(UnderflowPolicy.stop, true), (.skip, false), (.extend(2), false)] {
             let clients = RemoteClients(settings: settings(deadline: .milliseconds(100), minSurvivors: 2, underflow: policy), journal: nil)

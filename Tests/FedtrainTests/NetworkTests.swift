@@ -232,6 +232,19 @@ final class FederationFixture: @unchecked Sendable {
         expectSameRun(fixture)
     }
 
+    /// A server whose clients do not come stops at `--available-deadline` with a one-line reason
+    /// (exit 1), instead of waiting forever; then, with its clients, the same command runs the job.
+    @Test func serverWithoutItsClientsStopsAtTheAvailableDeadline() throws {
+        let fixture = try FederationFixture(job: Self.smallJob)
+        let (alone, port) = try fixture.startServer(["--insecure", "--available-deadline", "3"])
+        #expect(alone.wait(timeout: .seconds(60)) == 1)
+        #expect(alone.error.contains("min_available requires were connected for 3 s (available_deadline); the same command continues"), "\(alone.error)")
+        let (server, _) = try fixture.startServer(["--insecure", "--available-deadline", "30"], port: port, name: "again")
+        let clients = try fixture.startClients(port: port, groups: Self.fiveProcesses)
+        #expect(server.wait(timeout: .seconds(240)) == 0, "server: \(server.error)")
+        for client in clients { #expect(client.wait(timeout: .seconds(30)) == 0, "client: \(client.error)") }
+    }
+
     /// `kill -9` of the server after its first round, then the same command again: the clients
     /// reconnect and the run ends with the uninterrupted run's model.
     @Test func killedServerRestartsToTheSameModel() throws {

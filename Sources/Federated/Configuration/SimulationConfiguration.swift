@@ -675,6 +675,9 @@ public struct NetworkSection: Sendable, Equatable, Codable {
     /// Clients that must be connected before a round samples from them; 0 means all of them
     /// (Flower's `min_available_clients`; `min_clients` is the least a round samples).
     public var minAvailable = 0
+    /// Seconds a round waits for `min_available` connected clients before the server stops the
+    /// job (its state kept: the same command continues it).
+    public var availableDeadline = 3600.0
     /// Seconds a round waits for its sampled clients before closing with the replies it has.
     public var roundDeadline = 600.0
     /// When a deadline passes with fewer than `min_survivors` replies: `extend:N`, `skip` or `stop`.
@@ -685,12 +688,14 @@ public struct NetworkSection: Sendable, Equatable, Codable {
     public init() {}
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
-        case minAvailable = "min_available", roundDeadline = "round_deadline", onUnderflow = "on_underflow", heartbeat
+        case minAvailable = "min_available", availableDeadline = "available_deadline", roundDeadline = "round_deadline"
+        case onUnderflow = "on_underflow", heartbeat
     }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self), d = Self()
         minAvailable = try c.decodeIfPresent(Int.self, forKey: .minAvailable) ?? d.minAvailable
+        availableDeadline = try c.decodeIfPresent(Double.self, forKey: .availableDeadline) ?? d.availableDeadline
         roundDeadline = try c.decodeIfPresent(Double.self, forKey: .roundDeadline) ?? d.roundDeadline
         onUnderflow = try c.decodeIfPresent(String.self, forKey: .onUnderflow) ?? d.onUnderflow
         heartbeat = try c.decodeIfPresent(Double.self, forKey: .heartbeat) ?? d.heartbeat
@@ -701,6 +706,9 @@ public struct NetworkSection: Sendable, Equatable, Codable {
 
     func validate(clients: Int) throws(ConfigurationError) {
         guard (0...clients).contains(minAvailable) else { throw ConfigurationError("min_available must be in 0...clients (\(clients)), got \(minAvailable)") }
+        guard availableDeadline.isFinite, availableDeadline > 0 else {
+            throw ConfigurationError("available_deadline must be positive seconds, got \(availableDeadline)")
+        }
         guard roundDeadline.isFinite, roundDeadline > 0 else { throw ConfigurationError("round_deadline must be positive seconds, got \(roundDeadline)") }
         guard heartbeat.isFinite, heartbeat > 0 else { throw ConfigurationError("heartbeat must be positive seconds, got \(heartbeat)") }
         _ = try UnderflowPolicy(parsing: onUnderflow)

@@ -158,7 +158,7 @@ public final class Simulation {
 
     public var global: [Float] { coordinator.global }
     public var completedRounds: Int { coordinator.completedRounds }
-    private var allClients: [Int] { Array(0..<configuration.federation.clients) }
+    var allClients: [Int] { Array(0..<configuration.federation.clients) }
 
     /// The distinct client sizes (DP-SGD's accountant depends on nothing else of a client).
     private var partitionSizes: Set<Int> { Set(partitions.map(\.count)) }

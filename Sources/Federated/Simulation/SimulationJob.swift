@@ -135,6 +135,9 @@ public struct SimulationJob: Sendable {
         events?(.started(simulation))
         let clock = ContinuousClock()
         while simulation.completedRounds < configuration.federation.rounds && !simulation.transport.stopRequested {
+            // A networked server waits here for its clients; if they do not come, its transport stops the job.
+            _ = simulation.transport.available(from: simulation.allClients)
+            if simulation.transport.stopRequested { break }
             let round = simulation.completedRounds + 1, start = clock.now
             let metrics = simulation.runRound { done, total in
                 events?(.clientDone(round: round, done: done, total: total, seconds: (clock.now - start).seconds))
@@ -152,7 +155,8 @@ public struct SimulationJob: Sendable {
         summary.data = data.description
         summary.noiseMultiplier = simulation.noiseMultiplier ?? simulation.resolvedPrivacy.exampleDPSGD(secure: false)?.noiseMultiplier
         summary.parameters = simulation.network.parameterCount
-        if let output {
+        // A server stopped before its first round leaves no run behind: the same command starts it.
+        if let output, simulation.completedRounds > 0 {
             try saveParameters(simulation, to: "\(output.path)/model.safetensors")
             try output.writeJSON(summary, "summary.json")
         }

@@ -13,7 +13,8 @@ public protocol ClientTransport: AnyObject {
     /// The checkpoint after `round` is on disk.
     func checkpointed(round: Int)
 
-    /// Set when the transport ended the job early (a networked round's underflow policy).
+    /// Set when the transport ended the job early (a networked round's underflow policy, or too
+    /// few clients for too long).
     var stopRequested: Bool { get }
 }
 

@@ -50,6 +50,8 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
         public var underflow: UnderflowPolicy
         /// A client that has neither polled nor sent a heartbeat for this long is gone.
         public var livenessTimeout: Duration
+        /// How long a round waits for `minClients` live clients before the job stops.
+        public var availableDeadline: Duration = .seconds(3600)
 
         public init(minClients: Int, minSurvivors: Int, roundDeadline: Duration, underflow: UnderflowPolicy, livenessTimeout: Duration) {
             (self.minClients, self.minSurvivors, self.roundDeadline, self.underflow, self.livenessTimeout) =
@@ -102,8 +104,9 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
     private var toldDone: Set<Int> = []
     /// Set by `releasePolls`: the server is going away; polls answer `.wait` at once.
     private var released = false
-    /// Set when the underflow policy ended the job.
-    public private(set) var stopRequested = false
+    /// Why the transport ended the job (the underflow policy, or too few clients for too long).
+    public private(set) var stopReason: String?
+    public var stopRequested: Bool { stopReason != nil }
     /// The sampled clients that did not reply in the last closed round (failed, left or late).
     public private(set) var lastMissing: [Int] = []
 
@@ -274,14 +277,21 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
 
     // MARK: Round side
 
-    /// The live clients among `all`, once at least `minClients` of them are live (waits until then).
+    /// The live clients among `all`, once at least `minClients` of them are live; waits until
+    /// then, or until `availableDeadline` passes, which stops the job (`stopReason`).
     public func available(from all: [Int]) -> [Int] {
-        lock.withLock {
+        let deadline = clock.now + settings.availableDeadline, required = min(settings.minClients, all.count)
+        return lock.withLock {
             while true {
                 let now = clock.now
                 let live = all.filter { isLive($0, now: now) }
-                if live.count >= min(settings.minClients, all.count) { return live }
-                _ = lock.wait(until: Date().addingTimeInterval(0.2))
+                if live.count >= required { return live }
+                if now >= deadline {
+                    stopReason = "only \(live.count) of the \(required) clients min_available requires were connected for "
+                        + "\(String(format: "%g", settings.availableDeadline.seconds)) s (available_deadline)"
+                    return live
+                }
+                _ = lock.wait(until: Date().addingTimeInterval(min(0.2, (deadline - now).seconds)))
             }
         }
     }
@@ -318,7 +328,9 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
                         deadline = clock.now + settings.roundDeadline
                         continue
                     }
-                    if settings.underflow == .stop { stopRequested = true }
+                    if settings.underflow == .stop {
+                        stopReason = "round \(round)'s deadline passed with \(replied) of the \(settings.minSurvivors) replies min_survivors requires (on_underflow stop)"
+                    }
                     break
                 }
                 let remaining = (deadline - clock.now).seconds
