@@ -180,7 +180,7 @@ private final class Session: Sendable {
         if text.contains("CERTIFICATE_VERIFY_FAILED") {
             return "the server's certificate is not signed by --ca or is not for this address"
         }
-        if text.contains("DECRYPT_ERROR") || text.contains("BAD_CERTIFICATE") || text.contains("UNKNOWN_CA") {
+        if text.contains("DECRYPT_ERROR") || text.contains("BAD_CERTIFICATE") || text.contains("UNKNOWN_CA") || text.contains("CERTIFICATE_UNKNOWN") {
             return "the server refused this client's certificate (not signed by the federation's CA)"
         }
         return text.split(separator: "error:").last.map { "TLS error " + $0.prefix(120) } ?? "TLS error"

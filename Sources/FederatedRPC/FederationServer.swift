@@ -142,7 +142,7 @@ public enum FederationServer {
         do {
             transport = HTTP2ServerTransport.Posix(
                 address: .ipv4(host: settings.listen.ipv4, port: settings.listen.port),
-                transportSecurity: try serverSecurity(settings.security),
+                transportSecurity: try serverSecurity(settings.security, log: log),
                 config: .defaults { config in
                     config.rpc.maxRequestPayloadSize = ChunkedBytes.maxMessageBytes
                     config.http2.targetWindowSize = 8 << 20
@@ -175,7 +175,8 @@ public enum FederationServer {
     /// fp32 values each, with room for headers and metrics.
     public static func maxReplyBytes(parameters: Int) -> Int { 2 * UpdateMessage.denseSize(count: parameters) + (64 << 10) }
 
-    static func serverSecurity(_ security: TransportSecurity) throws(ConfigurationError) -> HTTP2ServerTransport.Posix.TransportSecurity {
+    /// `log`: where refused client certificates are reported.
+    static func serverSecurity(_ security: TransportSecurity, log: EventLog) throws(ConfigurationError) -> HTTP2ServerTransport.Posix.TransportSecurity {
         switch security {
         case .insecure: return .plaintext
         case .tls(let certificate?, let key?, let clientCA):
@@ -183,8 +184,10 @@ public enum FederationServer {
                 throw ConfigurationError("\(path): no such readable file")
             }
             if let clientCA {
+                let check = try ClientCertificateCheck(caPath: clientCA, log: log)
                 return .mTLS(certificateChain: [.file(path: certificate, format: .pem)], privateKey: .file(path: key, format: .pem)) {
                     $0.trustRoots = .certificates([.file(path: clientCA, format: .pem)])
+                    $0.customVerificationCallback = check.verify
                 }
             }
             return .tls(certificateChain: [.file(path: certificate, format: .pem)], privateKey: .file(path: key, format: .pem))

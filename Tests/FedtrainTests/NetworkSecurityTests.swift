@@ -84,6 +84,9 @@ import Testing
         #expect(status.contains(": live, last seen"), "\(status)")
         #expect(server.wait(timeout: .seconds(240)) == 0, "server: \(server.error)")
         for client in [a, b] { #expect(client.wait(timeout: .seconds(30)) == 0, "client: \(client.error)") }
+        // The server logged the rogue certificate it refused, by name and reason.
+        let refusals = server.error.split(separator: "\n").filter { $0.contains("\"tls_refused\"") }
+        #expect(refusals.contains { $0.contains("\"certificate\":\"site-a\"") && $0.contains("\"reason\"") }, "\(server.error)")
     }
 
     func expectRefused(_ intruder: FedtrainProcess, _ message: String) {
