@@ -11,6 +11,8 @@ import PackageDescription
 /// holds in debug builds, so the tests check the blocking the release build runs). Other x86
 /// hosts target Haswell (AVX2 and FMA, every x86 server CPU since 2015). Other architectures keep
 /// the default target. A release binary built on an AVX-512 host needs one to run.
+/// `FEDTRAIN_VECTOR_ISA=avx2` builds the Haswell variant on any x86 host (valgrind, for
+/// instruction counts, does not decode AVX-512).
 #if arch(x86_64)
 let hostCPUFlags: Set<Substring> = {
     guard let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
@@ -18,6 +20,7 @@ let hostCPUFlags: Set<Substring> = {
     return Set(line.split(separator: " "))
 }()
 let hostHasAVX512 = ["avx512f", "avx512bw", "avx512dq", "avx512vl"].allSatisfy { hostCPUFlags.contains(Substring($0)) }
+    && ProcessInfo.processInfo.environment["FEDTRAIN_VECTOR_ISA"] != "avx2"
 let vectorISA: [SwiftSetting] = hostHasAVX512
     ? [.unsafeFlags(["-target-cpu", "native"], .when(configuration: .release)), .define("WIDE_VECTORS")]
     : [.unsafeFlags(["-target-cpu", "haswell"], .when(configuration: .release))]
@@ -59,7 +62,9 @@ let package = Package(
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
         // zlib's CRC-32 folded with PCLMULQDQ (zlib for the tail and on other CPUs).
         .target(name: "CChecksum", linkerSettings: [.linkedLibrary("z")]),
-        .target(name: "Engine", dependencies: ["CBLAS"], swiftSettings: vectorISA),
+        // Replaces OpenBLAS's generic (Prescott) fallback on CPUs it does not know, before main.
+        .target(name: "CBLASKernels"),
+        .target(name: "Engine", dependencies: ["CBLAS", "CBLASKernels"], swiftSettings: vectorISA),
         .target(name: "Datasets", dependencies: ["Engine", "CZlib", "CImageCodecs"], swiftSettings: vectorISA),
         .target(name: "Federated", dependencies: ["Engine", "Datasets", "CChecksum", .product(name: "Yams", package: "Yams")],
                 swiftSettings: vectorISA),

@@ -1,11 +1,22 @@
 import CBLAS
+import CBLASKernels
 
 /// Thin, size-checked wrappers over OpenBLAS. Matrices are row-major and dense (leading
 /// dimension = number of columns), which is the only layout fedtrain uses.
 public enum BLAS {
-    /// The kernel set OpenBLAS chose when it loaded (e.g. "Haswell", "SkylakeX", "Cooperlake"):
-    /// its `DYNAMIC_ARCH` pick for the CPU, or `OPENBLAS_CORETYPE` when the environment sets it.
+    /// The kernel set OpenBLAS runs (e.g. "Haswell", "SkylakeX", "Cooperlake"): its
+    /// `DYNAMIC_ARCH` pick for the CPU, `OPENBLAS_CORETYPE` when the environment sets it, or, in
+    /// place of its generic Prescott fallback on a CPU model it does not know, what the CPU's
+    /// feature flags support (`kernelsReplacedFallback`; chosen before main, see CBLASKernels).
     public static var kernelSet: String { String(cString: openblas_get_corename()) }
+
+    /// Whether fedtrain replaced OpenBLAS's Prescott fallback at load time.
+    public static var kernelsReplacedFallback: Bool { fedtrain_blas_kernels_chosen() != nil }
+
+    /// `kernelSet`, saying when it replaced OpenBLAS's fallback (for the lines a run prints).
+    public static var kernelDescription: String {
+        kernelsReplacedFallback ? "\(kernelSet) (in place of OpenBLAS's Prescott fallback)" : kernelSet
+    }
 
     /// `C(m×n) = alpha · op(A) · op(B) + beta · C`, where `op(A)` is `m×k` and `op(B)` is `k×n`.
     /// With `transposeA`, A is stored as `k×m`; with `transposeB`, B is stored as `n×k`.

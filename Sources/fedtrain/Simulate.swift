@@ -56,7 +56,7 @@ struct Simulate: ParsableCommand {
                         + "\(f.partition), \(simulation.coordinator.strategy.spec), E=\(t.localEpochs), B=\(t.batchSize), "
                         + "lr \(t.lr), momentum \(t.momentum), codec \(c.codec)\(c.errorFeedback ? " with error feedback" : ""), "
                         + "down \(c.downCodec), \(plural(rounds, "round")), \(plural(configuration.run.threads, "thread")), seed \(f.seed), "
-                        + "OpenBLAS \(BLAS.kernelSet) kernels")
+                        + "OpenBLAS \(BLAS.kernelDescription) kernels")
                     printHistograms(simulation.histograms)
                     if simulation.completedRounds > 0 {
                         print("resumed after round \(simulation.completedRounds)")

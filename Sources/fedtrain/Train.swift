@@ -75,7 +75,7 @@ struct Train: ParsableCommand {
     func run() throws {
         let job = try makeJob()
         var line = ProgressLine()
-        print("fedtrain train: \(job.data.model), \(epochs) epochs, B=\(batchSize), lr \(lr), momentum \(momentum), weight decay \(weightDecay), \(threads) threads, seed \(seed), OpenBLAS \(BLAS.kernelSet) kernels")
+        print("fedtrain train: \(job.data.model), \(epochs) epochs, B=\(batchSize), lr \(lr), momentum \(momentum), weight decay \(weightDecay), \(threads) threads, seed \(seed), OpenBLAS \(BLAS.kernelDescription) kernels")
         let result: TrainingJob.Summary
         do {
             result = try job.run(progress: { p in

@@ -1,8 +1,23 @@
+import Foundation
 import Engine
 import Testing
 import TestSupport
 
 @Suite struct GEMMTests {
+    /// A CPU with AVX2 and FMA never runs OpenBLAS's generic Prescott (SSE3) kernels, unless the
+    /// user asked for them with OPENBLAS_CORETYPE: fedtrain replaces that fallback before main.
+    @Test func openBLASRunsTheKernelsTheCPUSupports() throws {
+        let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+        let flags = Set(cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ") ?? [])
+        let userChoice = !BLAS.kernelsReplacedFallback && ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] != nil
+        if flags.contains("avx2") && flags.contains("fma") && !userChoice {
+            #expect(BLAS.kernelSet != "Prescott")
+        }
+        if flags.contains("avx512f") && flags.contains("avx512bw") && BLAS.kernelsReplacedFallback {
+            #expect(["SkylakeX", "Cooperlake"].contains(BLAS.kernelSet))
+        }
+    }
+
     @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
     func matchesTripleLoop(transpose: (Bool, Bool)) {
         let (m, n, k) = (7, 5, 11)
