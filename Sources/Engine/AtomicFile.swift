@@ -98,3 +98,22 @@ public enum AtomicFile {
         return [UInt8](data)
     }
 }
+
+/// An exclusive lock on a directory (`flock` on its `.lock` file), held until released or the
+/// process ends (a crash releases it too), so two processes never write one directory.
+public final class DirectoryLock: @unchecked Sendable {
+    private let descriptor: Int32
+
+    /// Takes the lock; `busy` is the error's problem when another process holds it.
+    public init(_ directory: String, busy: String) throws(FileError) {
+        let descriptor = open("\(directory)/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw FileError(path: directory, problem: "cannot lock: \(String(cString: strerror(errno)))") }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            close(descriptor)
+            throw FileError(path: directory, problem: busy)
+        }
+        self.descriptor = descriptor
+    }
+
+    deinit { close(descriptor) }
+}

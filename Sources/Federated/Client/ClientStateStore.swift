@@ -12,9 +12,10 @@ import Foundation
 /// then the state's vectors as safetensors. State and reply are written together, so a crash
 /// leaves the old pair or the new one. `job.yaml` holds the job's configuration: a directory
 /// is refused for a job whose results would differ (`checkResumable`). One client process per
-/// directory: nothing locks it.
+/// directory: the store holds its lock (`DirectoryLock`) while it lives.
 public struct ClientStateStore: Sendable {
     public let directory: String
+    private let lock: DirectoryLock
     static let magic = Array("FTCS1\n".utf8)
 
     /// What a client's file holds.
@@ -37,6 +38,9 @@ public struct ClientStateStore: Sendable {
         self.directory = directory
         do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
             throw CheckpointError("--state \(directory): cannot create the directory (\(error.localizedDescription))")
+        }
+        do { lock = try DirectoryLock(directory, busy: "is in use by another fedtrain client") } catch {
+            throw CheckpointError("--state \(error.description)")
         }
         let jobPath = "\(directory)/job.yaml"
         if FileManager.default.fileExists(atPath: jobPath) {

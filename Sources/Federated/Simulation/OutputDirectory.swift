@@ -9,7 +9,7 @@ import Glibc
 final class OutputDirectory: @unchecked Sendable {
     let path: String
     let inputConfig: String?
-    private var lockDescriptor: Int32 = -1
+    private var held: DirectoryLock?
 
     init(_ path: String, inputConfig: String?) throws(JobError) {
         var isDirectory: ObjCBool = false
@@ -19,8 +19,6 @@ final class OutputDirectory: @unchecked Sendable {
         self.path = path
         self.inputConfig = inputConfig
     }
-
-    deinit { if lockDescriptor >= 0 { close(lockDescriptor) } }
 
     var checkpoints: String { "\(path)/checkpoint" }
 
@@ -65,14 +63,8 @@ final class OutputDirectory: @unchecked Sendable {
 
     /// Takes the exclusive lock, failing at once when another run holds it.
     func lock() throws(JobError) {
-        guard lockDescriptor < 0 else { return }
-        let descriptor = open("\(path)/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw .output("cannot lock \(path): \(String(cString: strerror(errno)))") }
-        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
-            close(descriptor)
-            throw .output("\(path) is in use by another fedtrain run")
-        }
-        lockDescriptor = descriptor
+        guard held == nil else { return }
+        do { held = try DirectoryLock(path, busy: "is in use by another fedtrain run") } catch { throw .output(error.description) }
     }
 
     func write(_ bytes: [UInt8], _ name: String) throws(JobError) {
