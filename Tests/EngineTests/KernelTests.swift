@@ -3,6 +3,23 @@ import Engine
 import Testing
 import TestSupport
 
+@Suite struct FiniteCheckTests {
+    /// One NaN or infinity anywhere (in the 16-wide blocks or the tail) is found; the largest
+    /// finite values, subnormals and negative zero are finite.
+    @Test func allFiniteFindsEveryNonFiniteValue() {
+        let finite: [Float] = (0..<37).map { [Float.greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude, -0.0, 1.5][$0 % 5] }
+        #expect(VectorKernels.allFinite(finite))
+        #expect(VectorKernels.allFinite([]))
+        for position in finite.indices {
+            for bad in [Float.nan, .infinity, -.infinity, .signalingNaN] {
+                var values = finite
+                values[position] = bad
+                #expect(!VectorKernels.allFinite(values), "\(bad) at \(position)")
+            }
+        }
+    }
+}
+
 @Suite struct GEMMTests {
     /// A CPU with AVX2 and FMA never runs OpenBLAS's generic Prescott (SSE3) kernels, unless the
     /// user asked for them with OPENBLAS_CORETYPE: fedtrain replaces that fallback before main.

@@ -132,7 +132,7 @@ public struct ClientRuntime: Sendable {
             update.delta.replaceSubrange(range, with: repeatElement(0, count: range.count))
             update.controlDelta?.replaceSubrange(range, with: repeatElement(0, count: range.count))
         }
-        guard local.allSatisfy(\.isFinite), let message = encode(update.delta, round: round, client: client, state: &state) else {
+        guard VectorKernels.allFinite(local), let message = encode(update.delta, round: round, client: client, state: &state) else {
             reply.kind = .diverged
             return reply.bytes
         }
@@ -171,11 +171,11 @@ public struct ClientRuntime: Sendable {
         if errorFeedback, let residual = state.residual {
             for i in corrected.indices { corrected[i] += residual[i] }
         }
-        guard corrected.allSatisfy(\.isFinite) else { return nil }
+        guard VectorKernels.allFinite(corrected) else { return nil }
         if !stages.isEmpty {
             var generator = SeededGenerator.derived(seed: seed, RandomStream.updateStage.rawValue, UInt64(round), UInt64(client))
             for stage in stages { stage.apply(to: &corrected, round: round, client: client, generator: &generator) }
-            guard corrected.allSatisfy(\.isFinite) else { return nil }
+            guard VectorKernels.allFinite(corrected) else { return nil }
         }
         var codecState = state.uplinkState
         var generator = SeededGenerator.derived(seed: seed, RandomStream.uplink.rawValue, UInt64(round), UInt64(client))

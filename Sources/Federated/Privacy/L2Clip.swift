@@ -39,18 +39,18 @@ public struct L2Clip: UpdateStage {
         return squared.squareRoot()
     }
 
-    /// The L2 norm, summed in Double.
+    /// The L2 norm, summed in Double (`VectorKernels.squaredNorm`'s order: the norm this clip's
+    /// bound holds for).
     public static func norm(_ values: [Float]) -> Double {
-        var sum = 0.0
-        for value in values { sum += Double(value) * Double(value) }
-        return sum.squareRoot()
+        values.withUnsafeBufferPointer { $0.baseAddress.map { VectorKernels.squaredNorm($0, count: values.count) } ?? 0 }.squareRoot()
     }
 
     /// Clips `values` in place; returns the norm before clipping.
     @discardableResult
     public static func clip(_ values: inout [Float], to bound: Double) -> Double {
-        precondition(values.allSatisfy(\.isFinite), "clipping needs a finite update")
         let original = norm(values)
+        // A NaN or an infinity makes the norm non-finite; finite floats cannot overflow it in Double.
+        precondition(original.isFinite, "clipping needs a finite update")
         guard original > bound else { return original }
         let source = values
         var scale = Float(bound / original)

@@ -221,7 +221,7 @@ public struct RoundCoordinator: Sendable {
         guard results.count >= max(settings.minSurvivors, strategy.minimumUpdates) || strategy.aggregatesEmptyRounds else { return (false, nil) }
         var candidate = strategy
         let next = candidate.aggregate(round: round, global: global, results: results, failures: failures)
-        guard let next, next.allSatisfy(\.isFinite) else { return (false, candidate.lastAggregate) }
+        guard let next, VectorKernels.allFinite(next) else { return (false, candidate.lastAggregate) }
         precondition(next.count == global.count)
         strategy = candidate
         global = next

@@ -99,7 +99,7 @@ public struct UpdateMessage: Sendable {
         var values = [Float](repeating: 0, count: count)
         try values.withUnsafeMutableBufferPointer { buffer throws(MessageError) in try codec.decode(from: &payload, layout: layout, into: buffer) }
         guard payload.remaining == 0 else { throw .badField("payload has \(payload.remaining) trailing bytes") }
-        guard values.allSatisfy(\.isFinite) else { throw .nonFinite }
+        guard VectorKernels.allFinite(values) else { throw .nonFinite }
         return UpdateMessage(kind: kind, round: round, values: values, codec: codec)
     }
 
