@@ -41,11 +41,12 @@ N ?= 10
 federation: build
 	scripts/federation.sh $(FEDTRAIN) $(N) results/federation
 
-## bench-transport: one 100 MB update pushed 5 times over loopback through the server's receive path (gRPC, size
-## limit, routing, fsync'd reply journal), server and client in separate processes: MB/s and the server's peak RSS
+## bench-transport: one 100 MB update pushed 10 times over loopback through the server's receive path (gRPC in
+## 1 MiB chunks, size limit, routing, the reply journal spooled and fsync'd), server and client in separate
+## processes: MB/s and the server's peak RSS
 bench-transport: deps
 	swift build -c release --product bench-transport
-	.build/release/bench-transport 100 5
+	.build/release/bench-transport 100 10
 
 ## compare-federation: round time of 10 echo clients (no training, LeNet-5), fedtrain beside Flower 1.42 in deployment
 ## mode (SuperLink + 10 SuperNodes + a NumPy ClientApp; installs flwr into .venv on first use)
