@@ -67,15 +67,19 @@ static uint32_t fold(uint32_t state, const uint8_t *bytes, size_t count) {
 }
 
 int fedtrain_crc32_is_accelerated(void) {
-    static int known = -1;
-    if (known < 0) {
+    static int known = -1;  // threads may race to fill it in: they all store the same value
+    int answer = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (answer < 0) {
         unsigned int eax, ebx, ecx, edx;
-        known = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_PCLMUL) && (ecx & bit_SSE4_1);
+        answer = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_PCLMUL) && (ecx & bit_SSE4_1);
+        __atomic_store_n(&known, answer, __ATOMIC_RELAXED);
     }
-    return known;
+    return answer;
 }
 
 uint32_t fedtrain_crc32(uint32_t crc, const uint8_t *bytes, size_t count) {
+    // zlib answers 0 for a NULL buffer (an empty Swift array has none), not the CRC so far.
+    if (count == 0) return crc;
     if (count >= 64 && fedtrain_crc32_is_accelerated()) {
         size_t folded = count & ~(size_t)15;
         crc = ~fold(~crc, bytes, folded);
@@ -89,6 +93,6 @@ uint32_t fedtrain_crc32(uint32_t crc, const uint8_t *bytes, size_t count) {
 
 int fedtrain_crc32_is_accelerated(void) { return 0; }
 
-uint32_t fedtrain_crc32(uint32_t crc, const uint8_t *bytes, size_t count) { return (uint32_t)crc32_z(crc, bytes, count); }
+uint32_t fedtrain_crc32(uint32_t crc, const uint8_t *bytes, size_t count) { return count == 0 ? crc : (uint32_t)crc32_z(crc, bytes, count); }
 
 #endif

@@ -142,5 +142,4 @@ extension SIMD8: HalvingSum where Scalar == Float {
 extension SIMD16: HalvingSum where Scalar == Float {
     @inline(__always)
     var halvingSum: Float { (lowHalf + highHalf).halvingSum }
-
 }

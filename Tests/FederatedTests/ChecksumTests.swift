@@ -22,8 +22,11 @@ import Testing
                 }
             }
         }
-        // The check value of the gzip CRC-32.
-        #expect(UpdateMessage.checksum(Array("123456789".utf8)[...]) == 0xCBF4_3926)
+        // The check value of the gzip CRC-32, and nothing appended to it (an empty array has no buffer).
+        let check = UpdateMessage.checksum(Array("123456789".utf8)[...])
+        #expect(check == 0xCBF4_3926)
+        #expect(UpdateMessage.checksum([UInt8]()[...], continuing: check) == check)
+        #expect(UpdateMessage.checksum([UInt8]()[...]) == 0)
         // The folding path is the one under test on this machine (every x86-64 CPU since 2010 has it).
         #expect(fedtrain_crc32_is_accelerated() == 1)
     }
