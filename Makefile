@@ -11,7 +11,7 @@ TORCH_SCRIPTS := scripts/torch_lenet5.py scripts/script_support.py
 # $(call require_files,TARGET,FILES[,HINT]): a recipe line that stops with one line and status 2 when a file is missing
 require_files = @for f in $(2); do [ -e "$$f" ] || { echo "make $(1): $$f does not exist$(if $(3), ($(3)))"; exit 2; }; done
 
-.PHONY: federation fuzz bench-transport compare-federation deps build run train test bench compare experiment plot niid-bench compression-sweep privacy-sweep robustness-bench async-bench compare-dpsgd compare-fedavg compare-cnn imagefolder-demo accuracy-seeds check-checkpoint clean
+.PHONY: federation fuzz bench-transport compare-federation deps build run train test bench compare experiment plot niid-bench compression-sweep privacy-sweep robustness-bench async-bench compare-dpsgd compare-dp-cost compare-fedavg compare-cnn imagefolder-demo accuracy-seeds check-checkpoint clean
 
 ## deps: install the Debian packages fedtrain needs, only those that are missing
 deps:
@@ -230,6 +230,12 @@ compare-dpsgd: build
 		|| { echo "make compare-dpsgd: skipped: could not install PyTorch and Opacus with pip (is PyPI reachable?)"; exit 0; }; \
 	fi; \
 	$(PYTHON) scripts/dpsgd_compare.py --fedtrain $(FEDTRAIN)
+
+## compare-dp-cost: what central DP costs a round (the 1000-client privacy job, clip 0.5, noise 1), the job with and
+## without it round by round in turn in one process (fedtrain privacy cost), 40 rounds of each
+compare-dp-cost: build
+	$(call require_files,compare-dp-cost,$(FASHION_MNIST_FILES),make deps installs dataset-fashion-mnist)
+	$(FEDTRAIN) privacy cost --config experiments/privacy-1000.yaml --rounds 40 --eval-every 1000 --dp central --clip 0.5 --noise-multiplier 1
 
 ## compare-fedavg: one FedAvg round (10 IID clients x 6000, E=1, B=32) beside a PyTorch loop (scripts/fedavg_torch.py)
 ## and Flower (scripts/flower_sim.py); downloads PyTorch (~5 GB) and Flower with Ray into .venv on first use

@@ -101,6 +101,27 @@ public enum VectorKernels {
         return total
     }
 
+    /// `squaredNorm` of the values `source[i] · scale` (each product rounded to Float), in its
+    /// order and so to the same bits, without writing them: a clip checks the scale it would
+    /// apply before it applies it.
+    public static func squaredNorm(_ source: UnsafePointer<Float>, count: Int, scaledBy scale: Float) -> Double {
+        var partial = SIMD4<Double>()
+        var i = 0
+        while i + 4 <= count {
+            let x = SIMD4<Double>(Double(source[i] * scale), Double(source[i + 1] * scale), Double(source[i + 2] * scale),
+                                  Double(source[i + 3] * scale))
+            partial += x * x
+            i += 4
+        }
+        var total = partial.sum()
+        while i < count {
+            let x = Double(source[i] * scale)
+            total += x * x
+            i += 1
+        }
+        return total
+    }
+
     /// Whether every value is finite (no NaN, no infinity): the exponent fields of 16 values are
     /// tested at a time (a generic `allSatisfy(\.isFinite)` took about 20 instructions a value).
     public static func allFinite(_ values: [Float]) -> Bool {

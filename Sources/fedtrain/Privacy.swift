@@ -1,11 +1,12 @@
 import ArgumentParser
+import Engine
 import Federated
 import Foundation
 
 struct Privacy: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Privacy accounting: ε of the Poisson-subsampled Gaussian mechanism (RDP, exact at fractional orders), or the noise for a target ε.",
-        subcommands: [Epsilon.self, Calibrate.self, Gaussian.self])
+        subcommands: [Epsilon.self, Calibrate.self, Gaussian.self, Cost.self])
 
     /// The mechanism's schedule, shared by both subcommands.
     struct Schedule: ParsableArguments {
@@ -92,6 +93,47 @@ struct Privacy: ParsableCommand {
             }
             let achieved = RDPAccountant.epsilon(samplingRate: schedule.samplingRate, noiseMultiplier: z, steps: schedule.steps, delta: schedule.delta)
             schedule.report(epsilon: achieved.epsilon, order: achieved.order, noiseMultiplier: z)
+        }
+    }
+
+    struct Cost: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "What a job's privacy costs in time: the job and the same job without privacy, round by round in turn in one process.",
+            discussion: "Rounds of the two alternate (which goes first alternates too), so both see the machine in the same state; "
+                + "prints each pair and the median of the paired ratios. Takes simulate's options.")
+
+        @Option(help: "YAML configuration file; flags override its keys.") var config: String?
+        @OptionGroup(title: "Model and data") var dataOptions: DataOptions
+        @OptionGroup(title: "Federation") var federation: FederationOptions
+        @OptionGroup(title: "Local training") var training: LocalTrainingOptions
+        @OptionGroup(title: "Compression") var compression: CompressionOptions
+        @OptionGroup(title: "Privacy") var privacy: PrivacyOptions
+        @OptionGroup(title: "Robustness") var robustness: RobustnessOptions
+        @OptionGroup(title: "Run") var runOptions: RunOptions
+
+        func run() {
+            let configuration: SimulationConfiguration
+            let pair: (baseline: Simulation, variant: Simulation)
+            do {
+                configuration = try resolveConfiguration(file: config, data: dataOptions, federation: federation, training: training,
+                                                         compression: compression, privacy: privacy, robustness: robustness, run: runOptions)
+                pair = try PairedRounds.privacyPair(configuration)
+            } catch let error as ConfigurationError {
+                fail(error.description)
+            } catch {
+                fail("\(error)")
+            }
+            let rounds = configuration.federation.rounds
+            print("fedtrain privacy cost: \(configuration.data.model), \(configuration.federation.clients) clients, dp \(configuration.privacy.dp), "
+                + "\(plural(rounds, "round")) of each, \(plural(configuration.run.threads, "thread")), OpenBLAS \(BLAS.kernelDescription) kernels")
+            print("round  clients  without s  with s  ratio")
+            let result = PairedRounds.run(baseline: pair.baseline, variant: pair.variant, rounds: rounds) { round, baseline, variant in
+                print("\(round)  \(baseline.clients)  \(format(baseline.seconds))  \(format(variant.seconds))  \(format(variant.seconds / baseline.seconds, 3))")
+            }
+            guard let median = result.medianRatio, let total = result.totalRatio else { fail("no round could be paired") }
+            print("median paired ratio \(format(median)) (\(format((median - 1) * 100, 2))% more time with privacy); "
+                + "total \(format(result.variant.reduce(0, +), 3)) s against \(format(result.baseline.reduce(0, +), 3)) s (ratio \(format(total)))"
+                + (result.unpaired > 0 ? "; \(plural(result.unpaired, "round")) left out (different clients)" : ""))
         }
     }
 }

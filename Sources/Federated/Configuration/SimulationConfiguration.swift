@@ -478,16 +478,36 @@ public struct PrivacySection: Sendable, Equatable, Codable {
         return LocalGaussianNoise.standardDeviation(epsilon: localEpsilon, delta: delta, clip: clip)
     }
 
-    /// The ε a run has spent after `rounds` rounds at `delta`: central DP's accountant over the
-    /// Poisson-sampled rounds; with local DP a client that took part in every round, the better of
-    /// basic composition (rounds · ε) and RDP composition of its Gaussian releases. Nil without DP.
-    public func spentEpsilon(rounds: Int, centralNoise: Double?, samplingRate: Double?) -> Double? {
-        if let localNoise, let localEpsilon, let clip {
-            let rdp = RDPAccountant.epsilon(samplingRate: 1, noiseMultiplier: localNoise / (2 * clip), steps: rounds, delta: delta).epsilon
-            return min(Double(rounds) * localEpsilon, rdp)
+    /// What one round spends, as an accountant of that one step: central DP's Poisson-sampled
+    /// round at `samplingRate` and `centralNoise`, or with local DP one Gaussian release of a
+    /// client. Nil without DP. Computing it is the accountant's expensive part (156 orders, the
+    /// fractional ones by series), so a run computes it once.
+    public func roundAccountant(centralNoise: Double?, samplingRate: Double?) -> RDPAccountant? {
+        var accountant = RDPAccountant()
+        if let localNoise, let clip {
+            accountant.compose(samplingRate: 1, noiseMultiplier: localNoise / (2 * clip), steps: 1)
+        } else if let centralNoise, let samplingRate {
+            accountant.compose(samplingRate: samplingRate, noiseMultiplier: centralNoise, steps: 1)
+        } else {
+            return nil
         }
-        guard let centralNoise, let samplingRate else { return nil }
-        return RDPAccountant.epsilon(samplingRate: samplingRate, noiseMultiplier: centralNoise, steps: rounds, delta: delta).epsilon
+        return accountant
+    }
+
+    /// The ε a run has spent after `rounds` rounds at `delta`, from one round's `roundAccountant`:
+    /// central DP's accountant over the Poisson-sampled rounds; with local DP a client that took
+    /// part in every round, the better of basic composition (rounds · ε) and RDP composition of its
+    /// Gaussian releases. Nil without DP.
+    public func spentEpsilon(rounds: Int, round: RDPAccountant?) -> Double? {
+        guard let round else { return nil }
+        let rdp = round.repeated(rounds).epsilon(delta: delta).epsilon
+        if let localEpsilon, localNoise != nil { return min(Double(rounds) * localEpsilon, rdp) }
+        return rdp
+    }
+
+    /// `spentEpsilon(rounds:round:)` with the round's accountant computed here.
+    public func spentEpsilon(rounds: Int, centralNoise: Double?, samplingRate: Double?) -> Double? {
+        spentEpsilon(rounds: rounds, round: roundAccountant(centralNoise: centralNoise, samplingRate: samplingRate))
     }
 
     /// The client stages these settings ask for, in order: the clip, then local DP's noise (from

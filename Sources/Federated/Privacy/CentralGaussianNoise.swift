@@ -15,12 +15,14 @@ public struct ClippedSumOverExpected: Aggregator {
     public let noise: NoiseSource
     /// Per-layer clipping: each tensor to `clip / √L` (the update's norm stays within `clip`).
     public let layers: ParameterLayout?
+    /// Threads that clip the updates (one update each at a time); the result does not depend on it.
+    public let threads: Int
 
     public init(clip: Double, expectedClients: Double, parameterCount: Int, adaptive: AdaptiveClipping? = nil, noise: NoiseSource = .seeded(0),
-                layers: ParameterLayout? = nil) {
-        precondition(clip > 0 && expectedClients > 0 && (adaptive == nil || layers == nil))
+                layers: ParameterLayout? = nil, threads: Int = 1) {
+        precondition(clip > 0 && expectedClients > 0 && (adaptive == nil || layers == nil) && threads >= 1)
         (self.clip, self.expectedClients, self.parameterCount, self.adaptive, self.noise) = (clip, expectedClients, parameterCount, adaptive, noise)
-        self.layers = layers
+        (self.layers, self.threads) = (layers, threads)
     }
 
     /// The clip of the next round.
@@ -28,13 +30,17 @@ public struct ClippedSumOverExpected: Aggregator {
 
     /// The aggregate carries the clip it used, which sizes the round's noise.
     public mutating func aggregate(_ results: [ClientUpdate], round: Int) -> Aggregate {
-        let bound = currentClip
-        var unclipped = 0
-        let clipped = results.map { result -> [Float] in
-            var delta = result.delta
-            if L2Clip.clip(&delta, to: bound, layers: layers) <= bound { unclipped += 1 }
-            return delta
+        let bound = currentClip, layers = self.layers
+        // Updates within the bound are not copied (`clip` leaves them untouched).
+        var clipped = results.map(\.delta), norms = [Double](repeating: 0, count: results.count)
+        clipped.withUnsafeMutableBufferPointer { clipped in
+            norms.withUnsafeMutableBufferPointer { norms in
+                Parallelism.forEach(count: clipped.count, workers: threads) { index, _ in
+                    norms[index] = L2Clip.clip(&clipped[index], to: bound, layers: layers)
+                }
+            }
         }
+        let unclipped = norms.filter { $0 <= bound }.count
         adaptive?.update(unclipped: unclipped, expectedClients: expectedClients, round: round, noise: noise)
         let direction = clipped.isEmpty ? [Float](repeating: 0, count: parameterCount)
             : Aggregation.weightedSum(clipped, weights: [Double](repeating: 1 / expectedClients, count: clipped.count))
@@ -73,6 +79,6 @@ public struct CentralGaussianNoise: Sendable {
         precondition(aggregate.scale == 1, "central DP noise needs an unscaled aggregate")
         var generator = noise.generator(.centralNoise, round: round)
         let deviation = standardDeviation(clip: aggregate.clip ?? clip)
-        for i in aggregate.direction.indices { aggregate.direction[i] += Float(deviation * generator.nextGaussian()) }
+        aggregate.direction.withUnsafeMutableBufferPointer { generator.addGaussian(standardDeviation: deviation, to: $0) }
     }
 }

@@ -45,19 +45,19 @@ public struct L2Clip: UpdateStage {
         values.withUnsafeBufferPointer { $0.baseAddress.map { VectorKernels.squaredNorm($0, count: values.count) } ?? 0 }.squareRoot()
     }
 
-    /// Clips `values` in place; returns the norm before clipping.
+    /// Clips `values` in place; returns the norm before clipping. Each candidate scale is checked
+    /// on the values it would give before any is written, so the update is written once.
     @discardableResult
     public static func clip(_ values: inout [Float], to bound: Double) -> Double {
         let original = norm(values)
         // A NaN or an infinity makes the norm non-finite; finite floats cannot overflow it in Double.
         precondition(original.isFinite, "clipping needs a finite update")
         guard original > bound else { return original }
-        let source = values
         var scale = Float(bound / original)
-        while true {
-            for i in values.indices { values[i] = source[i] * scale }
-            if norm(values) <= bound { return original }
-            scale = scale.nextDown
+        values.withUnsafeMutableBufferPointer { values in
+            while VectorKernels.squaredNorm(values.baseAddress!, count: values.count, scaledBy: scale).squareRoot() > bound { scale = scale.nextDown }
+            for i in values.indices { values[i] *= scale }
         }
+        return original
     }
 }

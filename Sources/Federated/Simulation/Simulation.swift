@@ -35,6 +35,8 @@ public final class Simulation {
     private let evaluator: SupervisedTraining
     /// Central DP's noise multiplier (given, or calibrated for the planned rounds), for the accountant.
     public let noiseMultiplier: Double?
+    /// The privacy one round spends (computed once: the accountant's costly part).
+    private let roundAccountant: RDPAccountant?
     /// The privacy settings the clients run with: DP-SGD's noise multiplier resolved
     /// (`SimulationConfiguration.resolvingExampleNoise`).
     public let resolvedPrivacy: PrivacySection
@@ -77,6 +79,7 @@ public final class Simulation {
         // Clients in other processes: a deployed federation, whose DP noise must be unpredictable.
         if remote != nil { strategy.noise = .secure }
         if configuration.privacy.clipPerLayer { strategy.clipLayers = layout }
+        strategy.threads = configuration.run.threads
         simulatedClock = configuration.clock.simulatedClock ? try SimulatedClock(section: configuration.clock, clients: federation.clients, seed: seed) : nil
         synchronous = RoundCoordinator(
             settings: .init(clients: federation.clients, sampledPerRound: configuration.clock.sampled(needed: federation.sampledPerRound, clients: federation.clients),
@@ -119,6 +122,7 @@ public final class Simulation {
             (transport, inProcess) = (local, local)
         }
         noiseMultiplier = try configuration.privacy.resolvedNoiseMultiplier(rate: federation.fraction, rounds: federation.rounds)
+        roundAccountant = configuration.privacy.roundAccountant(centralNoise: noiseMultiplier, samplingRate: federation.poissonRate)
         let threads = configuration.run.threads
         tasksInParallel = { count, body in Parallelism.forEach(count: count, workers: threads) { index, _ in body(index) } }
         // Evaluation splits batches into a fixed number of chunks, so its sums do not depend on threads.
@@ -267,7 +271,7 @@ public final class Simulation {
         if configuration.privacy.adaptiveClip != nil { result.clip = outcome.aggregate?.clip }
         result.epsilon = resolvedPrivacy.exampleEpsilon(rounds: outcome.round, clientSizes: partitionSizes, batchSize: configuration.training.batchSize,
                                                               epochs: configuration.training.localEpochs)
-            ?? configuration.privacy.spentEpsilon(rounds: outcome.round, centralNoise: noiseMultiplier, samplingRate: configuration.federation.poissonRate)
+            ?? configuration.privacy.spentEpsilon(rounds: outcome.round, round: roundAccountant)
         if configuration.robustness.isActive {
             recordRobustness(&result, sampled: sampled, outcome: outcome, seconds: aggregationSeconds)
         }

@@ -27,6 +27,8 @@ public struct StrategyFactory: Sendable {
     public var clipLayers: ParameterLayout?
     public var poissonRate: Double?
     public var rounds: Int
+    /// Threads the server's aggregation may use (central DP's clip); results do not depend on it.
+    public var threads = 1
 
     public init(federation: FederationSection, training: LocalTrainingSection, privacy: PrivacySection = PrivacySection(),
                 robustness: RobustnessSection = RobustnessSection(), asynchrony: AsyncSection = AsyncSection()) {
@@ -113,7 +115,7 @@ public struct StrategyFactory: Sendable {
         guard let quantile = privacy.adaptiveClip else {
             return ComposedStrategy(spec: spec + " with central DP (clip \(clip), noise multiplier \(z))",
                                     aggregator: ClippedSumOverExpected(clip: clip, expectedClients: expected, parameterCount: parameterCount,
-                                                                       layers: clipLayers),
+                                                                       layers: clipLayers, threads: threads),
                                     optimizer: optimizer, proximalMu: proximalMu, controlVariate: controlVariate,
                                     centralNoise: CentralGaussianNoise(noiseMultiplier: z, clip: clip, expectedClients: expected, noise: noise))
         }
@@ -125,7 +127,7 @@ public struct StrategyFactory: Sendable {
         return ComposedStrategy(spec: spec + " with central DP (adaptive clip from \(clip) to quantile \(quantile), noise multiplier \(z): "
                                     + "\(updateNoise) on the updates, \(countNoise) on the count)",
                                 aggregator: ClippedSumOverExpected(clip: clip, expectedClients: expected, parameterCount: parameterCount,
-                                                                   adaptive: adaptive, noise: noise),
+                                                                   adaptive: adaptive, noise: noise, threads: threads),
                                 optimizer: optimizer, proximalMu: proximalMu, controlVariate: controlVariate,
                                 centralNoise: CentralGaussianNoise(noiseMultiplier: updateNoise, clip: clip, expectedClients: expected, noise: noise))
     }
