@@ -22,13 +22,15 @@ import TestSupport
         return try! spec.build(input: input, classes: classes)
     }
 
-    /// Every model trains in training mode (BatchNorm by its batch); the BatchNorm model's buffers
-    /// (running statistics, batches counted) are compared after the steps, and its
-    /// evaluation-mode logits then.
+    /// Every model trains in training mode (BatchNorm by its batch, Dropout with the masks of
+    /// seed 0, which the fixture's script draws as fedtrain does); the BatchNorm models' buffers
+    /// (running statistics, batches counted) are compared after the steps, and the
+    /// evaluation-mode logits then (Dropout the identity).
     static let models: [(String, Sequential)] = [
         ("lenet5", LeNet5.grayscale), ("lenet5rgb", LeNet5.rgb),
         ("described", described("described", input: [3, 20, 20], classes: 7)),
         ("batchnorm", described("batchnorm", input: [2, 12, 12], classes: 4)),
+        ("dropout", described("dropout", input: [2, 10, 10], classes: 5)),
     ]
 
     func tensor(_ name: String) -> [Float] {
