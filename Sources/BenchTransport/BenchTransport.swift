@@ -37,7 +37,8 @@ struct BenchTransport {
         reply.steps = 1
         reply.payloads[.update] = [UInt8](repeating: 0x3F, count: UpdateMessage.denseSize(count: parameters))
         let bytes = reply.bytes
-        let transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
+        let transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext,
+                                                       config: .defaults { $0.http2.maxFrameSize = ChunkedBytes.http2FrameBytes })
         var seconds: [Double] = []
         try await withGRPCClient(transport: transport) { client in
             var options = CallOptions.defaults
@@ -78,6 +79,7 @@ struct BenchTransport {
             config: .defaults { config in
                 config.rpc.maxRequestPayloadSize = ChunkedBytes.maxMessageBytes
                 config.http2.targetWindowSize = 8 << 20
+                config.http2.maxFrameSize = ChunkedBytes.http2FrameBytes
             })
         let server = GRPCServer(transport: transport, services: [service])
         signal(SIGTERM, SIG_IGN)

@@ -11,6 +11,9 @@ public enum ChunkedBytes {
     public static let chunkBytes = 1 << 20
     /// The transport's per-message limit for chunked streams: a chunk and the length prefix.
     public static let maxMessageBytes = chunkBytes + 8
+    /// The largest HTTP/2 frame either end accepts (SETTINGS_MAX_FRAME_SIZE): a chunk's size, where
+    /// the default 16 KiB cut each chunk into 64 frames, each through both ends' channel pipelines.
+    public static let http2FrameBytes = chunkBytes
 
     /// `bytes` as the messages of one stream.
     public static func chunks(of bytes: [UInt8]) -> [ArraySlice<UInt8>] {

@@ -146,6 +146,7 @@ public enum FederationServer {
                 config: .defaults { config in
                     config.rpc.maxRequestPayloadSize = ChunkedBytes.maxMessageBytes
                     config.http2.targetWindowSize = 8 << 20
+                    config.http2.maxFrameSize = ChunkedBytes.http2FrameBytes
                     config.connection.keepalive = .init(
                         time: .seconds(30), timeout: .seconds(10),
                         clientBehavior: .init(minPingIntervalWithoutCalls: .seconds(5), allowWithoutCalls: true))
