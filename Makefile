@@ -232,10 +232,10 @@ compare-dpsgd: build
 	$(PYTHON) scripts/dpsgd_compare.py --fedtrain $(FEDTRAIN)
 
 ## compare-dp-cost: what central DP costs a round (the 1000-client privacy job, clip 0.5, noise 1), the job with and
-## without it round by round in turn in one process (fedtrain privacy cost), 40 rounds of each
+## without it round by round in turn in one process (fedtrain privacy cost), 60 rounds of each
 compare-dp-cost: build
 	$(call require_files,compare-dp-cost,$(FASHION_MNIST_FILES),make deps installs dataset-fashion-mnist)
-	$(FEDTRAIN) privacy cost --config experiments/privacy-1000.yaml --rounds 40 --eval-every 1000 --dp central --clip 0.5 --noise-multiplier 1
+	$(FEDTRAIN) privacy cost --config experiments/privacy-1000.yaml --rounds 60 --eval-every 1000 --dp central --clip 0.5 --noise-multiplier 1
 
 ## compare-fedavg: one FedAvg round (10 IID clients x 6000, E=1, B=32) beside a PyTorch loop (scripts/fedavg_torch.py)
 ## and Flower (scripts/flower_sim.py); downloads PyTorch (~5 GB) and Flower with Ray into .venv on first use

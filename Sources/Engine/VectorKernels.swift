@@ -84,32 +84,22 @@ public enum VectorKernels {
     }
 
     /// Σ x², each term and the sum in Double, in four interleaved partial sums (per-sample
-    /// gradient norms, DP-SGD's clip, L2Clip).
+    /// gradient norms, DP-SGD's clip, L2Clip). Memory-bound on updates that are not in cache:
+    /// more partial sums, which would change the bits, measured no faster.
     public static func squaredNorm(_ source: UnsafePointer<Float>, count: Int) -> Double {
-        var partial = SIMD4<Double>()
-        var i = 0
-        while i + 4 <= count {
-            let x = SIMD4<Double>(Double(source[i]), Double(source[i + 1]), Double(source[i + 2]), Double(source[i + 3]))
-            partial += x * x
-            i += 4
-        }
-        var total = partial.sum()
-        while i < count {
-            total += Double(source[i]) * Double(source[i])
-            i += 1
-        }
-        return total
+        squaredNorm(source, count: count, scaledBy: 1)
     }
 
     /// `squaredNorm` of the values `source[i] · scale` (each product rounded to Float), in its
     /// order and so to the same bits, without writing them: a clip checks the scale it would
-    /// apply before it applies it.
+    /// apply before it applies it. (`x · 1` is `x`: the unscaled norm is this one at scale 1.)
+    @inline(__always)
     public static func squaredNorm(_ source: UnsafePointer<Float>, count: Int, scaledBy scale: Float) -> Double {
+        let raw = UnsafeRawPointer(source)
         var partial = SIMD4<Double>()
         var i = 0
         while i + 4 <= count {
-            let x = SIMD4<Double>(Double(source[i] * scale), Double(source[i + 1] * scale), Double(source[i + 2] * scale),
-                                  Double(source[i + 3] * scale))
+            let x = SIMD4<Double>(raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self) * scale)
             partial += x * x
             i += 4
         }

@@ -131,7 +131,7 @@ struct Privacy: ParsableCommand {
                 print("\(round)  \(baseline.clients)  \(format(baseline.seconds))  \(format(variant.seconds))  \(format(variant.seconds / baseline.seconds, 3))")
             }
             guard let median = result.medianRatio, let total = result.totalRatio else { fail("no round could be paired") }
-            print("median paired ratio \(format(median)) (\(format((median - 1) * 100, 2))% more time with privacy); "
+            print("median paired ratio \(format(median)) (privacy adds \(String(format: "%+.2f", (median - 1) * 100))% to a round); "
                 + "total \(format(result.variant.reduce(0, +), 3)) s against \(format(result.baseline.reduce(0, +), 3)) s (ratio \(format(total)))"
                 + (result.unpaired > 0 ? "; \(plural(result.unpaired, "round")) left out (different clients)" : ""))
         }

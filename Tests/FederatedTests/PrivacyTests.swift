@@ -20,6 +20,18 @@ import Testing
         }
     }
 
+    /// One round's accountant repeated T times is, bit for bit, T rounds composed at once (what a
+    /// run's per-round ε relies on).
+    @Test func repeatedEqualsComposingTheSteps() {
+        for (q, z, steps) in [(0.1, 1.0, 100), (0.01, 0.7, 1), (0.256, 2.5, 1000), (1.0, 1.1, 37)] {
+            var one = RDPAccountant(), all = RDPAccountant()
+            one.compose(samplingRate: q, noiseMultiplier: z, steps: 1)
+            all.compose(samplingRate: q, noiseMultiplier: z, steps: steps)
+            #expect(one.repeated(steps) == all, "q \(q) z \(z) T \(steps)")
+            #expect(one.repeated(steps).epsilon(delta: 1e-5) == RDPAccountant.epsilon(samplingRate: q, noiseMultiplier: z, steps: steps, delta: 1e-5))
+        }
+    }
+
     /// The fractional series is exact, so at an integer order it equals the binomial sum, and it
     /// is continuous between orders.
     @Test func fractionalSeriesMatchesTheIntegerFormula() {
@@ -120,6 +132,30 @@ import Testing
         #expect(clipped > 4000 && unchanged > 4000, "\(clipped) clipped, \(unchanged) within the bound")
     }
 
+    /// The clip checks each candidate scale without writing: the same values as scaling a copy
+    /// and recomputing its norm, one ulp of scale at a time (the reference below).
+    @Test func clipEqualsScalingACopyUntilItFits() {
+        var generator = SeededGenerator(seed: 21)
+        for trial in 0..<2000 {
+            let count = 1 + Int(generator.next(upperBound: UInt64(500)))
+            let source = (0..<count).map { _ in Float(generator.nextGaussian() * pow(10, 4 * generator.nextUnitDouble() - 2)) }
+            let bound = L2Clip.norm(source) * (0.01 + 0.98 * generator.nextUnitDouble())
+            var reference = source, scale = Float(bound / L2Clip.norm(source))
+            while true {
+                reference = source.map { $0 * scale }
+                if L2Clip.norm(reference) <= bound { break }
+                scale = scale.nextDown
+            }
+            var values = source
+            L2Clip.clip(&values, to: bound)
+            #expect(values == reference, "trial \(trial)")
+            let probe = Float(generator.nextUnitDouble())
+            let scaled = source.map { $0 * probe }
+            #expect(source.withUnsafeBufferPointer { VectorKernels.squaredNorm($0.baseAddress!, count: count, scaledBy: probe) }
+                == scaled.withUnsafeBufferPointer { VectorKernels.squaredNorm($0.baseAddress!, count: count) })
+        }
+    }
+
     @Test func zeroUpdatePassesThrough() {
         var zero = [Float](repeating: 0, count: 10)
         #expect(L2Clip.clip(&zero, to: 1) == 0 && zero == [Float](repeating: 0, count: 10))
@@ -217,6 +253,27 @@ import Testing
             $0.training.momentum = 0
             edit(&$0)
         }
+    }
+
+    /// Paired rounds (`fedtrain privacy cost`) run each job as it runs alone: interleaving the
+    /// two changes neither's model; every round pairs (same clients). A job without privacy is
+    /// refused before any data is loaded.
+    @Test func pairedRoundsRunEachJobAsAlone() throws {
+        func plain() throws -> Simulation {
+            try smallSimulation { $0.federation.clientSampling = "poisson"; $0.federation.fraction = 0.5; $0.training.momentum = 0 }
+        }
+        func centralDP() throws -> Simulation { try dpSimulation { $0.privacy.noiseMultiplier = 1.0 } }
+        let (baseline, variant) = (try plain(), try centralDP())
+        let result = PairedRounds.run(baseline: baseline, variant: variant, rounds: 3)
+        #expect(result.unpaired == 0 && result.ratios.count == 3 && result.medianRatio != nil)
+        let (alonePlain, alonePrivate) = (try plain(), try centralDP())
+        for _ in 1...3 {
+            alonePlain.runRound()
+            alonePrivate.runRound()
+        }
+        #expect(baseline.global == alonePlain.global && variant.global == alonePrivate.global)
+        #expect(baseline.global != variant.global)
+        #expect(throws: JobError.self) { try PairedRounds.privacyPair(SimulationConfiguration()) }
     }
 
     /// A central-DP run reports each round's ε from the accountant; with a target the noise is
