@@ -100,7 +100,7 @@ struct Privacy: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "What a job's privacy costs in time: the job and the same job without privacy, round by round in turn in one process.",
             discussion: "Rounds of the two alternate (which goes first alternates too), so both see the machine in the same state; "
-                + "prints each pair and the median of the paired ratios. Takes simulate's options.")
+                + "prints each pair and the median of the paired ratios. Takes simulate's options but its clock and asynchronous ones.")
 
         @Option(help: "YAML configuration file; flags override its keys.") var config: String?
         @OptionGroup(title: "Model and data") var dataOptions: DataOptions

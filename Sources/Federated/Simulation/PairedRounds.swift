@@ -60,7 +60,7 @@ extension PairedRounds {
     /// The pair that measures what `configuration`'s privacy costs: the same job without it
     /// (no DP, no clip) as the baseline, the job as configured as the variant, on data loaded once.
     public static func privacyPair(_ configuration: SimulationConfiguration) throws(JobError) -> (baseline: Simulation, variant: Simulation) {
-        guard configuration.privacy != PrivacySection() else {
+        guard configuration.privacy.dp != "off" || configuration.privacy.clip != nil else {
             throw .configuration(ConfigurationError("measuring what privacy costs needs a job with privacy on (--dp, or --clip)"))
         }
         var baseline = configuration
