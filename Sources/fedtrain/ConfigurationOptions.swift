@@ -304,23 +304,34 @@ struct NetworkOptions: ParsableArguments {
     }
 }
 
-/// The configuration a job command runs: the config file's keys (defaults without one), then the
-/// flags of every section; validated.
-func resolveConfiguration(file: String?, data: DataOptions, federation: FederationOptions, training: LocalTrainingOptions,
-                          compression: CompressionOptions, privacy: PrivacyOptions, robustness: RobustnessOptions, run: RunOptions,
-                          clock: ClockOptions? = nil, asynchrony: AsyncOptions? = nil, network: NetworkOptions? = nil) throws(ConfigurationError) -> SimulationConfiguration {
-    var configuration = SimulationConfiguration()
-    if let file { configuration = try ConfigurationFile.read(file) }
-    try data.apply(to: &configuration.data)
-    federation.apply(to: &configuration.federation)
-    training.apply(to: &configuration.training)
-    compression.apply(to: &configuration.compression)
-    privacy.apply(to: &configuration.privacy)
-    robustness.apply(to: &configuration.robustness)
-    clock?.apply(to: &configuration.clock)
-    try asynchrony?.apply(to: &configuration.asynchrony, federation: &configuration.federation)
-    run.apply(to: &configuration.run)
-    network?.apply(to: &configuration.network)
-    try configuration.validate()
-    return configuration
+/// The options every job command takes (`simulate`, `server`, `privacy cost`): the config file
+/// and the sections every job has; a command adds its own (clock, asynchrony, network) and Run.
+struct JobOptions: ParsableArguments {
+    @Option(help: "YAML configuration file; flags override its keys.") var config: String?
+    @OptionGroup(title: "Model and data") var data: DataOptions
+    @OptionGroup(title: "Federation") var federation: FederationOptions
+    @OptionGroup(title: "Local training") var training: LocalTrainingOptions
+    @OptionGroup(title: "Compression") var compression: CompressionOptions
+    @OptionGroup(title: "Privacy") var privacy: PrivacyOptions
+    @OptionGroup(title: "Robustness") var robustness: RobustnessOptions
+
+    /// The configuration a job command runs: `file`'s keys (defaults without one), then the flags
+    /// of every section; validated.
+    func resolve(file: String?, run: RunOptions, clock: ClockOptions? = nil, asynchrony: AsyncOptions? = nil,
+                 network: NetworkOptions? = nil) throws(ConfigurationError) -> SimulationConfiguration {
+        var configuration = SimulationConfiguration()
+        if let file { configuration = try ConfigurationFile.read(file) }
+        try data.apply(to: &configuration.data)
+        federation.apply(to: &configuration.federation)
+        training.apply(to: &configuration.training)
+        compression.apply(to: &configuration.compression)
+        privacy.apply(to: &configuration.privacy)
+        robustness.apply(to: &configuration.robustness)
+        clock?.apply(to: &configuration.clock)
+        try asynchrony?.apply(to: &configuration.asynchrony, federation: &configuration.federation)
+        run.apply(to: &configuration.run)
+        network?.apply(to: &configuration.network)
+        try configuration.validate()
+        return configuration
+    }
 }

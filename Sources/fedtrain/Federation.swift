@@ -38,7 +38,7 @@ struct Server: ParsableCommand {
         discussion: "Same configuration keys as simulate, plus the network ones. --state DIR holds what simulate --out writes and the "
             + "reply journal; the same command again on the same DIR continues an interrupted run.")
 
-    @Option(help: "YAML configuration file; flags override its keys.") var config: String?
+    @OptionGroup var jobOptions: JobOptions
     @Option(help: "HOST:PORT to listen on (port 0: any free port, see --port-file).") var listen: String
     @Option(help: "State directory: config.yaml, metrics, summary.json, model.safetensors, checkpoint/, journal/.") var state: String
     @Option(name: .customLong("tls-cert"), help: "The server's certificate (PEM).") var tlsCert: String?
@@ -49,19 +49,12 @@ struct Server: ParsableCommand {
     var tokens: String?
     @Flag(help: "Plaintext, without TLS: only on a loopback address.") var insecure = false
     @Option(name: .customLong("port-file"), help: "Write the port listened on to this file once listening.") var portFile: String?
-    @OptionGroup(title: "Model and data") var dataOptions: DataOptions
-    @OptionGroup(title: "Federation") var federation: FederationOptions
-    @OptionGroup(title: "Local training") var training: LocalTrainingOptions
-    @OptionGroup(title: "Compression") var compression: CompressionOptions
-    @OptionGroup(title: "Privacy") var privacy: PrivacyOptions
-    @OptionGroup(title: "Robustness") var robustness: RobustnessOptions
     @OptionGroup(title: "Network") var network: NetworkOptions
     @OptionGroup(title: "Asynchronous modes") var asynchrony: AsyncOptions
     @OptionGroup(title: "Run") var runOptions: RunOptions
 
     func resolved() throws(ConfigurationError) -> SimulationConfiguration {
-        try resolveConfiguration(file: config, data: dataOptions, federation: federation, training: training, compression: compression,
-                                 privacy: privacy, robustness: robustness, run: runOptions, asynchrony: asynchrony, network: network)
+        try jobOptions.resolve(file: jobOptions.config, run: runOptions, asynchrony: asynchrony, network: network)
     }
 
     func security() throws(ConfigurationError) -> (TransportSecurity, Authenticator) {
@@ -89,7 +82,7 @@ struct Server: ParsableCommand {
             settings = .init(listen: try ServerAddress(parsing: listen), security: security, authenticator: authenticator, portFile: portFile)
         } catch { fail(error.description) }
         var job = SimulationJob(configuration: configuration, outputDirectory: state, saveModel: nil)
-        job.inputConfig = config
+        job.inputConfig = jobOptions.config
         let log = EventLog(component: "server")
         let rounds = configuration.federation.rounds
         let progress = Mutex(ProgressLine())

@@ -102,21 +102,14 @@ struct Privacy: ParsableCommand {
             discussion: "Rounds of the two alternate (which goes first alternates too), so both see the machine in the same state; "
                 + "prints each pair and the median of the paired ratios. Takes simulate's options but its clock and asynchronous ones.")
 
-        @Option(help: "YAML configuration file; flags override its keys.") var config: String?
-        @OptionGroup(title: "Model and data") var dataOptions: DataOptions
-        @OptionGroup(title: "Federation") var federation: FederationOptions
-        @OptionGroup(title: "Local training") var training: LocalTrainingOptions
-        @OptionGroup(title: "Compression") var compression: CompressionOptions
-        @OptionGroup(title: "Privacy") var privacy: PrivacyOptions
-        @OptionGroup(title: "Robustness") var robustness: RobustnessOptions
+        @OptionGroup var jobOptions: JobOptions
         @OptionGroup(title: "Run") var runOptions: RunOptions
 
         func run() {
             let configuration: SimulationConfiguration
             let pair: (baseline: Simulation, variant: Simulation)
             do {
-                configuration = try resolveConfiguration(file: config, data: dataOptions, federation: federation, training: training,
-                                                         compression: compression, privacy: privacy, robustness: robustness, run: runOptions)
+                configuration = try jobOptions.resolve(file: jobOptions.config, run: runOptions)
                 pair = try PairedRounds.privacyPair(configuration)
             } catch let error as ConfigurationError {
                 fail(error.description)

@@ -8,13 +8,7 @@ struct Simulate: ParsableCommand {
         abstract: "Simulate a federation on this machine: partitioned clients, local SGD in parallel, server aggregation.",
         discussion: "A --config YAML file sets any option (names with underscores, e.g. local_epochs); flags override it.")
 
-    @Option(help: "YAML configuration file; flags override its keys.") var config: String?
-    @OptionGroup(title: "Model and data") var dataOptions: DataOptions
-    @OptionGroup(title: "Federation") var federation: FederationOptions
-    @OptionGroup(title: "Local training") var training: LocalTrainingOptions
-    @OptionGroup(title: "Compression") var compression: CompressionOptions
-    @OptionGroup(title: "Privacy") var privacy: PrivacyOptions
-    @OptionGroup(title: "Robustness") var robustness: RobustnessOptions
+    @OptionGroup var jobOptions: JobOptions
     @OptionGroup(title: "Simulated clock") var clock: ClockOptions
     @OptionGroup(title: "Asynchronous modes") var asynchrony: AsyncOptions
     @OptionGroup(title: "Run") var runOptions: RunOptions
@@ -26,9 +20,7 @@ struct Simulate: ParsableCommand {
     /// The configuration to run: the config file (with --resume, the run's own config.yaml unless
     /// --config names another), then the flags.
     func resolved() throws(ConfigurationError) -> SimulationConfiguration {
-        try resolveConfiguration(file: config ?? resume.map { "\($0)/config.yaml" }, data: dataOptions, federation: federation,
-                                 training: training, compression: compression, privacy: privacy, robustness: robustness, run: runOptions,
-                                 clock: clock, asynchrony: asynchrony)
+        try jobOptions.resolve(file: jobOptions.config ?? resume.map { "\($0)/config.yaml" }, run: runOptions, clock: clock, asynchrony: asynchrony)
     }
 
     func validate() throws {
@@ -41,7 +33,7 @@ struct Simulate: ParsableCommand {
         do { configuration = try resolved() } catch { fail(error.description) }
         var job = SimulationJob(configuration: configuration, outputDirectory: resume ?? out, saveModel: save)
         job.overwrite = overwrite
-        job.inputConfig = config
+        job.inputConfig = jobOptions.config
         let directory = resume ?? out
         Interruption.install(directory: directory)
         var line = ProgressLine()
