@@ -129,12 +129,70 @@ func gaussianRows(_ count: Int, _ length: Int, seed: UInt64, scale: Double = 1) 
         #expect(Bucketing(size: 2, seed: 4, inner: Krum(byzantine: 1)).minimumUpdates == 9)
     }
 
+    /// Three updates point one way, two the other. The norm history's median is the last
+    /// update's √8.84; the longer [3, 4] of the majority is scaled down to it, the minority dropped.
+    @Test func clippedClusteringAveragesTheClippedMajorityCluster() throws {
+        let rows: [[Float]] = [[3, 4], [0.6, 0.8], [0.8, 0.6], [-3, -3], [-2, -2.2]]
+        var rule = ClippedClustering()
+        let first = rule.aggregate(updates(rows), round: 1)
+        let median = 8.84.squareRoot()
+        #expect(close(first.direction, [(0.6 * median + 1.4) / 3, (0.8 * median + 1.4) / 3]))
+        #expect(first.selected == [0, 1, 2])
+        // Round two's updates are ten times shorter. With the history, the median is (0.5 + 1) / 2
+        // and nothing is clipped; a fresh rule's median (0.297) would clip [0.3, 0.4].
+        let small = rows.map { $0.map { $0 / 10 } }
+        var restored = ClippedClustering()
+        try restored.restore(rule.state)
+        let second = rule.aggregate(updates(small), round: 2)
+        #expect(close(second.direction, [0.44 / 3, 0.54 / 3]))
+        #expect(restored.aggregate(updates(small), round: 2).direction == second.direction)
+        #expect(!close(aggregated(ClippedClustering(), small).direction, [0.44 / 3, 0.54 / 3]))
+        #expect(rule.norms.count == 10 && rule.state[ClippedClustering.stateName] == rule.norms)
+    }
+
+    @Test func cosineDistancesAreZeroForParallelTwoForOppositeOrZeroUpdates() {
+        let distances = ClippedClustering.cosineDistances([[1, 0], [5, 0], [0, 2], [-1, 0], [0, 0]])
+        let expected: [[Double]] = [[0, 0, 1, 2, 2], [0, 0, 1, 2, 2], [1, 1, 0, 1, 2], [2, 2, 1, 0, 2], [2, 2, 2, 2, 0]]
+        #expect(close(distances.map(Float.init), expected.flatMap { $0 }, 1e-12))
+    }
+
+    /// Points on a line (distance |x − y|). At 0, 1, 3, 7, 13 average linkage merges {0, 1},
+    /// then 3 (2.5), then 7 (17/3 < 6): the majority is the first four, where complete linkage
+    /// would join 7 to 13 (6 < 7). At 0, 1, 3, 7, 12 it joins 7 to 12 (5 < 17/3) and keeps the
+    /// first three, where single linkage would take 7 (4 < 5). Equal clusters: the first update's.
+    @Test func clusteringUsesAverageLinkageAndBreaksTiesTowardTheFirstUpdate() {
+        func line(_ points: [Double]) -> [Double] { points.flatMap { x in points.map { abs(x - $0) } } }
+        #expect(ClippedClustering.majorityCluster(line([0, 1, 3, 7, 13])) == [0, 1, 2, 3])
+        #expect(ClippedClustering.majorityCluster(line([13, 0, 1, 3, 7])) == [1, 2, 3, 4])
+        #expect(ClippedClustering.majorityCluster(line([0, 1, 3, 7, 12])) == [0, 1, 2])
+        #expect(ClippedClustering.majorityCluster(line([0, 1, 10, 11])) == [0, 1])
+        #expect(ClippedClustering.majorityCluster(line([10, 11, 0, 1])) == [0, 1])
+        #expect(ClippedClustering.majorityCluster(line([7])) == [0])
+    }
+
+    /// Nine honest updates around a common direction and three colluders sending the opposite of
+    /// it, twice as long: the colluders form the minority cluster, and the result is near the
+    /// honest mean while the plain mean points elsewhere.
+    @Test func clippedClusteringDropsColludersPointingAway() {
+        var generator = SeededGenerator(seed: 25)
+        let common = (0..<50).map { _ in Float(generator.nextGaussian()) }
+        let honest = gaussianRows(9, 50, seed: 26, scale: 0.3).map { zip($0, common).map { $0 + $1 } }
+        let rows = honest + [[Float]](repeating: common.map { -2 * $0 }, count: 3)
+        let result = aggregated(ClippedClustering(), rows)
+        #expect(result.selected == Array(0..<9))
+        let honestMean = Aggregation.mean(inDouble: honest)
+        let cosine = zip(result.direction, honestMean).reduce(0) { $0 + Double($1.0) * $1.1 }
+            / (L2Clip.norm(result.direction) * honestMean.reduce(0) { $0 + $1 * $1 }.squareRoot())
+        #expect(cosine > 0.99)
+    }
+
     // MARK: Properties
 
     static let allRules: [(String, any Aggregator)] = [
         ("median", CoordinateMedian()), ("trimmed-mean", TrimmedMean(trim: 2)), ("krum", Krum(byzantine: 2)),
         ("multi-krum", Krum(byzantine: 2, selecting: nil)), ("bulyan", Bulyan(byzantine: 2)), ("geomedian", GeometricMedian()),
         ("centered-clip", CenteredClipping(radius: 1, iterations: 3, parameterCount: 6)), ("uniform-mean", UniformMean()),
+        ("clipped-clustering", ClippedClustering()),
     ]
 
     @Test(arguments: allRules.map(\.0))
@@ -205,7 +263,8 @@ func gaussianRows(_ count: Int, _ length: Int, seed: UInt64, scale: Double = 1) 
         #expect(try AggregatorSpec(parsing: "multi-krum:2:5").rule == .multiKrum(2, 5))
         #expect(try AggregatorSpec(parsing: "centered-clip:0.5").rule == .centeredClip(0.5, 3))
         #expect(try AggregatorSpec(parsing: "mean").isPlainMean)
-        for bad in ["krum", "krum:x", "trimmed-mean:-1", "median:3", "centered-clip:0", "multi-krum:1:0", "avg", "krum:5000000000000000000", "bulyan:1000001"] {
+        #expect(try AggregatorSpec(parsing: "clipped-clustering").rule == .clippedClustering)
+        for bad in ["krum", "krum:x", "trimmed-mean:-1", "median:3", "clipped-clustering:2", "centered-clip:0", "multi-krum:1:0", "avg", "krum:5000000000000000000", "bulyan:1000001"] {
             #expect(throws: ConfigurationError.self) { try AggregatorSpec(parsing: bad) }
         }
         #expect(throws: ConfigurationError.self) { try AggregatorSpec(parsing: "median", bucketing: 1) }

@@ -3,10 +3,10 @@
 /// cannot work (Krum with n ≤ 2f + 2, Bulyan with n < 4f + 3, trimming everything) is refused
 /// before the run starts.
 public struct AggregatorSpec: Sendable, Equatable {
-    public static let help = "mean, uniform-mean, median, trimmed-mean:B, krum:F, multi-krum:F[:M], bulyan:F, geomedian, centered-clip:TAU[:ITERS]"
+    public static let help = "mean, uniform-mean, median, trimmed-mean:B, krum:F, multi-krum:F[:M], bulyan:F, geomedian, centered-clip:TAU[:ITERS], clipped-clustering"
 
     public enum Rule: Sendable, Equatable {
-        case mean, uniformMean, median, trimmedMean(Int), krum(Int), multiKrum(Int, Int?), bulyan(Int), geometricMedian, centeredClip(Double, Int)
+        case mean, uniformMean, median, trimmedMean(Int), krum(Int), multiKrum(Int, Int?), bulyan(Int), geometricMedian, centeredClip(Double, Int), clippedClustering
     }
 
     /// The largest F, B, M or bucket size accepted (no federation is larger; keeps 4F + 3 in range).
@@ -40,6 +40,7 @@ public struct AggregatorSpec: Sendable, Equatable {
         case "uniform-mean": try arity(0); rule = .uniformMean
         case "median": try arity(0); rule = .median
         case "geomedian": try arity(0); rule = .geometricMedian
+        case "clipped-clustering": try arity(0); rule = .clippedClustering
         case "trimmed-mean": try arity(1, least: 1); rule = .trimmedMean(try count(1))
         case "krum": try arity(1, least: 1); rule = .krum(try count(1))
         case "bulyan": try arity(1, least: 1); rule = .bulyan(try count(1))
@@ -79,6 +80,7 @@ public struct AggregatorSpec: Sendable, Equatable {
         case .bulyan(let f): aggregator = Bulyan(byzantine: f)
         case .geometricMedian: aggregator = GeometricMedian()
         case .centeredClip(let radius, let iterations): aggregator = CenteredClipping(radius: radius, iterations: iterations, parameterCount: parameterCount)
+        case .clippedClustering: aggregator = ClippedClustering()
         }
         if let bucketing { aggregator = Bucketing(size: bucketing, seed: seed, inner: aggregator) }
         if let normBound { aggregator = NormBounding(bound: normBound, inner: aggregator) }

@@ -17,10 +17,26 @@ public struct PairwiseDistances: Sendable {
     public init(_ rows: [[Float]]) {
         let n = rows.count
         precondition(n > 0)
-        let d = rows[0].count
-        precondition(rows.allSatisfy { $0.count == d }, "updates differ in length")
         count = n
-        let mean = Aggregation.mean(inDouble: rows)
+        let gram = Self.gram(rows, centeredOn: Aggregation.mean(inDouble: rows))
+        squared = [Double](repeating: 0, count: n * n)
+        for i in 0..<n {
+            for j in (i + 1)..<n {
+                let value = max(0, gram[i * n + i] + gram[j * n + j] - 2 * gram[i * n + j])
+                squared[i * n + j] = value
+                squared[j * n + i] = value
+            }
+        }
+    }
+
+    /// The Gram matrix `(rowᵢ − center)·(rowⱼ − center)` in Double, row-major `n × n` (only the
+    /// diagonal and upper triangle are filled), with `center` zero when nil.
+    public static func gram(_ rows: [[Float]], centeredOn center: [Double]?) -> [Double] {
+        let n = rows.count
+        precondition(n > 0)
+        let d = rows[0].count
+        precondition(rows.allSatisfy { $0.count == d } && (center?.count ?? d) == d, "updates differ in length")
+        let center = center ?? [Double](repeating: 0, count: d)
         // Zero rows and columns pad the kernel's input to whole 4-row, 8-column tiles.
         let padded = (n + 3) / 4 * 4
         var gram = [Double](repeating: 0, count: padded * padded)
@@ -28,7 +44,7 @@ public struct PairwiseDistances: Sendable {
         for start in stride(from: 0, to: d, by: Self.block) {
             let width = min(Self.block, d - start), paddedWidth = (width + 7) / 8 * 8
             centered.withUnsafeMutableBufferPointer { centered in
-                mean.withUnsafeBufferPointer { mean in
+                center.withUnsafeBufferPointer { mean in
                     for (i, row) in rows.enumerated() {
                         row.withUnsafeBufferPointer { row in
                             for k in 0..<width { centered[i * paddedWidth + k] = Double(row[start + k]) - mean[start + k] }
@@ -42,14 +58,7 @@ public struct PairwiseDistances: Sendable {
                 }
             }
         }
-        squared = [Double](repeating: 0, count: n * n)
-        for i in 0..<n {
-            for j in (i + 1)..<n {
-                let value = max(0, gram[i * padded + i] + gram[j * padded + j] - 2 * gram[i * padded + j])
-                squared[i * n + j] = value
-                squared[j * n + i] = value
-            }
-        }
+        return (0..<n).flatMap { i in gram[(i * padded)..<(i * padded + n)] }
     }
 
     public subscript(i: Int, j: Int) -> Double { squared[i * count + j] }
