@@ -186,13 +186,54 @@ func gaussianRows(_ count: Int, _ length: Int, seed: UInt64, scale: Double = 1) 
         #expect(cosine > 0.99)
     }
 
+    /// Two rows spread along x, two close to the origin along y: the top direction is x, and
+    /// each score is the squared projection on it.
+    @Test func divideAndConquerScoresAreSquaredProjectionsOnTheTopDirection() {
+        #expect(close(DivideAndConquer.scores([[1, 0], [-1, 0], [0, 0.1], [0, -0.1]]).map(Float.init), [1, 1, 0, 0], 1e-12))
+        let pair = LAPACK.largestEigenpair(symmetric: [2, 1, 1, 2], n: 2)
+        #expect(abs(pair.value - 3) < 1e-12 && close(pair.vector.map(Float.init), [Double(0.5).squareRoot(), Double(0.5).squareRoot()], 1e-7))
+        let algebraic = LAPACK.largestEigenpair(symmetric: [1, 0, 0, -5], n: 2)  // the largest, not the largest in magnitude
+        #expect(algebraic.value == 1 && algebraic.vector == [1, 0])
+        #expect(DivideAndConquer.scores([[1, 2], [1, 2], [1, 2]]) == [0, 0, 0])
+    }
+
+    /// f = 1: [5, 1] lies far along the direction the updates spread in, so it is dropped and the
+    /// other three are averaged.
+    @Test func divideAndConquerDropsTheFHighestScores() {
+        let result = aggregated(DivideAndConquer(byzantine: 1, seed: 0), [[0, 1], [0.2, 1], [-0.2, 1.1], [5, 1]])
+        #expect(result.selected == [0, 1, 2])
+        #expect(close(result.direction, [0, 3.1 / 3]))
+        #expect(DivideAndConquer(byzantine: 1, seed: 0).minimumUpdates == 2)
+    }
+
+    /// Nine honest updates around a common direction and three identical colluders at the honest
+    /// mean pushed back past zero (min-max's shape): each of 3 subsamples of 20 coordinates drops them.
+    @Test func divideAndConquerDropsColludersInEverySubsample() {
+        var generator = SeededGenerator(seed: 27)
+        let common = (0..<200).map { _ in Float(generator.nextGaussian()) }
+        let honest = gaussianRows(9, 200, seed: 28, scale: 0.5).map { zip($0, common).map { $0 + $1 } }
+        let rows = honest + [[Float]](repeating: common.map { -1.5 * $0 }, count: 3)
+        let rule = DivideAndConquer(byzantine: 3, iterations: 3, dimensions: 20, seed: 5)
+        #expect(aggregated(rule, rows).selected == Array(0..<9))
+        #expect(close(aggregated(rule, rows).direction, Aggregation.mean(inDouble: honest), 1e-6))
+    }
+
+    @Test func divideAndConquerSamplesDistinctCoordinatesFromTheSeed() {
+        var generator = SeededGenerator(seed: 3), again = SeededGenerator(seed: 3), other = SeededGenerator(seed: 4)
+        let sample = DivideAndConquer.sample(100, of: 1000, generator: &generator)
+        #expect(sample.count == 100 && Set(sample).count == 100 && sample == sample.sorted() && sample.allSatisfy { (0..<1000).contains($0) })
+        #expect(DivideAndConquer.sample(100, of: 1000, generator: &again) == sample)
+        #expect(DivideAndConquer.sample(100, of: 1000, generator: &other) != sample)
+        #expect(DivideAndConquer.sample(10, of: 4, generator: &other) == [0, 1, 2, 3])
+    }
+
     // MARK: Properties
 
     static let allRules: [(String, any Aggregator)] = [
         ("median", CoordinateMedian()), ("trimmed-mean", TrimmedMean(trim: 2)), ("krum", Krum(byzantine: 2)),
         ("multi-krum", Krum(byzantine: 2, selecting: nil)), ("bulyan", Bulyan(byzantine: 2)), ("geomedian", GeometricMedian()),
         ("centered-clip", CenteredClipping(radius: 1, iterations: 3, parameterCount: 6)), ("uniform-mean", UniformMean()),
-        ("clipped-clustering", ClippedClustering()),
+        ("clipped-clustering", ClippedClustering()), ("dnc", DivideAndConquer(byzantine: 2, dimensions: 4, seed: 1)),
     ]
 
     @Test(arguments: allRules.map(\.0))
@@ -203,7 +244,7 @@ func gaussianRows(_ count: Int, _ length: Int, seed: UInt64, scale: Double = 1) 
         #expect(close(aggregated(rule, rows).direction, aggregated(rule, permuted).direction.map(Double.init), 1e-5))
     }
 
-    @Test(arguments: ["median", "trimmed-mean", "krum", "multi-krum", "bulyan", "geomedian"])
+    @Test(arguments: ["median", "trimmed-mean", "krum", "multi-krum", "bulyan", "geomedian", "dnc"])
     func rulesMoveWithACommonShift(_ name: String) {
         let rule = Self.allRules.first { $0.0 == name }!.1
         let rows = gaussianRows(11, 6, seed: 22)
@@ -264,7 +305,9 @@ func gaussianRows(_ count: Int, _ length: Int, seed: UInt64, scale: Double = 1) 
         #expect(try AggregatorSpec(parsing: "centered-clip:0.5").rule == .centeredClip(0.5, 3))
         #expect(try AggregatorSpec(parsing: "mean").isPlainMean)
         #expect(try AggregatorSpec(parsing: "clipped-clustering").rule == .clippedClustering)
-        for bad in ["krum", "krum:x", "trimmed-mean:-1", "median:3", "clipped-clustering:2", "centered-clip:0", "multi-krum:1:0", "avg", "krum:5000000000000000000", "bulyan:1000001"] {
+        #expect(try AggregatorSpec(parsing: "dnc:10").rule == .divideAndConquer(10, 1, 10_000))
+        #expect(try AggregatorSpec(parsing: "dnc:2:3:500").rule == .divideAndConquer(2, 3, 500))
+        for bad in ["krum", "krum:x", "trimmed-mean:-1", "median:3", "clipped-clustering:2", "dnc", "dnc:1:0", "dnc:1:1:0", "dnc:1:1:1:1", "centered-clip:0", "multi-krum:1:0", "avg", "krum:5000000000000000000", "bulyan:1000001"] {
             #expect(throws: ConfigurationError.self) { try AggregatorSpec(parsing: bad) }
         }
         #expect(throws: ConfigurationError.self) { try AggregatorSpec(parsing: "median", bucketing: 1) }

@@ -3,10 +3,10 @@
 /// cannot work (Krum with n ≤ 2f + 2, Bulyan with n < 4f + 3, trimming everything) is refused
 /// before the run starts.
 public struct AggregatorSpec: Sendable, Equatable {
-    public static let help = "mean, uniform-mean, median, trimmed-mean:B, krum:F, multi-krum:F[:M], bulyan:F, geomedian, centered-clip:TAU[:ITERS], clipped-clustering"
+    public static let help = "mean, uniform-mean, median, trimmed-mean:B, krum:F, multi-krum:F[:M], bulyan:F, geomedian, centered-clip:TAU[:ITERS], clipped-clustering, dnc:F[:ITERS[:DIMS]]"
 
     public enum Rule: Sendable, Equatable {
-        case mean, uniformMean, median, trimmedMean(Int), krum(Int), multiKrum(Int, Int?), bulyan(Int), geometricMedian, centeredClip(Double, Int), clippedClustering
+        case mean, uniformMean, median, trimmedMean(Int), krum(Int), multiKrum(Int, Int?), bulyan(Int), geometricMedian, centeredClip(Double, Int), clippedClustering, divideAndConquer(Int, Int, Int)
     }
 
     /// The largest F, B, M or bucket size accepted (no federation is larger; keeps 4F + 3 in range).
@@ -41,6 +41,11 @@ public struct AggregatorSpec: Sendable, Equatable {
         case "median": try arity(0); rule = .median
         case "geomedian": try arity(0); rule = .geometricMedian
         case "clipped-clustering": try arity(0); rule = .clippedClustering
+        case "dnc":
+            try arity(3, least: 1)
+            let iterations = parts.count > 2 ? try count(2) : 1, dimensions = parts.count > 3 ? try count(3) : DivideAndConquer.defaultDimensions
+            if iterations == 0 || dimensions == 0 { throw ConfigurationError("aggregator \(spec): dnc needs at least 1 iteration and 1 dimension") }
+            rule = .divideAndConquer(try count(1), iterations, dimensions)
         case "trimmed-mean": try arity(1, least: 1); rule = .trimmedMean(try count(1))
         case "krum": try arity(1, least: 1); rule = .krum(try count(1))
         case "bulyan": try arity(1, least: 1); rule = .bulyan(try count(1))
@@ -81,6 +86,8 @@ public struct AggregatorSpec: Sendable, Equatable {
         case .geometricMedian: aggregator = GeometricMedian()
         case .centeredClip(let radius, let iterations): aggregator = CenteredClipping(radius: radius, iterations: iterations, parameterCount: parameterCount)
         case .clippedClustering: aggregator = ClippedClustering()
+        case .divideAndConquer(let f, let iterations, let dimensions):
+            aggregator = DivideAndConquer(byzantine: f, iterations: iterations, dimensions: dimensions, seed: seed)
         }
         if let bucketing { aggregator = Bucketing(size: bucketing, seed: seed, inner: aggregator) }
         if let normBound { aggregator = NormBounding(bound: normBound, inner: aggregator) }
