@@ -204,6 +204,7 @@ func gaussianRows(_ count: Int, _ length: Int, seed: UInt64, scale: Double = 1) 
         #expect(result.selected == [0, 1, 2])
         #expect(close(result.direction, [0, 3.1 / 3]))
         #expect(DivideAndConquer(byzantine: 1, seed: 0).minimumUpdates == 2)
+        #expect(DivideAndConquer(byzantine: 3, iterations: 3, seed: 0).minimumUpdates == 10)
     }
 
     /// Nine honest updates around a common direction and three identical colluders at the honest

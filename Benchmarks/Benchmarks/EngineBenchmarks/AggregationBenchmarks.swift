@@ -3,8 +3,9 @@ import Engine
 import Federated
 
 /// The cost of every aggregation rule on one core (OpenBLAS single-threaded) over LeNet-5-sized
-/// updates (61,706 parameters): 100 clients for every rule, 1000 for Krum and Multi-Krum (their
-/// n² distances from one Gram matrix). Wall clock per aggregation.
+/// updates (61,706 parameters): 100 clients for every rule, 1000 for Krum (its n² distances from
+/// one Gram matrix) and clipped clustering (its n³ agglomerative clustering). Wall clock per
+/// aggregation.
 func aggregationBenchmarks() {
     Parallelism.useSingleThreadedBLAS()
     let configuration = Benchmark.Configuration(metrics: [.wallClock], warmupIterations: 1, maxDuration: .seconds(3), maxIterations: 20)
@@ -22,6 +23,7 @@ func aggregationBenchmarks() {
         ("geomedian", GeometricMedian()), ("centered-clip:0.5:3", CenteredClipping(radius: 0.5, iterations: 3, parameterCount: parameters)),
         ("norm-bound 0.5 + mean", NormBounding(bound: 0.5, inner: WeightedMean())),
         ("bucketing 2 + median", Bucketing(size: 2, seed: 1, inner: CoordinateMedian())),
+        ("clipped-clustering", ClippedClustering()), ("dnc:20", DivideAndConquer(byzantine: 20, seed: 1)),
     ]
     for (name, rule) in rules {
         Benchmark("aggregate \(name) 100x62k", configuration: configuration) { benchmark in
@@ -33,5 +35,10 @@ func aggregationBenchmarks() {
         let thousand = results(1000)
         benchmark.startMeasurement()
         for _ in benchmark.scaledIterations { blackHole(Krum(byzantine: 200).aggregate(thousand, round: 1)) }
+    }
+    Benchmark("aggregate clipped-clustering 1000x62k", configuration: configuration) { benchmark in
+        let thousand = results(1000)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations { var rule = ClippedClustering(); blackHole(rule.aggregate(thousand, round: 1)) }
     }
 }

@@ -28,7 +28,8 @@ public struct DivideAndConquer: Aggregator {
         (self.byzantine, self.iterations, self.dimensions, self.seed) = (byzantine, iterations, dimensions, seed)
     }
 
-    public var minimumUpdates: Int { byzantine + 1 }
+    /// Each iteration drops at most `f` updates, so this many always leave at least one.
+    public var minimumUpdates: Int { iterations * byzantine + 1 }
 
     public func aggregate(_ results: [ClientUpdate], round: Int) -> Aggregate {
         let rows = results.map(\.delta)
