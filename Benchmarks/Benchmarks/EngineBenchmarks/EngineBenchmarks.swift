@@ -3,19 +3,32 @@ import Datasets
 import Engine
 import Federated
 
-/// One SGD step of LeNet-5 on a Fashion-MNIST batch (gather + forward + backward + update), the
-/// unit every training job repeats: on one thread in one chunk as a simulated client trains, and
-/// on every core with `fedtrain train`'s default chunks. Throughput is steps per second; the
-/// malloc count proves the step allocates nothing once the trainer exists.
+/// One SGD step (gather + forward + backward + update), the unit every training job repeats: on
+/// one thread in one chunk as a simulated client trains, and on every core with `fedtrain
+/// train`'s default chunks. LeNet-5 at B=64/32/10; McMahan et al.'s CNN (`fedavg-cnn`) and a
+/// model with BatchNorm and Dropout (its masks drawn every step) at B=64/32 on every core.
+/// Throughput is steps per second; the malloc count proves the step allocates nothing once the
+/// trainer exists.
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .throughput, .mallocCountTotal],
                                            warmupIterations: 20, maxDuration: .seconds(3), maxIterations: 100_000)
     let data = try! FashionMNIST.split("train", in: FashionMNIST.defaultDirectory)
-    for threads in [1, Parallelism.availableCores] {
-    for batch in [64, 32, 10] {
-        Benchmark("train step LeNet-5 B=\(batch) threads=\(threads)",
+    let batchNormDropout = ModelSpec(layers: [
+        .conv(out: 16, kernel: 5, stride: 1, padding: 2), .batchnorm, .relu, .maxpool(kernel: 2, stride: nil),
+        .conv(out: 32, kernel: 5, stride: 1, padding: 2), .batchnorm, .relu, .maxpool(kernel: 2, stride: nil),
+        .flatten, .dense(.units(128)), .batchnorm, .relu, .dropout(0.3), .dense(.classes),
+    ])
+    let models: [(name: String, network: Sequential, batches: [Int], threads: [Int])] = [
+        ("LeNet-5", LeNet5.grayscale, [64, 32, 10], [1, Parallelism.availableCores]),
+        ("fedavg-cnn", try! ModelSpec.fedAvgCNN.build(input: [1, 28, 28], classes: 10), [64, 32], [Parallelism.availableCores]),
+        ("batchnorm-dropout", try! batchNormDropout.build(input: [1, 28, 28], classes: 10), [64, 32], [Parallelism.availableCores]),
+    ]
+    for model in models {
+    for threads in model.threads {
+    for batch in model.batches {
+        Benchmark("train step \(model.name) B=\(batch) threads=\(threads)",
                   configuration: .init(scalingFactor: .one, thresholds: [.mallocCountTotal: .init(absolute: [.p100: 0])])) { benchmark in
-            let network = LeNet5.grayscale
+            let network = model.network
             var generator = SeededGenerator(seed: 0)
             var parameters = network.initialParameters(using: &generator)
             let trainer = Trainer(network: network, optimizer: SGDConfiguration(learningRate: 0.02, momentum: 0.9),
@@ -23,20 +36,22 @@ let benchmarks: @Sendable () -> Void = {
             let buffer = BatchBuffer(capacity: batch, sampleSize: network.inputCount)
             let indices = Array(0..<data.count)
             buffer.data = data
-            var start = 0
-            let step = { (start: Int) in
+            var start = 0, seed: UInt64 = 0
+            let step = { (start: Int, seed: UInt64) in
                 buffer.pending = indices[start..<(start + batch)]
                 return trainer.step(parameters: &parameters, images: buffer.images, labels: buffer.labels, count: batch,
-                                    source: buffer)
+                                    source: buffer, seed: seed)
             }
-            step(0)  // allocates the momentum buffer outside the measurement
+            step(0, 0)  // allocates the momentum buffer outside the measurement
             benchmark.startMeasurement()
             for _ in benchmark.scaledIterations {
                 start = (start + batch) % (data.count - batch)
-                blackHole(step(start))
+                seed += 1
+                blackHole(step(start, seed))
             }
             benchmark.stopMeasurement()
         }
+    }
     }
     }
 
