@@ -69,13 +69,16 @@ public enum ChannelBlockedConvolution {
                 func q(_ j: Int) -> Int { let p = min(p0 + j, P - 1); return (p / oW) * Wp + p % oW }
                 let q0 = q(0), q1 = q(1), q2 = q(2), q3 = q(3), q4 = q(4), q5 = q(5), q6 = q(6), q7 = q(7)
                 var a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b
-                var t = 0
-                for c in 0..<g.channels {
-                    for ky in 0..<k {
-                        let row = padded + c * plane + ky * Wp
-                        for kx in 0..<k {
-                            let x = row + kx
-                            let w = VectorKernels.load(weights + t * outputChannels, as: SIMD16<Float>.self)
+                // Pointers stepped tap by tap: indices multiplied in the loop cost an overflow-
+                // checked multiply and two checked increments per tap, as many scalar
+                // instructions as the tap's loads, on the 5-iteration inner loop.
+                var tapWeights = weights, channelPlane = padded
+                for _ in 0..<g.channels {
+                    var row = channelPlane
+                    for _ in 0..<k {
+                        var x = row
+                        for _ in 0..<k {
+                            let w = VectorKernels.load(tapWeights, as: SIMD16<Float>.self)
                             a0 = a0.addingProduct(w, x[q0])
                             a1 = a1.addingProduct(w, x[q1])
                             a2 = a2.addingProduct(w, x[q2])
@@ -86,9 +89,12 @@ public enum ChannelBlockedConvolution {
                                 a6 = a6.addingProduct(w, x[q6])
                                 a7 = a7.addingProduct(w, x[q7])
                             }
-                            t += 1
+                            tapWeights += outputChannels
+                            x += 1
                         }
+                        row += Wp
                     }
+                    channelPlane += plane
                 }
                 let count = min(positionBlock, P - p0), out = tile + p0 * channelBlock
                 VectorKernels.store(a0, out)
@@ -122,14 +128,14 @@ public enum ChannelBlockedConvolution {
                 let q0 = q(0), q1 = q(1), q2 = q(2), q3 = q(3), q4 = q(4), q5 = q(5), q6 = q(6), q7 = q(7)
                 var a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b
                 var d0 = c, d1 = c, d2 = c, d3 = c, d4 = c, d5 = c, d6 = c, d7 = c
-                var t = 0
-                for channel in 0..<g.channels {
-                    for ky in 0..<k {
-                        let row = padded + channel * plane + ky * Wp
-                        for kx in 0..<k {
-                            let x = row + kx
-                            let w = VectorKernels.load(weights + t * outputChannels, as: SIMD16<Float>.self)
-                            let v = VectorKernels.load(weights + t * outputChannels + channelBlock, as: SIMD16<Float>.self)
+                var tapWeights = weights, channelPlane = padded
+                for _ in 0..<g.channels {
+                    var row = channelPlane
+                    for _ in 0..<k {
+                        var x = row
+                        for _ in 0..<k {
+                            let w = VectorKernels.load(tapWeights, as: SIMD16<Float>.self)
+                            let v = VectorKernels.load(tapWeights + channelBlock, as: SIMD16<Float>.self)
                             let x0 = x[q0], x1 = x[q1], x2 = x[q2], x3 = x[q3], x4 = x[q4], x5 = x[q5], x6 = x[q6], x7 = x[q7]
                             a0 = a0.addingProduct(w, x0); d0 = d0.addingProduct(v, x0)
                             a1 = a1.addingProduct(w, x1); d1 = d1.addingProduct(v, x1)
@@ -139,9 +145,12 @@ public enum ChannelBlockedConvolution {
                             a5 = a5.addingProduct(w, x5); d5 = d5.addingProduct(v, x5)
                             a6 = a6.addingProduct(w, x6); d6 = d6.addingProduct(v, x6)
                             a7 = a7.addingProduct(w, x7); d7 = d7.addingProduct(v, x7)
-                            t += 1
+                            tapWeights += outputChannels
+                            x += 1
                         }
+                        row += Wp
                     }
+                    channelPlane += plane
                 }
                 // Straight into the CHW output through a 256-float stack block (no tile: a layer's
                 // scratch holds one 16-channel tile, and the scatter costs little beside the FMAs).
@@ -204,11 +213,11 @@ public enum ChannelBlockedConvolution {
                 var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
                 var a4 = SIMD16<Float>(), a5 = SIMD16<Float>(), a6 = SIMD16<Float>(), a7 = SIMD16<Float>()
                 var a8 = SIMD16<Float>(), a9 = SIMD16<Float>(), a10 = SIMD16<Float>(), a11 = SIMD16<Float>()
-                var p = 0
-                for oy in 0..<oH {
+                var dRow = d, rowStart = 0
+                for _ in 0..<oH {
                     for ox in 0..<oW {
-                        let q = oy * Wp + ox
-                        let dp = VectorKernels.load(d + p * outputChannels, as: SIMD16<Float>.self)
+                        let q = rowStart &+ ox
+                        let dp = VectorKernels.load(dRow, as: SIMD16<Float>.self)
                         a0 = a0.addingProduct(dp, x0[q])
                         a1 = a1.addingProduct(dp, x1[q])
                         a2 = a2.addingProduct(dp, x2[q])
@@ -223,8 +232,9 @@ public enum ChannelBlockedConvolution {
                             a10 = a10.addingProduct(dp, x10[q])
                             a11 = a11.addingProduct(dp, x11[q])
                         }
-                        p += 1
+                        dRow += outputChannels
                     }
+                    rowStart &+= Wp
                 }
                 let count = min(tapBlock, K - t0), dW = weightGradientTransposed + t0 * outputChannels + firstChannel
                 accumulate(a0, dW)
