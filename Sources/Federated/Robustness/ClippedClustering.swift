@@ -10,9 +10,11 @@
 /// 3. the result is the unweighted mean of the clipped updates of the larger cluster (on a tie,
 ///    the cluster holding the first update in sampled order).
 ///
-/// Attackers who coordinate (sign flip, min-max, min-sum, IPM) point away from the honest
+/// Attackers who send one crafted direction (min-max, min-sum, IPM) point away from the honest
 /// majority and end up in the smaller cluster; a lone attacker that hides among the honest
-/// updates is clipped to a typical norm. The norm history is the rule's state, checkpointed as
+/// updates is clipped to a typical norm. Sign flipping on non-IID data is not caught this way:
+/// a client's flipped update looks like an honest one from clients with other labels, and the
+/// flippers join whichever half of the honest clients it resembles (docs/robustness.md). The norm history is the rule's state, checkpointed as
 /// `aggregator.norms` (stored in Float, so a resumed run clips exactly as an uninterrupted one).
 /// Unweighted: a liar's sample count buys nothing.
 public struct ClippedClustering: Aggregator {

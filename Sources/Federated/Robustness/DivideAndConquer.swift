@@ -9,8 +9,9 @@ import Engine
 /// intersection agree; more iterations here keep only updates that look honest in every
 /// subsample).
 ///
-/// Colluders that push the aggregate one way (min-max, min-sum, IPM, sign flip) share a
-/// direction that dominates the spread of the round's updates, so they score highest. The
+/// Colluders far out along one shared direction (min-max) dominate the spread of the
+/// round's updates there, so they score highest; min-sum's, kept close to every honest update,
+/// do not (docs/robustness.md). The
 /// projection scores come from the `n × n` Gram matrix `G` of the centered rows: with `u` its
 /// top unit eigenvector and `λ` the eigenvalue, `⟨cᵢ, v⟩² = λ·uᵢ²`. The coordinates come from
 /// (seed, round, iteration), so a run is reproducible. Unweighted.
