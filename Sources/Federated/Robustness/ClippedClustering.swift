@@ -28,23 +28,18 @@ public struct ClippedClustering: Aggregator {
 
     public mutating func aggregate(_ results: [ClientUpdate], round: Int) -> Aggregate {
         let rows = results.map(\.delta)
-        norms += rows.map { Float(L2Clip.norm($0)) }
-        let threshold = Self.median(norms)
+        let roundNorms = rows.map { Float(L2Clip.norm($0)) }
+        norms += roundNorms
+        var sorted = norms.sorted()
+        let threshold = sorted.withUnsafeMutableBufferPointer { CoordinateWise.median(ofSorted: $0) }
         let kept = Self.majorityCluster(Self.cosineDistances(rows))
         let clipped = kept.map { index -> [Float] in
             var row = rows[index]
-            if Double(norms[norms.count - rows.count + index]) > threshold { L2Clip.clip(&row, to: threshold) }
+            if Double(roundNorms[index]) > threshold { L2Clip.clip(&row, to: threshold) }
             return row
         }
         return Aggregate(direction: Aggregation.weightedMean(clipped, weights: [Double](repeating: 1, count: clipped.count)),
                          selected: kept.map { results[$0].client })
-    }
-
-    /// The median of `values` (the mean of the two middle ones for an even count), in Double.
-    static func median(_ values: [Float]) -> Double {
-        precondition(!values.isEmpty)
-        let sorted = values.sorted(), middle = sorted.count / 2
-        return sorted.count % 2 == 1 ? Double(sorted[middle]) : (Double(sorted[middle - 1]) + Double(sorted[middle])) / 2
     }
 
     /// `1 − cos(rowᵢ, rowⱼ)` for every pair, row-major `n × n`, from one uncentered Gram matrix

@@ -49,10 +49,9 @@ public struct DivideAndConquer: Aggregator {
     /// `⟨rowᵢ − μ, v⟩²` for each row, with μ the rows' mean and v the top right singular vector of
     /// the centered rows (zero scores when all rows are equal).
     public static func scores(_ rows: [[Float]]) -> [Double] {
-        let n = rows.count
-        var gram = PairwiseDistances.gram(rows, centeredOn: Aggregation.mean(inDouble: rows))
-        for i in 0..<n { for j in 0..<i { gram[i * n + j] = gram[j * n + i] } }
-        let (value, vector) = LAPACK.largestEigenpair(symmetric: gram, n: n)
+        // `gram` fills the upper triangle, the one `largestEigenpair` reads.
+        let gram = PairwiseDistances.gram(rows, centeredOn: Aggregation.mean(inDouble: rows))
+        let (value, vector) = LAPACK.largestEigenpair(symmetric: gram, n: rows.count)
         return vector.map { max(0, value) * $0 * $0 }
     }
 
