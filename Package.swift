@@ -97,7 +97,7 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TestSupport", "CZlib", "CImageCodecs"]),
         .testTarget(name: "FederatedTests", dependencies: ["Federated", "TestSupport", "CChecksum", "CZlib"]),
         .testTarget(name: "FedtrainTests", dependencies: [
-            "fedtrain", "FederatedRPC",
+            "fedtrain", "FederatedRPC", "TestSupport",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "GRPCCore", package: "grpc-swift-2"),
             .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),

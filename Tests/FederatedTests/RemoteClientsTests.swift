@@ -1,6 +1,7 @@
 import Engine
 import Foundation
 @testable import Federated
+import TestSupport
 import Testing
 
 /// The networked server's transport without a network: tasks offered, polled, replies delivered
@@ -43,7 +44,7 @@ import Testing
 
     final class ResultBox: @unchecked Sendable { var replies: [ClientMessage] = [] }
 
-    @Test func roundClosesWhenEverySampledClientReplied() async {
+    @Test(.dedicatedThread) func roundClosesWhenEverySampledClientReplied() async {
         let clients = RemoteClients(settings: settings(), journal: nil)
         clients.join([0, 1, 2])
         #expect(clients.available(from: [0, 1, 2, 3]) == [0, 1, 2])
@@ -72,7 +73,7 @@ import Testing
         #expect(clients.deliver(reply(client: 0, round: 1)) { _ in true } == .stale, "the round is closed")
     }
 
-    @Test func pollWaitsThenAnswersWaitAndDoneAfterFinish() async {
+    @Test(.dedicatedThread) func pollWaitsThenAnswersWaitAndDoneAfterFinish() async {
         let clients = RemoteClients(settings: settings(), journal: nil)
         let start = ContinuousClock.now
         #expect(await clients.poll([4], timeout: .milliseconds(200)) == .wait)

@@ -2,6 +2,7 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import TestSupport
 import Testing
 
 /// Refusals: each with a clear error, and the federation keeps serving the clients it should.
@@ -118,7 +119,8 @@ import Testing
         let (server, port) = try fixture.startServer()
         sendGarbage(port: port)
         let transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
-        try await withGRPCClient(transport: transport) { client in
+        // The calls' 20 s deadlines are for the server's answers, not for the cooperative pool, which sibling tests may hold that long.
+        try await withTaskExecutorPreference(DedicatedThreadExecutor.shared) { try await withGRPCClient(transport: transport) { client in
             // A gRPC message larger than a chunk: refused by the transport before it is buffered.
             await #expect(throws: RPCError.self) { try await Self.push(client, [[UInt8](repeating: 7, count: 4 << 20)[...]]) }
             // A reply declaring more bytes than any reply of this model: refused before anything is reserved.
@@ -141,7 +143,7 @@ import Testing
             let join = FederationProtocol.encodeJSON(FederationProtocol.JoinRequest(version: FederationProtocol.version, clients: [20]))
             let outside = await #expect(throws: RPCError.self) { try await Self.call(client, FederationProtocol.join, join) }
             #expect(outside?.code == .invalidArgument)
-        }
+        } }
         let clients = try fixture.startClients(port: port, groups: NetworkTests.fiveProcesses)
         #expect(server.wait(timeout: .seconds(240)) == 0, "server: \(server.error)")
         for client in clients { #expect(client.wait(timeout: .seconds(30)) == 0, "client: \(client.error)") }
