@@ -21,11 +21,12 @@ public enum BLAS {
     /// `C(m×n) = alpha · op(A) · op(B) + beta · C`, where `op(A)` is `m×k` and `op(B)` is `k×n`.
     /// With `transposeA`, A is stored as `k×m`; with `transposeB`, B is stored as `n×k`.
     /// `beta = 0` overwrites C (its old contents may be garbage); `beta = 1` accumulates.
+    /// `rowStrideA`, when given, is A's leading dimension (A a block of a wider matrix).
     @inline(__always)
     public static func gemm(
         transposeA: Bool = false, transposeB: Bool = false,
         m: Int, n: Int, k: Int,
-        alpha: Float = 1, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+        alpha: Float = 1, _ a: UnsafePointer<Float>, rowStrideA: Int? = nil, _ b: UnsafePointer<Float>,
         beta: Float = 0, _ c: UnsafeMutablePointer<Float>
     ) {
         precondition(m > 0 && n > 0 && k > 0, "gemm sizes must be positive: m=\(m) n=\(n) k=\(k)")
@@ -34,7 +35,7 @@ public enum BLAS {
             transposeA ? CblasTrans : CblasNoTrans,
             transposeB ? CblasTrans : CblasNoTrans,
             Int32(m), Int32(n), Int32(k), alpha,
-            a, Int32(transposeA ? m : k),
+            a, Int32(rowStrideA ?? (transposeA ? m : k)),
             b, Int32(transposeB ? k : n),
             beta, c, Int32(n))
     }

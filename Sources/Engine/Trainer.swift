@@ -18,6 +18,13 @@ public protocol BatchSource: AnyObject {
 /// allocates nothing (apart from the momentum buffer on the very first momentum step): its two
 /// parallel jobs are closures built once in `init` that read the step's inputs from `step`
 /// (a closure handed to another thread per call would be heap-allocated every time).
+///
+/// Dense weight gradients: a plain step does not form one full `dW` per chunk (written, then
+/// summed by the reduction: for a 1.6M-weight dense layer that memory traffic is paid per chunk,
+/// whatever the batch size). With several chunks, they keep their dense layers' output
+/// gradients, and a third job forms each `dW` directly in the reduced gradient, threads splitting
+/// its rows in fixed blocks, chunks summed in chunk order: the same sums (see `denseRowBlock`).
+/// Measured on `fedavg-cnn` at B=32, 2 threads: +8% images/s (docs/models.md).
 public final class Trainer {
     public let network: Sequential
     /// Largest batch a step or evaluation call accepts.
@@ -57,7 +64,16 @@ public final class Trainer {
     }
     private var inputs = StepInputs()
     private var chunkJob: ((Int) -> Void)?
+    private var deferredJob: ((Int) -> Void)?
     private var reduceJob: ((Int) -> Void)?
+    /// The dense layers (their index, output rows and weight range in the flat vector), whose
+    /// weight gradients a plain step defers, and the rest of the flat vector, which chunks reduce.
+    private let denseLayers: [(index: Int, rows: Int, weights: Range<Int>)]
+    private let chunkReducedRanges: [Range<Int>]
+    /// Whether the step in progress defers the dense weight gradients: only across several
+    /// chunks (one chunk has nothing to sum, and keeps the exact products it always ran, on every
+    /// kernel set), and not for a clipped sum, which weights each sample.
+    private var defersDenseWeights: Bool { inputs.clip == nil && chunks > 1 && !denseLayers.isEmpty }
 
     /// Bytes a trainer allocates for `batchCapacity` and `chunks` (workspaces and gradients; the
     /// momentum buffer comes on top), so a job can refuse a batch that would not fit in memory.
@@ -89,8 +105,21 @@ public final class Trainer {
         sampleNorms.initialize(repeating: 0)
         sampleFactors = .allocate(capacity: self.chunks * chunkCapacity)
         sampleFactors.initialize(repeating: 0)
+        denseLayers = network.layers.enumerated().compactMap { index, layer in
+            guard let dense = layer as? Dense else { return nil }
+            let start = network.parameterOffsets[index]
+            return (index, dense.outputFeatures, start..<(start + dense.outputFeatures * dense.inputFeatures))
+        }
+        var reduced: [Range<Int>] = [], start = 0
+        for layer in denseLayers {
+            if start < layer.weights.lowerBound { reduced.append(start..<layer.weights.lowerBound) }
+            start = layer.weights.upperBound
+        }
+        if start < network.parameterCount { reduced.append(start..<network.parameterCount) }
+        chunkReducedRanges = reduced
         Parallelism.useSingleThreadedBLAS()
         chunkJob = { [unowned self] worker in self.runChunks(worker: worker) }
+        deferredJob = { [unowned self] worker in self.formDenseWeightGradients(worker: worker) }
         reduceJob = { [unowned self] worker in self.reduceAndUpdate(worker: worker) }
     }
 
@@ -145,7 +174,11 @@ public final class Trainer {
             let x = inputs.images! + range.lowerBound * inputCount
             let parameters = UnsafePointer(inputs.parameters!)
             let chunkGradient = gradients.baseAddress! + chunk * P
-            chunkGradient.update(repeating: 0, count: P)
+            if defersDenseWeights {
+                for reduced in chunkReducedRanges { (chunkGradient + reduced.lowerBound).update(repeating: 0, count: reduced.count) }
+            } else {
+                chunkGradient.update(repeating: 0, count: P)
+            }
             var mode = inputs.mode
             mode.firstRow = range.lowerBound
             let logits = workspace.forward(batch: range.count, input: x, parameters: parameters, mode: mode)
@@ -162,20 +195,54 @@ public final class Trainer {
                 workspace.accumulateClippedGradient(batch: range.count, input: x, parameters: parameters, factors: factors, gradient: chunkGradient)
                 continue
             }
-            workspace.backward(batch: range.count, input: x, parameters: parameters, gradient: chunkGradient, mode: mode)
+            workspace.backward(batch: range.count, input: x, parameters: parameters, gradient: chunkGradient, mode: mode,
+                               deferringDenseWeights: defersDenseWeights)
+        }
+    }
+
+    /// Rows per block of a deferred dense weight gradient. Blocks are fixed, so how they are
+    /// split across threads cannot change a bit. Blocks of a multiple of the GEMM kernel's
+    /// register tile also give exactly the bits of one whole product: 48 is a multiple of the
+    /// 12 of OpenBLAS's Haswell sgemm kernel (which it also runs on Zen; measured: blocks of 12,
+    /// 24, 48 and 96 rows equal the whole product, 32 and 64 do not) and of 4, 8 and 16.
+    static let denseRowBlock = 48
+
+    /// Job body: this worker's blocks of rows of every dense layer's weight gradient, formed in
+    /// the reduced gradient from each chunk's kept output gradient, in chunk order.
+    private func formDenseWeightGradients(worker: Int) {
+        let total = inputs.count, reducedGradient = gradients.baseAddress! + chunks * network.parameterCount
+        for layer in denseLayers {
+            let blocks = (layer.rows + Self.denseRowBlock - 1) / Self.denseRowBlock
+            for block in (worker * blocks / threads)..<((worker + 1) * blocks / threads) {
+                let rows = (block * Self.denseRowBlock)..<min(layer.rows, (block + 1) * Self.denseRowBlock)
+                for chunk in 0..<min(chunks, total) {
+                    let range = chunkRange(chunk, total: total)
+                    workspaces[chunk].accumulateDeferredWeightGradient(
+                        layer: layer.index, rows: rows, batch: range.count, input: inputs.images! + range.lowerBound * network.inputCount,
+                        beta: chunk == 0 ? 0 : 1, gradient: reducedGradient)
+                }
+            }
         }
     }
 
     /// Job body: this worker's slice of the parameters: the chunk gradients summed in chunk order
-    /// into the reduced gradient (so the sum does not depend on the slicing), then, when asked,
-    /// the SGD update of the slice.
+    /// into the reduced gradient (so the sum does not depend on the slicing; deferred dense
+    /// weights are there already), then, when asked, the SGD update of the slice.
     private func reduceAndUpdate(worker: Int) {
         let P = network.parameterCount, base = gradients.baseAddress!
         let range = slice(worker, of: P, workers: threads)
         let total = base + chunks * P
-        (total + range.lowerBound).update(from: base + range.lowerBound, count: range.count)
-        for chunk in 1..<max(1, min(chunks, inputs.count)) {
-            BLAS.axpy(count: range.count, alpha: 1, base + chunk * P + range.lowerBound, total + range.lowerBound)
+        func reduce(_ part: Range<Int>) {
+            guard !part.isEmpty else { return }
+            (total + part.lowerBound).update(from: base + part.lowerBound, count: part.count)
+            for chunk in 1..<max(1, min(chunks, inputs.count)) {
+                BLAS.axpy(count: part.count, alpha: 1, base + chunk * P + part.lowerBound, total + part.lowerBound)
+            }
+        }
+        if defersDenseWeights {
+            for reduced in chunkReducedRanges { reduce(reduced.clamped(to: range)) }
+        } else {
+            reduce(range)
         }
         if inputs.updateAfterReduce {
             SGD.update(inputs.configuration, parameters: inputs.parameters!, gradient: total, velocity: inputs.velocity,
@@ -206,6 +273,7 @@ public final class Trainer {
         inputs.updateAfterReduce = update
         inputs.mode = ForwardMode(training: true, updatesBuffers: updatesBuffers, seed: seed)
         Parallelism.runPrebuilt(workers: workers(total: count), job: chunkJob!)
+        if defersDenseWeights { Parallelism.runPrebuilt(workers: threads, job: deferredJob!) }
         if updatesBuffers { moveBuffers(parameters, save: true) }
         Parallelism.runPrebuilt(workers: threads, job: reduceJob!)
         // The pointers were valid only for this call (DESIGN: never store a pointer).

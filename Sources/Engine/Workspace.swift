@@ -3,7 +3,8 @@
 /// for every batch, so the step allocates nothing.
 ///
 /// Memory: every layer output (`capacity × outputCount` each), two ping-pong gradient buffers of
-/// the widest activation, and one scratch buffer of the largest `scratchCount`.
+/// the widest activation, one scratch buffer of the largest `scratchCount`, and each dense
+/// layer's output gradient kept for its deferred weight gradient (`capacity × outputCount`).
 public final class Workspace {
     public let network: Sequential
     public let capacity: Int
@@ -11,13 +12,16 @@ public final class Workspace {
     private let activationOffsets: [Int]
     private let gradientOffsets: (Int, Int)
     private let scratchOffset: Int
+    /// Where each dense layer keeps its output gradient for `accumulateDeferredWeightGradient`
+    /// (nil for other layers).
+    private let keptOutputGradientOffsets: [Int?]
 
     public init(network: Sequential, capacity: Int) {
         precondition(capacity > 0)
         self.network = network
         self.capacity = capacity
         let plan = Self.plan(network: network, capacity: capacity)
-        (activationOffsets, gradientOffsets, scratchOffset) = (plan.activations, plan.gradients, plan.scratch)
+        (activationOffsets, gradientOffsets, scratchOffset, keptOutputGradientOffsets) = (plan.activations, plan.gradients, plan.scratch, plan.kept)
         storage = .allocate(capacity: plan.total)
         storage.initialize(repeating: 0)
     }
@@ -27,8 +31,9 @@ public final class Workspace {
         plan(network: network, capacity: capacity).total * MemoryLayout<Float>.stride
     }
 
-    /// Offsets (in floats) of the activations, the two gradient buffers and the scratch, and the total.
-    private static func plan(network: Sequential, capacity: Int) -> (activations: [Int], gradients: (Int, Int), scratch: Int, total: Int) {
+    /// Offsets (in floats) of the activations, the two gradient buffers, the scratch and the kept
+    /// dense output gradients, and the total.
+    private static func plan(network: Sequential, capacity: Int) -> (activations: [Int], gradients: (Int, Int), scratch: Int, kept: [Int?], total: Int) {
         var offset = 0
         var activations: [Int] = []
         for layer in network.layers {
@@ -40,7 +45,12 @@ public final class Workspace {
         offset += 2 * widest
         let scratch = offset
         offset += network.layers.map { $0.scratchCount(batch: capacity) }.max()!
-        return (activations, gradients, scratch, offset)
+        let kept = network.layers.map { layer -> Int? in
+            guard layer is Dense else { return nil }
+            defer { offset += capacity * layer.outputCount }
+            return offset
+        }
+        return (activations, gradients, scratch, kept, offset)
     }
 
     /// What each layer keeps between `sampleGradientNorms` and `accumulateClippedGradient`
@@ -84,17 +94,39 @@ public final class Workspace {
     }
 
     /// Back-propagates `logitGradient` through the activations of the preceding `forward` on the
-    /// same `input`, **accumulating** dL/dθ into `gradient` (the full flat vector).
+    /// same `input`, **accumulating** dL/dθ into `gradient` (the full flat vector). With
+    /// `deferringDenseWeights`, dense layers leave their weight gradient untouched and keep their
+    /// output gradient for `accumulateDeferredWeightGradient` instead.
     public func backward(batch: Int, input: UnsafePointer<Float>, parameters: UnsafePointer<Float>,
-                         gradient: UnsafeMutablePointer<Float>, mode: ForwardMode = .evaluation) {
+                         gradient: UnsafeMutablePointer<Float>, mode: ForwardMode = .evaluation, deferringDenseWeights: Bool = false) {
         var mode = mode
-        let scratch = storage.baseAddress! + scratchOffset
+        let base = storage.baseAddress!, scratch = base + scratchOffset
         walkBackward(input: input) { index, x, y, dy, dx in
             mode.layer = index
+            let layerParameters = parameters + network.parameterOffsets[index], layerGradient = gradient + network.parameterOffsets[index]
+            if deferringDenseWeights, let dense = network.layers[index] as? Dense {
+                dense.backwardDeferringWeightGradient(batch: batch, input: x, outputGradient: dy, inputGradient: dx, parameters: layerParameters,
+                                                      parameterGradient: layerGradient, scratch: scratch,
+                                                      keptOutputGradient: base + keptOutputGradientOffsets[index]!)
+                return
+            }
             network.layers[index].backward(batch: batch, input: x, output: y, outputGradient: dy, inputGradient: dx,
-                                           parameters: parameters + network.parameterOffsets[index],
-                                           parameterGradient: gradient + network.parameterOffsets[index], scratch: scratch, mode: mode)
+                                           parameters: layerParameters, parameterGradient: layerGradient, scratch: scratch, mode: mode)
         }
+    }
+
+    /// Rows `rows` of dense layer `index`'s weight gradient from the preceding
+    /// `backward(deferringDenseWeights: true)` on `batch` samples at `input`:
+    /// `dW[rows] = beta · dW[rows] + dY[:, rows]ᵀ · X`, into `gradient` (the full flat vector).
+    public func accumulateDeferredWeightGradient(layer index: Int, rows: Range<Int>, batch: Int, input: UnsafePointer<Float>,
+                                                 beta: Float, gradient: UnsafeMutablePointer<Float>) {
+        guard let dense = network.layers[index] as? Dense, let kept = keptOutputGradientOffsets[index] else {
+            preconditionFailure("layer \(index) is not a dense layer")
+        }
+        let base = storage.baseAddress!
+        let x = index == 0 ? input : UnsafePointer(base + activationOffsets[index - 1])
+        dense.accumulateWeightGradient(rows: rows, batch: batch, input: x, keptOutputGradient: base + kept, beta: beta,
+                                       weightGradient: gradient + network.parameterOffsets[index])
     }
 
     /// Calls `body(index, input, output, outputGradient, inputGradient)` for every layer from the

@@ -170,6 +170,40 @@ func piece(of network: Sequential, workspace: Workspace, batch: Int) -> [Int] {
         #expect(train(chunks: 4, threads: 2) == train(chunks: 4, threads: 3))
     }
 
+    /// With several chunks the dense weight gradients are formed after the chunks, in row blocks
+    /// (`Trainer.denseRowBlock`; LeNet-5's fc1 has 120 rows: blocks of 48, 48 and 24). They must
+    /// equal each chunk's own full backward pass summed in chunk order, biases included.
+    @Test func deferredDenseWeightGradientsEqualPerChunkBackwardSums() {
+        let network = Self.network, batch = 10, chunks = 3, P = network.parameterCount
+        var generator = SeededGenerator(seed: 5)
+        let parameters = network.initialParameters(using: &generator)
+        let images = randomArray(batch * network.inputCount, seed: 6)
+        let labels = (0..<batch).map { Int32(($0 * 7) % 10) }
+        var deferred = [Float](repeating: 0, count: P)
+        let trainer = Trainer(network: network, optimizer: SGDConfiguration(learningRate: 0.1), batchCapacity: batch, chunks: chunks, threads: 2)
+        var reference = [Float](repeating: 0, count: P)
+        parameters.withUnsafeBufferPointer { p in images.withUnsafeBufferPointer { x in labels.withUnsafeBufferPointer { y in
+            deferred.withUnsafeMutableBufferPointer { g in
+                _ = trainer.computeGradient(parameters: p.baseAddress!, images: x.baseAddress!, labels: y.baseAddress!, count: batch, into: g.baseAddress!)
+            }
+            // Chunks of 4, 3 and 3 samples, as `Trainer.chunkRange` splits 10 three ways.
+            var start = 0
+            for size in [4, 3, 3] {
+                let workspace = Workspace(network: network, capacity: size)
+                let input = x.baseAddress! + start * network.inputCount
+                let logits = workspace.forward(batch: size, input: input, parameters: p.baseAddress!, mode: ForwardMode(training: true, updatesBuffers: false, seed: 0))
+                _ = SoftmaxCrossEntropy.lossAndGradient(batch: size, classes: network.outputCount, logits: logits, labels: y.baseAddress! + start,
+                                                        gradientScale: 1 / Float(batch), logitGradient: workspace.logitGradient)
+                var chunkGradient = [Float](repeating: 0, count: P)
+                chunkGradient.withUnsafeMutableBufferPointer { workspace.backward(batch: size, input: input, parameters: p.baseAddress!, gradient: $0.baseAddress!) }
+                for i in 0..<P { reference[i] = start == 0 ? chunkGradient[i] : reference[i] + chunkGradient[i] }
+                start += size
+            }
+        } } }
+        #expect(closeness(deferred, reference, rtol: 1e-6, atol: 1e-9) <= 1)
+        #expect(deferred.contains { $0 != 0 })
+    }
+
     @Test func chunkingComputesTheSameMeanGradient() {
         #expect(closeness(train(chunks: 3, threads: 2), train(chunks: 1, threads: 1), rtol: 1e-4, atol: 1e-6) <= 1)
     }

@@ -61,6 +61,41 @@ public struct Dense: Layer {
         }
     }
 
+    /// `backward` without the weight product: accumulates the bias gradient into
+    /// `parameterGradient` (the layer's slice; its weight part is not touched), computes `dX`,
+    /// and copies `dY` to `keptOutputGradient` (`batch × outputFeatures`, overwritten) for
+    /// `accumulateWeightGradient(rows:)`. A training step with several chunks forms `dW` once,
+    /// from every chunk's `dY`, instead of one full `dW` per chunk that the step then sums.
+    public func backwardDeferringWeightGradient(batch: Int, input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>,
+                                                inputGradient: UnsafeMutablePointer<Float>?, parameters: UnsafePointer<Float>,
+                                                parameterGradient: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+                                                keptOutputGradient: UnsafeMutablePointer<Float>) {
+        let biasGradient = parameterGradient + outputFeatures * inputFeatures
+        keptOutputGradient.update(from: outputGradient, count: batch * outputFeatures)
+        for row in 0..<batch {
+            let dy = outputGradient + row * outputFeatures
+            for feature in 0..<outputFeatures { biasGradient[feature] += dy[feature] }
+        }
+        guard let inputGradient else { return }
+        if BLAS.plainProductAllocates(n: inputFeatures, k: outputFeatures) {
+            BLAS.transpose(rows: batch, columns: outputFeatures, outputGradient, scratch)
+        }
+        backwardInput(batch: batch, outputGradient: outputGradient, outputGradientTransposed: scratch,
+                      parameters: parameters, inputGradient: inputGradient)
+    }
+
+    /// Rows `rows` of the weight gradient of one chunk: `dW[rows] = beta · dW[rows] + dY[:, rows]ᵀ · X`,
+    /// `dY` as `backwardDeferringWeightGradient` kept it, `X` the chunk's input (`batch × inputFeatures`),
+    /// `weightGradient` the layer's whole `outputFeatures × inputFeatures` weight gradient. Each
+    /// element is the same k-ordered sum as in `backward`'s full product, whatever the rows, so
+    /// splitting the rows across threads does not change a bit.
+    public func accumulateWeightGradient(rows: Range<Int>, batch: Int, input: UnsafePointer<Float>, keptOutputGradient: UnsafePointer<Float>,
+                                         beta: Float, weightGradient: UnsafeMutablePointer<Float>) {
+        guard !rows.isEmpty else { return }
+        BLAS.gemm(transposeA: true, m: rows.count, n: inputFeatures, k: batch, keptOutputGradient + rows.lowerBound,
+                  rowStrideA: outputFeatures, input, beta: beta, weightGradient + rows.lowerBound * inputFeatures)
+    }
+
     /// `dX = dY · W`, from `dYᵀ` where the plain product would allocate.
     private func backwardInput(batch: Int, outputGradient: UnsafePointer<Float>, outputGradientTransposed: UnsafePointer<Float>,
                                parameters: UnsafePointer<Float>, inputGradient: UnsafeMutablePointer<Float>) {
