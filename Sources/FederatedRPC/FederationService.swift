@@ -53,7 +53,7 @@ public struct FederationService: RegistrableRPCService {
             }
         }
         register(FederationProtocol.push, with: &router, request: .chunked(limit: job.maxReplyBytes)) { bytes, spooled, identity in
-            let receipt = clients.deliver(bytes, checksum: spooled?.checksum, spool: spooled?.spool) { identity.clients?.contains($0) ?? true }
+            let receipt = clients.deliver(bytes, checksum: spooled?.checksum, spool: spooled?.spool, mayAct: Self.mayAct(identity))
             let (name, reason): (String, String?) = switch receipt {
             case .accepted: ("accepted", nil)
             case .duplicate: ("duplicate", nil)
@@ -84,6 +84,11 @@ public struct FederationService: RegistrableRPCService {
     }
 
     typealias Identity = (name: String, clients: Set<Int>?)
+
+    /// Whether `identity` may act as a client (an identity without a client list may act as any).
+    static func mayAct(_ identity: Identity) -> (Int) -> Bool {
+        { identity.clients?.contains($0) ?? true }
+    }
 
     /// The clients named, if the caller may act as all of them and they are in the job.
     private func checked(_ ids: [Int], _ identity: Identity) throws -> [Int] {
@@ -133,13 +138,21 @@ public struct FederationService: RegistrableRPCService {
                 wire.received.add(message.count, ordering: .relaxed)
             case .chunked(let limit):
                 var assembler = ChunkedBytes.Assembler(limit: limit)
-                var spool = clients.spool()
+                // Decided once the reply's routing header has arrived: only a reply the open round
+                // awaits is spooled (a stale, duplicate or foreign one is never written to disk).
+                var spool: ReplyJournal.Spool?, spoolDecided = false
                 do {
                     for try await chunk in request.messages {
                         wire.received.add(chunk.count, ordering: .relaxed)
                         let data = try assembler.append(chunk)
                         // A spool that cannot be written is dropped: `deliver` journals the whole reply (or says why it cannot).
-                        do { try spool?.write(data) } catch { spool = nil }
+                        if spoolDecided {
+                            do { try spool?.write(data) } catch { spool = nil }
+                        } else if assembler.bytes.count >= Envelope.headerSize + Envelope.checksumSize {
+                            spoolDecided = true
+                            spool = clients.spool(forReplyBeginning: assembler.bytes, mayAct: Self.mayAct(identity))
+                            do { try spool?.write(assembler.bytes[...]) } catch { spool = nil }
+                        }
                     }
                     message = try assembler.finished()
                 } catch let problem as ChunkedBytes.Problem {

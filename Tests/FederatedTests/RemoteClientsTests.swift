@@ -152,6 +152,31 @@ import Testing
         #expect(ReplyJournal(directory: directory).replies(round: 3).isEmpty)
     }
 
+    /// Only a reply the open round awaits gets a journal spool: the server writes nothing to
+    /// disk for one it will refuse or answer as stale or duplicate.
+    @Test func onlyAnAwaitedReplyIsSpooled() {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let clients = RemoteClients(settings: settings(), journal: ReplyJournal(directory: directory))
+        clients.join([0, 1, 2])
+        let wait = exchangeInBackground(clients, [task(client: 0, round: 2), task(client: 1, round: 2)])
+        func spooled(_ bytes: [UInt8], mayAct: (Int) -> Bool = { _ in true }) -> Bool {
+            clients.spool(forReplyBeginning: bytes, mayAct: mayAct) != nil
+        }
+        #expect(spooled(reply(client: 0, round: 2)))
+        #expect(spooled(Array(reply(client: 0, round: 2).prefix(Envelope.headerSize + Envelope.checksumSize))), "the routing header is enough")
+        #expect(!spooled(reply(client: 0, round: 2), mayAct: { $0 != 0 }), "identity may not act as client 0")
+        #expect(!spooled(reply(client: 0, round: 1)), "stale")
+        #expect(!spooled(reply(client: 2, round: 2)), "not sampled")
+        #expect(!spooled(task(client: 0, round: 2).bytes), "not a reply")
+        #expect(!spooled([UInt8](repeating: 7, count: 64)), "no envelope")
+        #expect(clients.deliver(reply(client: 0, round: 2)) { _ in true } == .accepted)
+        #expect(!spooled(reply(client: 0, round: 2)), "duplicate")
+        #expect(RemoteClients(settings: settings(), journal: nil).spool(forReplyBeginning: reply(client: 1, round: 2)) { _ in true } == nil, "no journal")
+        #expect(clients.deliver(reply(client: 1, round: 2)) { _ in true } == .accepted)
+        #expect(wait().count == 2)
+    }
+
     @Test func journalIgnoresTornOrCorruptReplies() throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

@@ -223,7 +223,7 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
     public func deliver(_ bytes: [UInt8], checksum: UInt32? = nil, spool: ReplyJournal.Spool? = nil, mayAct: (Int) -> Bool) -> Receipt {
         let header: Envelope.Header
         do { header = try Envelope.header(of: bytes) } catch { return .rejected(error.description) }
-        guard header.kind == .update || header.kind == .diverged else { return .rejected("not a reply to a training task") }
+        guard header.kind.isTrainingReply else { return .rejected("not a reply to a training task") }
         guard mayAct(header.client) else { return .rejected("not allowed to reply for client \(header.client)") }
         return lock.withLock {
             lastSeen[header.client] = clock.now
@@ -247,9 +247,20 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
         }
     }
 
-    /// A journal spool for a reply about to arrive; nil without a journal or when the spool
-    /// cannot be created (`deliver` then journals the whole reply and reports the problem).
-    public func spool() -> ReplyJournal.Spool? { try? journal?.spool() }
+    /// A journal spool for a reply whose first bytes (at least its envelope's routing header)
+    /// are `prefix`, if the open round awaits it: nil for a reply `deliver` would refuse as it
+    /// stands (unreadable header, not a reply, a client `mayAct` refuses, stale, not sampled,
+    /// already replied), without a journal, or when the spool cannot be created (`deliver` then
+    /// journals the whole reply, or says why it cannot).
+    public func spool(forReplyBeginning prefix: [UInt8], mayAct: (Int) -> Bool) -> ReplyJournal.Spool? {
+        guard let journal, let header = try? Envelope.header(of: prefix), header.kind.isTrainingReply,
+              mayAct(header.client) else { return nil }
+        let awaited = lock.withLock {
+            guard let trip = trips[header.client] else { return false }
+            return trip.round == header.round && trip.reply == nil
+        }
+        return awaited ? try? journal.spool() : nil
+    }
 
     /// The connected clients, their last sign of life and whether they count as live.
     public func status() -> [ClientStatus] {

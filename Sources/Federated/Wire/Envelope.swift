@@ -41,6 +41,8 @@ public struct Envelope: Sendable, Equatable {
         case diverged = 4
 
         public var isTask: Bool { self == .train || self == .evaluate }
+        /// A reply to a training task.
+        public var isTrainingReply: Bool { self == .update || self == .diverged }
     }
 
     /// What a payload is for; each role appears at most once.
