@@ -59,6 +59,17 @@ func gaussianRows(_ count: Int, _ length: Int, seed: UInt64, scale: Double = 1) 
         #expect(aggregated(Krum(byzantine: 1, selecting: nil), rows).selected == [2, 1, 3, 0])
     }
 
+    /// Krum needs n > 2f + 2; Multi-Krum with m given also m ≤ n − f, refused when the job
+    /// cannot feed it (averaging more would take in updates the rule must assume hostile).
+    @Test func multiKrumIsRefusedWhenItWouldAverageMoreThanNMinusF() throws {
+        #expect(Krum(byzantine: 2).minimumUpdates == 7)
+        #expect(Krum(byzantine: 2, selecting: nil).minimumUpdates == 7)
+        #expect(Krum(byzantine: 2, selecting: 9).minimumUpdates == 11)
+        let spec = try AggregatorSpec(parsing: "multi-krum:2:9")
+        #expect(throws: ConfigurationError.self) { try spec.make(parameterCount: 4, seed: 0, expectedUpdates: 10) }
+        #expect((try? spec.make(parameterCount: 4, seed: 0, expectedUpdates: 11)) != nil)
+    }
+
     /// n = 7, f = 1: recursive Krum picks 3, 1, 6, 0, 2 (θ = 5); per coordinate the β = 3 values
     /// closest to the median: {1.2, 1.1, 1.9} → 1.4 and {1.3, 1.05, 2.2} → 1.51667.
     @Test func bulyanSelectsRecursivelyThenAveragesAroundTheMedian() {

@@ -2,7 +2,8 @@
 /// distances to its `n − f − 2` nearest other updates (the paper's and Flower's count; byzfl
 /// and FLPoison use `n − f − 1`); Krum returns the update with the lowest score, Multi-Krum the
 /// plain mean of the `m` lowest-scoring ones (default `n − f`). Ties go to the earlier update in
-/// sampled order. Unweighted: a liar's sample count buys nothing. Defined for `n > 2f + 2`.
+/// sampled order. Unweighted: a liar's sample count buys nothing. Defined for `n > 2f + 2`
+/// and, with `m` given, `m ≤ n − f` (more would average updates the rule must assume hostile).
 public struct Krum: Aggregator {
     /// `f`, the hostile updates the rule must survive.
     public let byzantine: Int
@@ -14,11 +15,11 @@ public struct Krum: Aggregator {
         (self.byzantine, self.selecting) = (byzantine, selecting)
     }
 
-    public var minimumUpdates: Int { 2 * byzantine + 3 }
+    public var minimumUpdates: Int { max(2 * byzantine + 3, (selecting ?? 0) + byzantine) }
 
     public func aggregate(_ results: [ClientUpdate], round: Int) -> Aggregate {
         let rows = results.map(\.delta)
-        let chosen = Self.select(PairwiseDistances(rows), byzantine: byzantine, count: min(rows.count, selecting ?? rows.count - byzantine))
+        let chosen = Self.select(PairwiseDistances(rows), byzantine: byzantine, count: selecting ?? rows.count - byzantine)
         return Aggregate(direction: Aggregation.weightedMean(chosen.map { rows[$0] }, weights: [Double](repeating: 1, count: chosen.count)),
                          selected: chosen.map { results[$0].client })
     }
