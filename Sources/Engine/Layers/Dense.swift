@@ -86,9 +86,9 @@ public struct Dense: Layer {
 
     /// Rows `rows` of the weight gradient of one chunk: `dW[rows] = beta · dW[rows] + dY[:, rows]ᵀ · X`,
     /// `dY` as `backwardDeferringWeightGradient` kept it, `X` the chunk's input (`batch × inputFeatures`),
-    /// `weightGradient` the layer's whole `outputFeatures × inputFeatures` weight gradient. Each
-    /// element is the same k-ordered sum as in `backward`'s full product, whatever the rows, so
-    /// splitting the rows across threads does not change a bit.
+    /// `weightGradient` the layer's whole `outputFeatures × inputFeatures` weight gradient. The
+    /// bits of `backward`'s full product need row blocks that are multiples of the GEMM kernel's
+    /// register tile (`Trainer.denseRowBlock`).
     public func accumulateWeightGradient(rows: Range<Int>, batch: Int, input: UnsafePointer<Float>, keptOutputGradient: UnsafePointer<Float>,
                                          beta: Float, weightGradient: UnsafeMutablePointer<Float>) {
         guard !rows.isEmpty else { return }
