@@ -15,7 +15,7 @@ public protocol BatchSource: AnyObject {
 /// through a step's forward pass: the optimizer's update (weight decay, FedProx and SCAFFOLD
 /// corrections included) leaves them as the forward pass wrote them.
 /// Memory: one `Workspace` and one gradient vector per chunk, allocated in `init`; a step
-/// allocates nothing (apart from the momentum buffer on the very first momentum step): its two
+/// allocates nothing (apart from the momentum buffer on the very first momentum step): its
 /// parallel jobs are closures built once in `init` that read the step's inputs from `step`
 /// (a closure handed to another thread per call would be heap-allocated every time).
 ///
@@ -70,10 +70,14 @@ public final class Trainer {
     /// weight gradients a plain step defers, and the rest of the flat vector, which chunks reduce.
     private let denseLayers: [(index: Int, rows: Int, weights: Range<Int>)]
     private let chunkReducedRanges: [Range<Int>]
+    /// `[0..<parameterCount]`: what chunks zero and reduce when the step defers nothing.
+    private let wholeVector: [Range<Int>]
     /// Whether the step in progress defers the dense weight gradients: only across several
     /// chunks (one chunk has nothing to sum, and keeps the exact products it always ran, on every
     /// kernel set), and not for a clipped sum, which weights each sample.
     private var defersDenseWeights: Bool { inputs.clip == nil && chunks > 1 && !denseLayers.isEmpty }
+    /// The parts of the flat vector the step in progress reduces from the chunk gradients.
+    private var reducedRanges: [Range<Int>] { defersDenseWeights ? chunkReducedRanges : wholeVector }
 
     /// Bytes a trainer allocates for `batchCapacity` and `chunks` (workspaces and gradients; the
     /// momentum buffer comes on top), so a job can refuse a batch that would not fit in memory.
@@ -117,6 +121,7 @@ public final class Trainer {
         }
         if start < network.parameterCount { reduced.append(start..<network.parameterCount) }
         chunkReducedRanges = reduced
+        wholeVector = [0..<network.parameterCount]
         Parallelism.useSingleThreadedBLAS()
         chunkJob = { [unowned self] worker in self.runChunks(worker: worker) }
         deferredJob = { [unowned self] worker in self.formDenseWeightGradients(worker: worker) }
@@ -174,11 +179,7 @@ public final class Trainer {
             let x = inputs.images! + range.lowerBound * inputCount
             let parameters = UnsafePointer(inputs.parameters!)
             let chunkGradient = gradients.baseAddress! + chunk * P
-            if defersDenseWeights {
-                for reduced in chunkReducedRanges { (chunkGradient + reduced.lowerBound).update(repeating: 0, count: reduced.count) }
-            } else {
-                chunkGradient.update(repeating: 0, count: P)
-            }
+            for reduced in reducedRanges { (chunkGradient + reduced.lowerBound).update(repeating: 0, count: reduced.count) }
             var mode = inputs.mode
             mode.firstRow = range.lowerBound
             let logits = workspace.forward(batch: range.count, input: x, parameters: parameters, mode: mode)
@@ -232,17 +233,13 @@ public final class Trainer {
         let P = network.parameterCount, base = gradients.baseAddress!
         let range = slice(worker, of: P, workers: threads)
         let total = base + chunks * P
-        func reduce(_ part: Range<Int>) {
-            guard !part.isEmpty else { return }
+        for reduced in reducedRanges {
+            let part = reduced.clamped(to: range)
+            guard !part.isEmpty else { continue }
             (total + part.lowerBound).update(from: base + part.lowerBound, count: part.count)
             for chunk in 1..<max(1, min(chunks, inputs.count)) {
                 BLAS.axpy(count: part.count, alpha: 1, base + chunk * P + part.lowerBound, total + part.lowerBound)
             }
-        }
-        if defersDenseWeights {
-            for reduced in chunkReducedRanges { reduce(reduced.clamped(to: range)) }
-        } else {
-            reduce(range)
         }
         if inputs.updateAfterReduce {
             SGD.update(inputs.configuration, parameters: inputs.parameters!, gradient: total, velocity: inputs.velocity,

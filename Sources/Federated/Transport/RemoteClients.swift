@@ -219,19 +219,14 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
     /// Takes a reply from a sender allowed to speak for the clients `mayAct(client)` accepts;
     /// journals it before answering `.accepted`. `checksum`: the reply's `UpdateMessage.checksum`,
     /// when the transport computed it as the bytes arrived; `spool`: the journal's spool (from
-    /// `spool()`) the transport wrote them to meanwhile.
+    /// `spool(forReplyBeginning:mayAct:)`) the transport wrote them to meanwhile.
     public func deliver(_ bytes: [UInt8], checksum: UInt32? = nil, spool: ReplyJournal.Spool? = nil, mayAct: (Int) -> Bool) -> Receipt {
         let header: Envelope.Header
         do { header = try Envelope.header(of: bytes) } catch { return .rejected(error.description) }
-        guard header.kind.isTrainingReply else { return .rejected("not a reply to a training task") }
-        guard mayAct(header.client) else { return .rejected("not allowed to reply for client \(header.client)") }
+        if let refusal = Self.senderRefusal(header, mayAct: mayAct) { return refusal }
         return lock.withLock {
             lastSeen[header.client] = clock.now
-            guard var trip = trips[header.client], trip.round == header.round else {
-                let roundIsOpen = trips.values.contains { $0.round == header.round }
-                return roundIsOpen ? .rejected("client \(header.client) was not sampled in round \(header.round)") : .stale
-            }
-            guard trip.reply == nil else { return .duplicate }
+            if let refusal = roundRefusal(header) { return refusal }
             do {
                 if let spool, let checksum {
                     try journal?.commit(spool, round: header.round, length: bytes.count, checksum: checksum)
@@ -240,8 +235,7 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
                 }
             } catch { return .rejected("server cannot journal the reply: \(error)") }
             arrivals += 1
-            (trip.reply, trip.arrival) = (bytes, arrivals)
-            trips[header.client] = trip
+            (trips[header.client]!.reply, trips[header.client]!.arrival) = (bytes, arrivals)
             lock.broadcast()
             return .accepted
         }
@@ -253,13 +247,28 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
     /// already replied), without a journal, or when the spool cannot be created (`deliver` then
     /// journals the whole reply, or says why it cannot).
     public func spool(forReplyBeginning prefix: [UInt8], mayAct: (Int) -> Bool) -> ReplyJournal.Spool? {
-        guard let journal, let header = try? Envelope.header(of: prefix), header.kind.isTrainingReply,
-              mayAct(header.client) else { return nil }
-        let awaited = lock.withLock {
-            guard let trip = trips[header.client] else { return false }
-            return trip.round == header.round && trip.reply == nil
+        guard let journal, let header = try? Envelope.header(of: prefix), Self.senderRefusal(header, mayAct: mayAct) == nil,
+              lock.withLock({ roundRefusal(header) == nil }) else { return nil }
+        return try? journal.spool()
+    }
+
+    /// Why a reply with `header` is refused whatever the rounds: not a reply to a training task,
+    /// or for a client its sender may not act as. Nil when neither.
+    private static func senderRefusal(_ header: Envelope.Header, mayAct: (Int) -> Bool) -> Receipt? {
+        guard header.kind.isTrainingReply else { return .rejected("not a reply to a training task") }
+        guard mayAct(header.client) else { return .rejected("not allowed to reply for client \(header.client)") }
+        return nil
+    }
+
+    /// Why the rounds cannot take a reply with `header` now (its client was not sampled in that
+    /// open round, the round is over, or it already replied); nil when the open round awaits it.
+    /// Called with `lock` held.
+    private func roundRefusal(_ header: Envelope.Header) -> Receipt? {
+        guard let trip = trips[header.client], trip.round == header.round else {
+            let roundIsOpen = trips.values.contains { $0.round == header.round }
+            return roundIsOpen ? .rejected("client \(header.client) was not sampled in round \(header.round)") : .stale
         }
-        return awaited ? try? journal.spool() : nil
+        return trip.reply == nil ? nil : .duplicate
     }
 
     /// The connected clients, their last sign of life and whether they count as live.
