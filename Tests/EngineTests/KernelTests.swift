@@ -174,10 +174,13 @@ let channelBlockedCases: [(ConvolutionGeometry, Int)] = [
             let bias = randomArray(outputChannels, seed: 23), dy = randomArray(outputChannels * P, seed: 24)
             var padded = [Float](repeating: 0, count: g.paddedImageSize), y = [Float](repeating: .nan, count: outputChannels * P)
             var tile = [Float](repeating: .nan, count: P * 16), dWT = [Float](repeating: 0, count: K * outputChannels)
-            let weightT = (0..<(K * outputChannels)).map { weight[($0 % outputChannels) * K + $0 / outputChannels] }
+            var panels = [Float](repeating: .nan, count: K * outputChannels)
+            ChannelBlockedConvolution.packWeightPanels(weight, outputChannels: outputChannels, patchSize: K, into: &panels)
+            // Panel o / 16 holds the transpose of W's rows 16·(o / 16) ..< 16·(o / 16) + 16.
+            #expect(panels == (0..<(K * outputChannels)).map { weight[($0 / (16 * K) * 16 + $0 % 16) * K + $0 / 16 % K] })
             let dyT = (0..<(P * outputChannels)).map { dy[($0 % outputChannels) * P + $0 / outputChannels] }
             x.withUnsafeBufferPointer { x in copyPadded(g, image: x.baseAddress!, into: &padded) }
-            ChannelBlockedConvolution.forward(g, outputChannels: outputChannels, padded: padded, weightTransposed: weightT,
+            ChannelBlockedConvolution.forward(g, outputChannels: outputChannels, padded: padded, weightPanels: panels,
                                               bias: bias, y: &y, tile: &tile, wide: wide)
             ChannelBlockedConvolution.accumulateWeightGradient(g, outputChannels: outputChannels, padded: padded,
                                                                dyTransposed: dyT, weightGradientTransposed: &dWT, wide: wide)

@@ -62,14 +62,17 @@ public struct Conv2D: Layer {
         return ChannelBlockedConvolution.applies(g, outputChannels: geometry.channels) && !isPointwise ? g : nil
     }
 
-    /// `Wᵀ` of the gradient convolution: `[(co, ky, kx), ci] = W[co, ci, k−1−ky, k−1−kx]`.
-    private func flippedWeightTransposed(_ weight: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
-        let k = geometry.kernelSize, C = geometry.channels
+    /// The gradient convolution's weights, `W'[ci, (co, ky, kx)] = W[co, ci, k−1−ky, k−1−kx]`,
+    /// packed in the channel-blocked kernel's 16-channel panels (`ChannelBlockedConvolution.packWeightPanels`).
+    private func flippedWeightPanels(_ weight: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+        let k = geometry.kernelSize, C = geometry.channels, block = ChannelBlockedConvolution.channelBlock
+        let panel = outputChannels * k * k * block
         for co in 0..<outputChannels {
             for ci in 0..<C {
                 for ky in 0..<k {
                     for kx in 0..<k {
-                        out[((co * k + ky) * k + kx) * C + ci] = weight[((co * C + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)]
+                        out[ci / block * panel + ((co * k + ky) * k + kx) * block + ci % block] =
+                            weight[((co * C + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)]
                     }
                 }
             }
@@ -116,11 +119,12 @@ public struct Conv2D: Layer {
         }
         let weightTransposed = scratch + 2 * K * P + geometry.paddedImageSize + P * outputChannels
         if isChannelBlocked {
-            BLAS.transpose(rows: outputChannels, columns: K, weight, weightTransposed)
+            let weightPanels = weightTransposed
+            ChannelBlockedConvolution.packWeightPanels(weight, outputChannels: outputChannels, patchSize: K, into: weightPanels)
             for image in 0..<batch {
                 ChannelBlockedConvolution.forward(geometry, outputChannels: outputChannels,
                                                   padded: paddedImage(input + image * inputCount, scratch + 2 * K * P),
-                                                  weightTransposed: weightTransposed, bias: bias,
+                                                  weightPanels: weightPanels, bias: bias,
                                                   y: output + image * outputCount, tile: scratch)
             }
             return
@@ -169,7 +173,7 @@ public struct Conv2D: Layer {
         let gradientConvolution = inputGradient == nil ? nil : gradientGeometry
         let gradientPadded = directScratch(scratch) + (isDirect ? directPaddedCount + DirectConvolution.gradientScratchCount(geometry, outputChannels: outputChannels) : 0)
         if let g = gradientConvolution {
-            flippedWeightTransposed(weight, into: weightTransposed)
+            flippedWeightPanels(weight, into: weightTransposed)
             (gradientPadded + g.paddedImageSize).update(repeating: 0, count: geometry.channels)
         } else if inputGradient != nil {
             BLAS.transpose(rows: outputChannels, columns: K, weight, weightTransposed)
@@ -211,7 +215,7 @@ public struct Conv2D: Layer {
             if let g = gradientConvolution {
                 copyPadded(g, image: dy, into: gradientPadded)
                 ChannelBlockedConvolution.forward(g, outputChannels: geometry.channels, padded: gradientPadded,
-                                                  weightTransposed: weightTransposed, bias: gradientPadded + g.paddedImageSize,
+                                                  weightPanels: weightTransposed, bias: gradientPadded + g.paddedImageSize,
                                                   y: dx, tile: colGradient)
             } else if isPointwise {
                 BLAS.gemm(m: K, n: P, k: outputChannels, weightTransposed, dy, dx)
