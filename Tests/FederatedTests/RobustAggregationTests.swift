@@ -310,6 +310,74 @@ func gaussianRows(_ count: Int, _ length: Int, seed: UInt64, scale: Double = 1) 
         }
     }
 
+    // MARK: Adaptive federated averaging
+
+    /// Four updates along x, one against: the mean is [0.6, 0], the similarities 1, 1, 1, 1, −1
+    /// (mean 0.6 < median 1, σ = 0.8), so below 1 − 2·0.8 is out; the four left agree (σ = 0), and
+    /// nothing else leaves. Round 2 shows the reputation weights: client 4 now weighs 3/7, the
+    /// others 4/7, so [2, 0] among four [1, 0] gives (16/7 + 6/7) / (19/7) = 22/19, not 6/5.
+    @Test func adaptiveAveragingDropsTheOutlierSideAndWeighsByReputation() {
+        var rule = AdaptiveFederatedAveraging()
+        let first = rule.aggregate(updates([[1, 0], [1, 0], [1, 0], [1, 0], [-1, 0]]), round: 1)
+        #expect(first.direction == [1, 0] && first.selected == [0, 1, 2, 3])
+        #expect(rule.reputations[0] == .init(good: 4, bad: 3) && rule.reputations[4] == .init(good: 3, bad: 4))
+        let second = rule.aggregate(updates([[1, 0], [1, 0], [1, 0], [1, 0], [2, 0]]), round: 2)
+        #expect(close(second.direction, [22.0 / 19, 0]) && second.selected == [0, 1, 2, 3, 4])
+    }
+
+    /// Low outliers when the mean is below the median, high ones otherwise (σ of the population).
+    @Test func adaptiveAveragingFlagsTheSideTheMeanLeansTo() {
+        // Mean 0.6, median 1, σ 0.8: below −0.6 only.
+        #expect(AdaptiveFederatedAveraging.outliers([1, 1, 1, 1, -1], slack: 2) == [false, false, false, false, true])
+        #expect(AdaptiveFederatedAveraging.outliers([1, 1, 1, 1, -1], slack: 2.5) == [false, false, false, false, false])
+        // Mean 0.26 ≥ median 0.1, σ 0.32: above 0.74 only.
+        #expect(AdaptiveFederatedAveraging.outliers([0.1, 0.1, 0.9, 0.1, 0.1], slack: 2) == [false, false, true, false, false])
+    }
+
+    /// `P(p < ½)` under Beta(α, β), against SciPy 1.17.1's `beta.cdf(0.5, α, β)`.
+    @Test func adaptiveAveragingBlockingProbabilityMatchesTheBetaDistribution() {
+        let golden: [(Int, Int, Double)] = [(3, 3, 0.5), (3, 8, 0.9453125), (3, 9, 0.96728515625), (4, 9, 0.927001953125),
+                                           (10, 3, 0.019287109375), (3, 20, 0.9999394416809082)]
+        for (a, b, p) in golden {
+            #expect(abs(AdaptiveFederatedAveraging.probabilityBad(good: a, bad: b) - p) <= 1e-13, "Beta(\(a), \(b))")
+        }
+    }
+
+    /// A client flagged every round from the Beta(3, 3) prior is blocked by its sixth flag
+    /// (I₀.₅(3, 9) = 0.967 ≥ 0.95; after five, 0.945), and its later updates, however honest,
+    /// are ignored. The reputations survive a checkpoint: a restored rule continues identically.
+    @Test func adaptiveAveragingBlocksARepeatOffenderAndCheckpointsReputations() throws {
+        var rule = AdaptiveFederatedAveraging()
+        let attacked: [[Float]] = [[1, 0.1], [1, -0.1], [0.9, 0], [1.1, 0], [-1, 0]]
+        for round in 1...5 { #expect(rule.aggregate(updates(attacked), round: round).selected == [0, 1, 2, 3]) }
+        #expect(rule.reputations[4] == .init(good: 3, bad: 8, blocked: false))
+        var restored = AdaptiveFederatedAveraging()
+        try restored.restore(rule.state)
+        #expect(restored.reputations == rule.reputations)
+        let sixth = rule.aggregate(updates(attacked), round: 6)
+        #expect(restored.aggregate(updates(attacked), round: 6).direction == sixth.direction)
+        #expect(rule.reputations[4] == .init(good: 3, bad: 9, blocked: true) && restored.reputations == rule.reputations)
+        let honest = rule.aggregate(updates([[1, 0], [1, 0], [1, 0], [1, 0], [1, 0]]), round: 7)
+        #expect(honest.selected == [0, 1, 2, 3] && rule.reputations[4] == .init(good: 3, bad: 9, blocked: true))
+        #expect(rule.state[AdaptiveFederatedAveraging.stateName]?.count == 20)
+        for bad: [Float] in [[1, 3, 3], [1, 2, 3, 0], [1, 3, 3, 2], [-1, 3, 3, 0], [1.5, 3, 3, 0], [.nan, 3, 3, 0]] {
+            var fresh = AdaptiveFederatedAveraging()
+            #expect(throws: CheckpointError.self) { try fresh.restore([AdaptiveFederatedAveraging.stateName: bad]) }
+        }
+    }
+
+    /// Forty honest updates around a common direction that is small beside each one's own part
+    /// (pairwise cosines about 0.08), and ten that send the negation of an update of the same
+    /// kind (sign flipping): every flipped one is dropped, no honest one.
+    @Test func adaptiveAveragingDropsSignFlippedUpdatesAmongNearlyOrthogonalHonestOnes() {
+        var generator = SeededGenerator(seed: 31)
+        let common = (0..<200).map { _ in Float(0.3 * generator.nextGaussian()) }
+        let rows = gaussianRows(50, 200, seed: 32).enumerated().map { index, noise in
+            zip(noise, common).map { index < 40 ? $0 + $1 : -($0 + $1) }
+        }
+        #expect(aggregated(AdaptiveFederatedAveraging(), rows).selected == Array(0..<40))
+    }
+
     // MARK: Configuration
 
     @Test func specsParseAndBadOnesAreRefusedWithOneLine() throws {
@@ -317,9 +385,11 @@ func gaussianRows(_ count: Int, _ length: Int, seed: UInt64, scale: Double = 1) 
         #expect(try AggregatorSpec(parsing: "centered-clip:0.5").rule == .centeredClip(0.5, 3))
         #expect(try AggregatorSpec(parsing: "mean").isPlainMean)
         #expect(try AggregatorSpec(parsing: "clipped-clustering").rule == .clippedClustering)
+        #expect(try AggregatorSpec(parsing: "afa").rule == .adaptiveFederatedAveraging)
+        #expect(throws: ConfigurationError.self) { try AggregatorSpec(parsing: "afa", bucketing: 2) }  // reputations are per client
         #expect(try AggregatorSpec(parsing: "dnc:10").rule == .divideAndConquer(10, 1, 10_000))
         #expect(try AggregatorSpec(parsing: "dnc:2:3:500").rule == .divideAndConquer(2, 3, 500))
-        for bad in ["krum", "krum:x", "trimmed-mean:-1", "median:3", "clipped-clustering:2", "dnc", "dnc:1:0", "dnc:1:1:0", "dnc:1:1:1:1", "centered-clip:0", "multi-krum:1:0", "avg", "krum:5000000000000000000", "bulyan:1000001"] {
+        for bad in ["krum", "krum:x", "trimmed-mean:-1", "median:3", "clipped-clustering:2", "afa:1", "dnc", "dnc:1:0", "dnc:1:1:0", "dnc:1:1:1:1", "centered-clip:0", "multi-krum:1:0", "avg", "krum:5000000000000000000", "bulyan:1000001"] {
             #expect(throws: ConfigurationError.self) { try AggregatorSpec(parsing: bad) }
         }
         #expect(throws: ConfigurationError.self) { try AggregatorSpec(parsing: "median", bucketing: 1) }

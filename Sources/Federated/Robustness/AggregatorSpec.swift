@@ -3,10 +3,10 @@
 /// cannot work (Krum with n ≤ 2f + 2, Bulyan with n < 4f + 3, trimming everything) is refused
 /// before the run starts.
 public struct AggregatorSpec: Sendable, Equatable {
-    public static let help = "mean, uniform-mean, median, trimmed-mean:B, krum:F, multi-krum:F[:M], bulyan:F, geomedian, centered-clip:TAU[:ITERS], clipped-clustering, dnc:F[:ITERS[:DIMS]]"
+    public static let help = "mean, uniform-mean, median, trimmed-mean:B, krum:F, multi-krum:F[:M], bulyan:F, geomedian, centered-clip:TAU[:ITERS], clipped-clustering, dnc:F[:ITERS[:DIMS]], afa"
 
     public enum Rule: Sendable, Equatable {
-        case mean, uniformMean, median, trimmedMean(Int), krum(Int), multiKrum(Int, Int?), bulyan(Int), geometricMedian, centeredClip(Double, Int), clippedClustering, divideAndConquer(Int, Int, Int)
+        case mean, uniformMean, median, trimmedMean(Int), krum(Int), multiKrum(Int, Int?), bulyan(Int), geometricMedian, centeredClip(Double, Int), clippedClustering, divideAndConquer(Int, Int, Int), adaptiveFederatedAveraging
     }
 
     /// The largest F, B, M or bucket size accepted (no federation is larger; keeps 4F + 3 in range).
@@ -41,6 +41,7 @@ public struct AggregatorSpec: Sendable, Equatable {
         case "median": try arity(0); rule = .median
         case "geomedian": try arity(0); rule = .geometricMedian
         case "clipped-clustering": try arity(0); rule = .clippedClustering
+        case "afa": try arity(0); rule = .adaptiveFederatedAveraging
         case "dnc":
             try arity(3, least: 1)
             let iterations = parts.count > 2 ? try count(2) : 1, dimensions = parts.count > 3 ? try count(3) : DivideAndConquer.defaultDimensions
@@ -69,6 +70,9 @@ public struct AggregatorSpec: Sendable, Equatable {
         if let bucketing, !(2...Self.largestCount).contains(bucketing) {
             throw ConfigurationError("bucketing must be a bucket size from 2 to \(Self.largestCount) (got \(bucketing))")
         }
+        if rule == .adaptiveFederatedAveraging, bucketing != nil {
+            throw ConfigurationError("aggregator \(spec): afa keeps a reputation per client, which buckets (a new mix each round) would hide; drop bucketing")
+        }
         (self.normBound, self.bucketing) = (normBound, bucketing)
     }
 
@@ -86,6 +90,7 @@ public struct AggregatorSpec: Sendable, Equatable {
         case .geometricMedian: aggregator = GeometricMedian()
         case .centeredClip(let radius, let iterations): aggregator = CenteredClipping(radius: radius, iterations: iterations, parameterCount: parameterCount)
         case .clippedClustering: aggregator = ClippedClustering()
+        case .adaptiveFederatedAveraging: aggregator = AdaptiveFederatedAveraging()
         case .divideAndConquer(let f, let iterations, let dimensions):
             aggregator = DivideAndConquer(byzantine: f, iterations: iterations, dimensions: dimensions, seed: seed)
         }
