@@ -14,8 +14,8 @@
 ///   position-major to a tile and transposed into the CHW output. The weights come packed in
 ///   16-channel panels (`packWeightPanels`), so a block streams one contiguous panel: read from
 ///   `Wᵀ` (`patchSize × outputChannels`), each tap's 64 bytes sat 256 bytes apart for 64 output
-///   channels, which folds a panel onto a quarter of L1's sets, and the kernel ran about a third
-///   slower (32 → 64 channels on 14×14, one core).
+///   channels, which folds a block's weights onto a quarter of L1's sets; with 4 positions a
+///   block as well, the kernel ran about a third slower (32 → 64 channels on 14×14, one core).
 /// - Weight gradient: 6 taps at a time (12 with AVX-512), summed over all positions, from `dY`
 ///   transposed to position-major; accumulated into `dWᵀ` (`taps × outputChannels`).
 /// A short last block repeats its last position or tap (so no read leaves the image) and stores
@@ -23,8 +23,8 @@
 public enum ChannelBlockedConvolution {
     static let channelBlock = 16
     /// Output positions per forward block, one 16-float sum each: 6 (12 of the 16 AVX2
-    /// registers, so 12 FMAs in flight cover two units' 4-cycle latency where 4 positions' 8 did
-    /// not), or 8 with 32 wide registers.
+    /// registers; with packed weights, measured faster than 4 on fedavg-cnn's conv2 in both
+    /// directions, docs/models.md), or 8 with 32 wide registers.
     static func positionBlock(wide: Bool) -> Int { wide ? 8 : 6 }
     /// Taps per weight-gradient block: 6 sums (12 AVX2 registers), or 12 with wide registers.
     static func tapBlock(wide: Bool) -> Int { wide ? 12 : 6 }

@@ -24,6 +24,7 @@ func aggregationBenchmarks() {
         ("norm-bound 0.5 + mean", NormBounding(bound: 0.5, inner: WeightedMean())),
         ("bucketing 2 + median", Bucketing(size: 2, seed: 1, inner: CoordinateMedian())),
         ("clipped-clustering", ClippedClustering()), ("dnc:20", DivideAndConquer(byzantine: 20, seed: 1)),
+        ("afa", AdaptiveFederatedAveraging()),
     ]
     for (name, rule) in rules {
         Benchmark("aggregate \(name) 100x62k", configuration: configuration) { benchmark in

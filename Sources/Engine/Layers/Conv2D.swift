@@ -86,7 +86,8 @@ public struct Conv2D: Layer {
         return UnsafePointer(padded)
     }
 
-    /// Column matrix, its gradient, the padded image, `dYᵀ` (one image at a time), `Wᵀ` and `dWᵀ`;
+    /// Column matrix, its gradient, the padded image, `dYᵀ` (one image at a time), `Wᵀ` (or the
+    /// channel-blocked kernel's weight panels, the same size) and `dWᵀ`;
     /// for the direct kernels also the padded image with slack and their `dY` copy.
     public func scratchCount(batch: Int) -> Int {
         let K = geometry.patchSize, P = geometry.outputPositions
