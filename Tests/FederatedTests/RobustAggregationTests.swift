@@ -246,6 +246,7 @@ func gaussianRows(_ count: Int, _ length: Int, seed: UInt64, scale: Double = 1) 
         ("multi-krum", Krum(byzantine: 2, selecting: nil)), ("bulyan", Bulyan(byzantine: 2)), ("geomedian", GeometricMedian()),
         ("centered-clip", CenteredClipping(radius: 1, iterations: 3, parameterCount: 6)), ("uniform-mean", UniformMean()),
         ("clipped-clustering", ClippedClustering()), ("dnc", DivideAndConquer(byzantine: 2, dimensions: 4, seed: 1)),
+        ("afa", AdaptiveFederatedAveraging()),
     ]
 
     @Test(arguments: allRules.map(\.0))
