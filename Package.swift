@@ -62,6 +62,8 @@ let package = Package(
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
         // zlib's CRC-32 folded with PCLMULQDQ (zlib for the tail and on other CPUs).
         .target(name: "CChecksum", linkerSettings: [.linkedLibrary("z")]),
+        // glibc's mallopt, for the networked federation's message buffers.
+        .target(name: "CMalloc"),
         // Replaces OpenBLAS's generic (Prescott) fallback on CPUs it does not know, before main.
         .target(name: "CBLASKernels"),
         .target(name: "Engine", dependencies: ["CBLAS", "CBLASKernels"], swiftSettings: vectorISA),
@@ -70,7 +72,7 @@ let package = Package(
                 swiftSettings: vectorISA),
         // The networked federation: gRPC, TLS and certificates. Nothing below it imports them.
         .target(name: "FederatedRPC", dependencies: [
-            "Federated",
+            "Federated", "CMalloc",
             .product(name: "GRPCCore", package: "grpc-swift-2"),
             .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -15,6 +15,7 @@ import GRPCNIOTransportHTTP2
 struct BenchTransport {
     static func main() async throws {
         let arguments = CommandLine.arguments
+        MessageMemory.keepChunkBuffers()
         if arguments.count > 1, arguments[1] == "serve" {
             return try await serve(parameters: Int(arguments[2])!, journal: arguments[3] == "-" ? nil : arguments[3])
         }
@@ -50,7 +51,7 @@ struct BenchTransport {
                 let message = round == 1 ? bytes : envelope.bytes
                 let start = ContinuousClock.now
                 let answer = try await client.clientStreaming(
-                    request: StreamingClientRequest { try await $0.write(contentsOf: ChunkedBytes.chunks(of: message)) }, descriptor: FederationProtocol.push,
+                    request: StreamingClientRequest { try await ChunkedBytes.write(message, to: $0) }, descriptor: FederationProtocol.push,
                     serializer: RawSerializer(), deserializer: RawDeserializer(), options: options) { try $0.message }
                 seconds.append((ContinuousClock.now - start).seconds)
                 let receipt = try JSONDecoder().decode(FederationProtocol.PushReceipt.self, from: Data(answer))

@@ -1,3 +1,4 @@
+import Engine
 import Federated
 import GRPCCore
 
@@ -22,6 +23,17 @@ public enum ChunkedBytes {
         withUnsafeBytes(of: UInt64(bytes.count).littleEndian) { first.append(contentsOf: $0) }
         first.append(contentsOf: bytes[..<min(bytes.count, chunkBytes)])
         return [first[...]] + stride(from: chunkBytes, to: bytes.count, by: chunkBytes).map { bytes[$0..<min($0 + chunkBytes, bytes.count)] }
+    }
+
+    /// Writes `bytes` to a stream chunk by chunk, each write awaited, so a sender holds one
+    /// chunk's framed copy at a time (handing gRPC every chunk at once made it frame the whole
+    /// message into one buffer, 100 MB of fresh memory for a 100 MB update). `sent` gets each
+    /// chunk's size once it is written.
+    public static func write(_ bytes: [UInt8], to writer: RPCWriter<ArraySlice<UInt8>>, sent: (Int) -> Void = { _ in }) async throws {
+        for chunk in chunks(of: bytes) {
+            try await writer.write(chunk)
+            sent(chunk.count)
+        }
     }
 
     /// Why a stream was refused.
@@ -61,6 +73,7 @@ public enum ChunkedBytes {
                 guard length <= UInt64(limit) else { throw .tooLarge(declared: length, limit: limit) }
                 declared = Int(length)
                 bytes.reserveCapacity(Int(length))
+                bytes.withUnsafeBufferPointer { if let base = $0.baseAddress { SystemMemory.adviseHugePages(base, count: bytes.capacity) } }
                 data = chunk[8...]
             }
             guard data.count <= declared! - bytes.count else { throw .moreThanDeclared(declared!) }

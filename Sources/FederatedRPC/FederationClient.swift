@@ -50,7 +50,10 @@ public enum FederationClient {
         case failed(String)
     }
 
+    /// Runs the client process until the job ends; tunes the process's allocator for large
+    /// messages first (`MessageMemory`).
     public static func run(settings: Settings, log: EventLog) -> Ending {
+        MessageMemory.keepChunkBuffers()
         let transport: HTTP2ClientTransport.Posix
         do {
             transport = try HTTP2ClientTransport.Posix(
@@ -225,7 +228,7 @@ private final class Session: Sendable {
     /// A `ChunkedBytes` request answered by one message.
     private func callChunkedRequest(_ method: MethodDescriptor, _ message: [UInt8], timeout: Duration) async throws -> [UInt8] {
         try await client.clientStreaming(request: StreamingClientRequest(metadata: metadata) { writer in
-            try await writer.write(contentsOf: ChunkedBytes.chunks(of: message))
+            try await ChunkedBytes.write(message, to: writer)
         }, descriptor: method, serializer: RawSerializer(), deserializer: RawDeserializer(), options: options(timeout: timeout)) { try $0.message }
     }
 

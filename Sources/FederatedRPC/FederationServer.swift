@@ -77,9 +77,11 @@ public enum FederationServer {
     }
 
     /// Runs `job` (its output directory is the state directory; resumed when it holds a
-    /// checkpoint). `events` come from the round thread.
+    /// checkpoint). `events` come from the round thread. Tunes the process's allocator for large
+    /// messages (`MessageMemory`).
     public static func run(job: SimulationJob, settings: Settings, log: EventLog,
                            events: @escaping @Sendable (SimulationJob.Event) -> Void) throws(JobError) -> Ending {
+        MessageMemory.keepChunkBuffers()
         var job = job
         let configuration = job.configuration
         do {

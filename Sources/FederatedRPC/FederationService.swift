@@ -170,10 +170,7 @@ public struct FederationService: RegistrableRPCService {
                 return StreamingServerResponse(single: ServerResponse(message: answer[...]))
             case .chunked:
                 return StreamingServerResponse { writer in
-                    for chunk in ChunkedBytes.chunks(of: answer) {
-                        try await writer.write(chunk)
-                        wire.sent.add(chunk.count, ordering: .relaxed)
-                    }
+                    try await ChunkedBytes.write(answer, to: writer) { wire.sent.add($0, ordering: .relaxed) }
                     return [:]
                 }
             }

@@ -219,6 +219,29 @@ import Testing
         journal.discard(through: 4)
         #expect(ReplyJournal(directory: directory).replies(round: 4).isEmpty)
     }
+
+    /// A reply of several sync strides, synced in the background while it is written, reads back
+    /// whole; an abandoned one is removed once the background thread lets it go.
+    @Test func journalSpoolsPastSyncStrides() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let journal = ReplyJournal(directory: directory)
+        var generator = SeededGenerator(seed: 3)
+        let reply = (0..<(3 * ReplyJournal.Spool.syncStride + 12_345)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        let spool = try journal.spool()
+        for start in stride(from: 0, to: reply.count, by: 1 << 20) { try spool.write(reply[start..<min(start + (1 << 20), reply.count)]) }
+        try journal.commit(spool, round: 2, length: reply.count, checksum: UpdateMessage.checksum(reply[...]))
+        do {
+            let abandoned = try journal.spool()
+            try abandoned.write(reply[...])
+        }
+        #expect(journal.replies(round: 2) == [reply])
+        let deadline = ContinuousClock.now + .seconds(10)
+        while try !FileManager.default.contentsOfDirectory(atPath: "\(directory)/incoming").isEmpty, ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(directory)/incoming").isEmpty)
+    }
 }
 
 @Suite struct EnvelopeBatchTests {

@@ -1,14 +1,19 @@
 import Engine
 import Foundation
+import Synchronization
 
 /// The networked server's write-ahead log of accepted replies: a reply is on disk before the
 /// client is told it was accepted, so a server killed at any moment restarts with every
 /// acknowledged reply of the open round and never asks for it again.
 ///
-/// A reply is written as it arrives, into a `Spool` (`incoming/UUID.part`), so a large reply
-/// is already in the page cache, its write-back started, when its last byte comes; accepting
-/// it (`Spool.commit`) writes its header, fsyncs it and renames it to `round-R/N.wal` (N: its
-/// place in the round's arrival order), then fsyncs the directory. A file is: length (UInt64),
+/// A reply is written as it arrives, into a `Spool` (`incoming/UUID.part`); every
+/// `Spool.syncStride` bytes, a background thread fdatasyncs what has come, so a large reply is
+/// mostly on the disk when its last byte comes. Accepting it (`Spool.commit`) writes its header,
+/// fsyncs it (the tail) and renames it to `round-R/N.wal` (N: its place in the round's arrival
+/// order), then fsyncs the directory. The background syncs matter on a virtual disk: there a
+/// write-back reaches the host's cache quickly and the fsync's cache flush is what takes the
+/// time (about 0.12 s for 100 MB on the 2-core VM of docs/performance.md, however early the
+/// write-back started), so the flush has to run while the reply is still arriving. A file is: length (UInt64),
 /// CRC-32 of the reply (UInt32), the reply envelope. A file shorter than its length or failing
 /// its CRC is ignored when read; an uncommitted spool is removed. A round's directory is removed
 /// once the checkpoint after that round is on disk.
@@ -20,6 +25,7 @@ public final class ReplyJournal: @unchecked Sendable {
     private static let headerBytes = 12
     /// The round last committed to and the index its next file takes.
     private var next: (round: Int, index: Int)?
+    private let syncer = BackgroundSync()
 
     /// The directory is created with the first reply; spools a stopped server left are removed.
     public init(directory: String) {
@@ -56,7 +62,7 @@ public final class ReplyJournal: @unchecked Sendable {
         do { try FileManager.default.createDirectory(atPath: incoming, withIntermediateDirectories: true) } catch {
             throw FileError(path: incoming, problem: "cannot create the reply journal directory")
         }
-        return try Spool(path: "\(incoming)/\(UUID().uuidString).part")
+        return try Spool(path: "\(incoming)/\(UUID().uuidString).part", syncer: syncer)
     }
 
     /// Journals a whole reply at once (a spool written in one piece and committed).
@@ -88,16 +94,23 @@ public final class ReplyJournal: @unchecked Sendable {
 
     /// A reply being received, in its own file: written as it arrives, removed unless committed.
     public final class Spool: @unchecked Sendable {
+        /// Bytes written between two background syncs.
+        static let syncStride = 4 << 20
         private var path: String
         private let descriptor: Int32
         private var committed = false
+        private let syncer: BackgroundSync
+        /// Whether the spool waits in the syncer's queue (it is queued once at a time).
+        fileprivate let queued = Atomic<Bool>(false)
+        /// `written` when the last background sync was asked for.
+        private var syncRequested = 0
         /// Reply bytes written so far.
         public private(set) var written = 0
 
-        init(path: String) throws(FileError) {
+        init(path: String, syncer: BackgroundSync) throws(FileError) {
             descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
             guard descriptor >= 0 else { throw FileError(path: path, problem: "cannot create: \(String(cString: strerror(errno)))") }
-            self.path = path
+            (self.path, self.syncer) = (path, syncer)
             // The header's place; its values are written by `commit`.
             try write([UInt8](repeating: 0, count: ReplyJournal.headerBytes)[...])
             written = 0
@@ -108,8 +121,9 @@ public final class ReplyJournal: @unchecked Sendable {
             if !committed { unlink(path) }
         }
 
-        /// Appends the next bytes of the reply and starts their write-back, so that the fsync
-        /// of `commit` finds little left to do.
+        /// Appends the next bytes of the reply; past every `syncStride` bytes, asks the
+        /// background thread to put them on the disk, so that the fsync of `commit` finds
+        /// little left to do.
         public func write(_ bytes: ArraySlice<UInt8>) throws(FileError) {
             var done = 0
             while done < bytes.count {
@@ -118,10 +132,19 @@ public final class ReplyJournal: @unchecked Sendable {
                 guard result > 0 else { throw FileError(path: path, problem: "cannot write a reply (disk full?): \(String(cString: strerror(errno)))") }
                 done += result
             }
-            // Starts the write-back of what was just written (Linux's POSIX_FADV_DONTNEED writes
-            // dirty pages back before dropping the clean ones; the journal is read only after a crash).
-            posix_fadvise(descriptor, off_t(ReplyJournal.headerBytes + written), off_t(bytes.count), POSIX_FADV_DONTNEED)
             written += bytes.count
+            if written - syncRequested >= Self.syncStride {
+                syncRequested = written
+                syncer.request(self)
+            }
+        }
+
+        /// Puts what was written on the disk, then drops it from the page cache (the journal is
+        /// read only after a crash). Runs on the background thread; a failure is left for
+        /// `commit`'s fsync to report.
+        fileprivate func syncWritten() {
+            guard fdatasync(descriptor) == 0 else { return }
+            posix_fadvise(descriptor, 0, 0, POSIX_FADV_DONTNEED)
         }
 
         fileprivate func commit(to destination: String, length: Int, checksum: UInt32) throws(FileError) {
@@ -135,6 +158,44 @@ public final class ReplyJournal: @unchecked Sendable {
             }
             guard rename(path, destination) == 0 else { throw FileError(path: destination, problem: "cannot rename \(path) to it") }
             (path, committed) = (destination, true)
+        }
+    }
+}
+
+/// The thread that fdatasyncs spools while they are written. It runs while spools wait for a
+/// sync and ends after a second without any, so an idle journal holds no thread.
+final class BackgroundSync: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var pending: [ReplyJournal.Spool] = []
+    private var running = false
+
+    /// Queues `spool` for a sync unless it already waits for one.
+    func request(_ spool: ReplyJournal.Spool) {
+        guard !spool.queued.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        condition.lock()
+        defer { condition.unlock() }
+        pending.append(spool)
+        if running { condition.signal() } else {
+            running = true
+            Thread { self.drain() }.start()
+        }
+    }
+
+    private func drain() {
+        condition.lock()
+        while true {
+            if pending.isEmpty, !condition.wait(until: Date(timeIntervalSinceNow: 1)), pending.isEmpty {
+                running = false
+                condition.unlock()
+                return
+            }
+            guard !pending.isEmpty else { continue }
+            let spool = pending.removeFirst()
+            condition.unlock()
+            // Cleared before the sync: bytes written during it are asked for again.
+            spool.queued.store(false, ordering: .releasing)
+            spool.syncWritten()
+            condition.lock()
         }
     }
 }
