@@ -77,11 +77,7 @@ struct BenchTransport {
                                         log: EventLog(component: "bench"), wire: WireCounter())
         let transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext,
-            config: .defaults { config in
-                config.rpc.maxRequestPayloadSize = ChunkedBytes.maxMessageBytes
-                config.http2.targetWindowSize = 8 << 20
-                config.http2.maxFrameSize = ChunkedBytes.http2FrameBytes
-            })
+            config: FederationServer.transportConfiguration)
         let server = GRPCServer(transport: transport, services: [service])
         signal(SIGTERM, SIG_IGN)
         let terminate = DispatchSource.makeSignalSource(signal: SIGTERM)

@@ -2,6 +2,7 @@ import Engine
 import Federated
 import Foundation
 import GRPCCore
+import NIOCore
 import GRPCNIOTransportHTTP2
 import ServiceLifecycle
 import Synchronization
@@ -76,6 +77,24 @@ public enum FederationServer {
         case stoppedByPolicy(SimulationJob.Summary, reason: String)
     }
 
+    /// The server transport's limits and windows (`make bench-transport` serves with the same).
+    public static var transportConfiguration: HTTP2ServerTransport.Posix.Config {
+        .defaults { config in
+            config.rpc.maxRequestPayloadSize = ChunkedBytes.maxMessageBytes
+            config.http2.targetWindowSize = 8 << 20
+            config.http2.maxFrameSize = ChunkedBytes.http2FrameBytes
+            config.connection.keepalive = .init(
+                time: .seconds(30), timeout: .seconds(10),
+                clientBehavior: .init(minPingIntervalWithoutCalls: .seconds(5), allowWithoutCalls: true))
+            // A read takes up to a whole 1 MiB frame, where NIO's default of 64 KiB made the
+            // HTTP/2 decoder gather each frame from 16 reads, copying as its buffer grew.
+            config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
+                channel.setOption(ChannelOptions.recvAllocator,
+                                  value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 64 << 10, maximum: ChunkedBytes.http2FrameBytes + (64 << 10)))
+            }
+        }
+    }
+
     /// Runs `job` (its output directory is the state directory; resumed when it holds a
     /// checkpoint). `events` come from the round thread. Tunes the process's allocator for large
     /// messages (`MessageMemory`).
@@ -145,14 +164,7 @@ public enum FederationServer {
             transport = HTTP2ServerTransport.Posix(
                 address: .ipv4(host: settings.listen.ipv4, port: settings.listen.port),
                 transportSecurity: try serverSecurity(settings.security, log: log),
-                config: .defaults { config in
-                    config.rpc.maxRequestPayloadSize = ChunkedBytes.maxMessageBytes
-                    config.http2.targetWindowSize = 8 << 20
-                    config.http2.maxFrameSize = ChunkedBytes.http2FrameBytes
-                    config.connection.keepalive = .init(
-                        time: .seconds(30), timeout: .seconds(10),
-                        clientBehavior: .init(minPingIntervalWithoutCalls: .seconds(5), allowWithoutCalls: true))
-                })
+                config: transportConfiguration)
         } catch { throw .configuration(error) }
         let server = GRPCServer(transport: transport, services: [service])
         blocking {
