@@ -61,6 +61,7 @@ public enum FederationClient {
                 transportSecurity: try clientSecurity(settings.security, server: settings.server),
                 config: .defaults { config in
                     config.http2.maxFrameSize = ChunkedBytes.http2FrameBytes
+                    config.channelDebuggingCallbacks.onCreateTCPConnection = ChunkedBytes.readWholeFrames
                     config.connection.keepalive = .init(time: .seconds(30), timeout: .seconds(10), allowWithoutCalls: true)
                     config.backoff = .init(initial: .milliseconds(200), max: .seconds(5), multiplier: 2, jitter: 0.25)
                 })

@@ -2,7 +2,6 @@ import Engine
 import Federated
 import Foundation
 import GRPCCore
-import NIOCore
 import GRPCNIOTransportHTTP2
 import ServiceLifecycle
 import Synchronization
@@ -86,12 +85,7 @@ public enum FederationServer {
             config.connection.keepalive = .init(
                 time: .seconds(30), timeout: .seconds(10),
                 clientBehavior: .init(minPingIntervalWithoutCalls: .seconds(5), allowWithoutCalls: true))
-            // A read takes up to a whole 1 MiB frame, where NIO's default of 64 KiB made the
-            // HTTP/2 decoder gather each frame from 16 reads, copying as its buffer grew.
-            config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
-                channel.setOption(ChannelOptions.recvAllocator,
-                                  value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 64 << 10, maximum: ChunkedBytes.http2FrameBytes + (64 << 10)))
-            }
+            config.channelDebuggingCallbacks.onAcceptTCPConnection = ChunkedBytes.readWholeFrames
         }
     }
 
