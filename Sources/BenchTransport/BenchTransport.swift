@@ -8,8 +8,9 @@ import GRPCNIOTransportHTTP2
 // service, streamed in `ChunkedBytes`, the size limit, routing, the fsync'd reply journal), server and client in separate
 // processes. Prints the upload rate and the server's peak RSS.
 //
-//   bench-transport [MEGABYTES] [REPEATS] [--no-journal]   (default 100 MB, 5 pushes; the journal
-//   left out shows what its fsync costs)
+//   bench-transport [MEGABYTES] [REPEATS] [--no-journal] [--download]   (default 100 MB, 5 pushes;
+//   the journal left out shows what its fsync costs; --download also sends each round's task with
+//   a model of the same size and times its poll, from its first chunk to its last)
 
 @main
 struct BenchTransport {
@@ -17,16 +18,16 @@ struct BenchTransport {
         let arguments = CommandLine.arguments
         MessageMemory.keepChunkBuffers()
         if arguments.count > 1, arguments[1] == "serve" {
-            return try await serve(parameters: Int(arguments[2])!, journal: arguments[3] == "-" ? nil : arguments[3])
+            return try await serve(parameters: Int(arguments[2])!, journal: arguments[3] == "-" ? nil : arguments[3], download: arguments[4] == "download")
         }
-        let journaled = !arguments.contains("--no-journal")
+        let journaled = !arguments.contains("--no-journal"), download = arguments.contains("--download")
         let megabytes = arguments.count > 1 ? Int(arguments[1]) ?? 100 : 100, repeats = arguments.count > 2 ? Int(arguments[2]) ?? 5 : 5
         let parameters = megabytes * 1_000_000 / 4
         let journal = FileManager.default.temporaryDirectory.appendingPathComponent("bench-transport-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: journal) }
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        server.arguments = ["serve", "\(parameters)", journaled ? journal : "-"]
+        server.arguments = ["serve", "\(parameters)", journaled ? journal : "-", download ? "download" : "upload"]
         let pipe = Pipe()
         server.standardOutput = pipe
         try server.run()
@@ -40,12 +41,28 @@ struct BenchTransport {
         let bytes = reply.bytes
         let transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext,
                                                        config: .defaults { $0.http2.maxFrameSize = ChunkedBytes.http2FrameBytes })
-        var seconds: [Double] = []
+        var seconds: [Double] = [], downloadSeconds: [Double] = []
         try await withGRPCClient(transport: transport) { client in
             var options = CallOptions.defaults
             options.timeout = .seconds(120)
             (options.maxRequestMessageBytes, options.maxResponseMessageBytes) = (ChunkedBytes.maxMessageBytes, ChunkedBytes.maxMessageBytes)
             for round in 1...repeats {
+                if download {
+                    let poll = Array(#"{"clients":[0]}"#.utf8)
+                    let (task, elapsed) = try await client.serverStreaming(
+                        request: ClientRequest(message: poll[...]), descriptor: FederationProtocol.poll,
+                        serializer: RawSerializer(), deserializer: RawDeserializer(), options: options) { response in
+                        var assembler = ChunkedBytes.Assembler(limit: 2 * bytes.count)
+                        var first: ContinuousClock.Instant?
+                        for try await chunk in response.messages {
+                            first = first ?? .now
+                            try assembler.append(chunk)
+                        }
+                        return (try assembler.finished(), first.map { (ContinuousClock.now - $0).seconds } ?? 0)
+                    }
+                    precondition(task.first == 0 && task.count > bytes.count, "poll \(round): \(task.count) bytes")
+                    downloadSeconds.append(elapsed)
+                }
                 var envelope = reply
                 envelope.round = round
                 let message = round == 1 ? bytes : envelope.bytes
@@ -64,11 +81,16 @@ struct BenchTransport {
         let sorted = seconds.sorted(), median = sorted[sorted.count / 2], size = Double(bytes.count)
         print("push of \(bytes.count) bytes x \(repeats) (loopback, plaintext, \(journaled ? "journal fsync'd" : "no journal")): median \(String(format: "%.3f", median)) s = "
             + "\(String(format: "%.0f", size / median / 1e6)) MB/s (best \(String(format: "%.0f", size / sorted[0] / 1e6)) MB/s)")
+        if download {
+            let sorted = downloadSeconds.sorted(), median = sorted[sorted.count / 2]
+            print("task download of \(bytes.count)-byte models x \(repeats) (first chunk to last): median \(String(format: "%.3f", median)) s = "
+                + "\(String(format: "%.0f", size / median / 1e6)) MB/s (best \(String(format: "%.0f", size / sorted[0] / 1e6)) MB/s)")
+        }
         print("server peak RSS \(rss / 1024) MB = \(String(format: "%.2f", Double(rss) * 1024 / size))x the update")
     }
 
     /// The server side: the real service over `RemoteClients` with one open round per push.
-    static func serve(parameters: Int, journal: String?) async throws {
+    static func serve(parameters: Int, journal: String?, download: Bool) async throws {
         let clients = RemoteClients(settings: .init(minClients: 1, minSurvivors: 1, roundDeadline: .seconds(600), underflow: .skip,
                                                     livenessTimeout: .seconds(600)), journal: journal.map { ReplyJournal(directory: $0) })
         let service = FederationService(clients: clients, authenticator: Authenticator(mode: .open),
@@ -93,7 +115,7 @@ struct BenchTransport {
         Thread {
             for round in 1... {
                 var task = Envelope(kind: .train, client: 0, round: round, modelVersion: round - 1)
-                task.payloads[.model] = [0]
+                task.payloads[.model] = download ? [UInt8](repeating: 0x3F, count: UpdateMessage.denseSize(count: parameters)) : [0]
                 _ = clients.exchange([ClientMessage(client: 0, bytes: task.bytes)], clientDone: nil)
                 clients.checkpointed(round: round)
             }
