@@ -40,7 +40,7 @@ struct BenchTransport {
         reply.payloads[.update] = [UInt8](repeating: 0x3F, count: UpdateMessage.denseSize(count: parameters))
         let bytes = reply.bytes
         let transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext,
-                                                       config: .defaults { $0.http2.maxFrameSize = ChunkedBytes.http2FrameBytes })
+                                                       config: FederationClient.transportConfiguration)
         var seconds: [Double] = [], downloadSeconds: [Double] = []
         try await withGRPCClient(transport: transport) { client in
             var options = CallOptions.defaults

@@ -50,6 +50,17 @@ public enum FederationClient {
         case failed(String)
     }
 
+    /// The client transport's frames, keepalive and reconnection backoff (`make bench-transport`'s
+    /// client connects with the same).
+    public static var transportConfiguration: HTTP2ClientTransport.Posix.Config {
+        .defaults { config in
+            config.http2.maxFrameSize = ChunkedBytes.http2FrameBytes
+            config.channelDebuggingCallbacks.onCreateTCPConnection = ChunkedBytes.readWholeFrames
+            config.connection.keepalive = .init(time: .seconds(30), timeout: .seconds(10), allowWithoutCalls: true)
+            config.backoff = .init(initial: .milliseconds(200), max: .seconds(5), multiplier: 2, jitter: 0.25)
+        }
+    }
+
     /// Runs the client process until the job ends; tunes the process's allocator for large
     /// messages first (`MessageMemory`).
     public static func run(settings: Settings, log: EventLog) -> Ending {
@@ -59,12 +70,7 @@ public enum FederationClient {
             transport = try HTTP2ClientTransport.Posix(
                 target: settings.server.target,
                 transportSecurity: try clientSecurity(settings.security, server: settings.server),
-                config: .defaults { config in
-                    config.http2.maxFrameSize = ChunkedBytes.http2FrameBytes
-                    config.channelDebuggingCallbacks.onCreateTCPConnection = ChunkedBytes.readWholeFrames
-                    config.connection.keepalive = .init(time: .seconds(30), timeout: .seconds(10), allowWithoutCalls: true)
-                    config.backoff = .init(initial: .milliseconds(200), max: .seconds(5), multiplier: 2, jitter: 0.25)
-                })
+                config: transportConfiguration)
         } catch {
             return .failed("\(error)")
         }

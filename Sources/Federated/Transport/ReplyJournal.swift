@@ -13,8 +13,9 @@ import Synchronization
 /// order), then fsyncs the directory. The background syncs matter on a virtual disk: there a
 /// write-back reaches the host's cache quickly and the fsync's cache flush is what takes the
 /// time (about 0.12 s for 100 MB on the 2-core VM of docs/performance.md, however early the
-/// write-back started), so the flush has to run while the reply is still arriving. A file is: length (UInt64),
-/// CRC-32 of the reply (UInt32), the reply envelope. A file shorter than its length or failing
+/// write-back started), so the flush has to run while the reply is still arriving.
+///
+/// A file is: length (UInt64), CRC-32 of the reply (UInt32), the reply envelope. A file shorter than its length or failing
 /// its CRC is ignored when read; an uncommitted spool is removed. A round's directory is removed
 /// once the checkpoint after that round is on disk.
 ///
