@@ -47,11 +47,10 @@ public struct AdaptiveFederatedAveraging: Aggregator {
         let weights = results.map { reputations[$0.client]!.weight }
         let kept = Self.goodSet(rows, among: allowed, weights: weights)
         for index in allowed {
-            if kept.contains(index) { reputations[results[index].client]!.good += 1 } else { reputations[results[index].client]!.bad += 1 }
-            let reputation = reputations[results[index].client]!
-            if Self.probabilityBad(good: reputation.good, bad: reputation.bad) >= Self.blockingConfidence {
-                reputations[results[index].client]!.blocked = true
-            }
+            var reputation = reputations[results[index].client]!
+            if kept.contains(index) { reputation.good += 1 } else { reputation.bad += 1 }
+            reputation.blocked = Self.probabilityBad(good: reputation.good, bad: reputation.bad) >= Self.blockingConfidence
+            reputations[results[index].client] = reputation
         }
         return Aggregate(direction: Aggregation.weightedMean(kept.map { rows[$0] }, weights: kept.map { weights[$0] }),
                          selected: kept.map { results[$0].client })
@@ -60,9 +59,11 @@ public struct AdaptiveFederatedAveraging: Aggregator {
     /// Steps 1-3 above: the indices (ascending, a subset of `among`) that survive the filter.
     static func goodSet(_ rows: [[Float]], among: [Int], weights: [Double]) -> [Int] {
         var good = among, slack = initialSlack
+        let rowNorms = Dictionary(uniqueKeysWithValues: among.map { ($0, squaredNorm(rows[$0])) })
         while good.count > 1 {
             let reference = Aggregation.weightedMean(good.map { rows[$0] }, weights: good.map { weights[$0] })
-            let outliers = outliers(good.map { cosine(rows[$0], reference) }, slack: slack)
+            let referenceNorm = squaredNorm(reference)
+            let outliers = outliers(good.map { cosine(rows[$0], squaredNorm: rowNorms[$0]!, reference, squaredNorm: referenceNorm) }, slack: slack)
             let survivors = zip(good, outliers).filter { !$0.1 }.map(\.0)
             if survivors.count == good.count { break }
             good = survivors
@@ -81,14 +82,16 @@ public struct AdaptiveFederatedAveraging: Aggregator {
         return similarities.map { mean < median ? $0 < median - slack * deviation : $0 > median + slack * deviation }
     }
 
-    /// `cos(row, reference)` accumulated in Double; 0 when either is zero.
-    static func cosine(_ row: [Float], _ reference: [Float]) -> Double {
-        var dot = 0.0, rowNorm = 0.0, referenceNorm = 0.0
-        for (a, b) in zip(row, reference) {
-            dot += Double(a) * Double(b)
-            rowNorm += Double(a) * Double(a)
-            referenceNorm += Double(b) * Double(b)
-        }
+    /// `Σ xᵢ²` accumulated in Double, in order (computed once per row, not per comparison).
+    static func squaredNorm(_ row: [Float]) -> Double {
+        row.reduce(0) { $0 + Double($1) * Double($1) }
+    }
+
+    /// `cos(row, reference)` from their `squaredNorm`s, the dot product accumulated in Double;
+    /// 0 when either is zero.
+    static func cosine(_ row: [Float], squaredNorm rowNorm: Double, _ reference: [Float], squaredNorm referenceNorm: Double) -> Double {
+        var dot = 0.0
+        for (a, b) in zip(row, reference) { dot += Double(a) * Double(b) }
         let scale = (rowNorm * referenceNorm).squareRoot()
         return scale > 0 ? dot / scale : 0
     }
