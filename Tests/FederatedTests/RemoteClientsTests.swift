@@ -186,12 +186,15 @@ import Testing
         #expect(ReplyJournal(directory: directory).replies(round: 1) == [[1, 2, 3], [4, 5]])
         let path = "\(directory)/round-1/2.wal"
         let whole = try AtomicFile.read(path)
+        // The record is the header (12 bytes) and the reply; the page's padding after it is not read.
         for cut in 1..<(12 + 2) {
-            try AtomicFile.write(Array(whole.dropLast(cut)), to: path)
+            try AtomicFile.write(Array(whole.prefix(12 + 2 - cut)), to: path)
             #expect(ReplyJournal(directory: directory).replies(round: 1) == [[1, 2, 3]], "cut \(cut)")
         }
+        try AtomicFile.write(Array(whole.prefix(12 + 2)), to: path)
+        #expect(ReplyJournal(directory: directory).replies(round: 1) == [[1, 2, 3], [4, 5]], "without padding")
         var flipped = whole
-        flipped[flipped.count - 1] ^= 1
+        flipped[12 + 1] ^= 1
         try AtomicFile.write(flipped, to: path)
         #expect(ReplyJournal(directory: directory).replies(round: 1) == [[1, 2, 3]], "bad CRC")
         // After a restart, new replies follow what is there, valid or not.
@@ -218,6 +221,43 @@ import Testing
         #expect(ReplyJournal(directory: directory).replies(round: 4) == [reply])
         journal.discard(through: 4)
         #expect(ReplyJournal(directory: directory).replies(round: 4).isEmpty)
+    }
+
+    /// The files of a checkpointed round are written over by the next round's replies (shorter,
+    /// longer, split at any offset), which read back whole, also after a restart; the files a
+    /// round leaves unused are removed at the next checkpoint.
+    @Test func journalRecyclesCheckpointedFiles() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var generator = SeededGenerator(seed: 5)
+        func reply(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) } }
+        func free() throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: "\(directory)/free").sorted() }
+        func spooled(_ reply: [UInt8], round: Int, pieces: Int, into journal: ReplyJournal) throws {
+            let spool = try journal.spool()
+            let size = reply.count / pieces + 1
+            for start in stride(from: 0, to: reply.count, by: size) { try spool.write(reply[start..<min(start + size, reply.count)]) }
+            try journal.commit(spool, round: round, length: reply.count, checksum: UpdateMessage.checksum(reply[...]))
+        }
+        let journal = ReplyJournal(directory: directory)
+        let first = [reply(50_000), reply(9_000), reply(7)]
+        for (index, bytes) in first.enumerated() { try spooled(bytes, round: 1, pieces: 3 + index, into: journal) }
+        journal.discard(through: 1)
+        #expect(try free().count == 3)
+        let second = [reply(10_001), reply(70_000)]
+        for bytes in second { try spooled(bytes, round: 2, pieces: 7, into: journal) }
+        #expect(try free().count == 1, "two of the three files reused")
+        #expect(journal.replies(round: 2) == second)
+        let restarted = ReplyJournal(directory: directory)
+        #expect(restarted.replies(round: 2) == second)
+        let third = reply(4_097)
+        try spooled(third, round: 3, pieces: 2, into: restarted)
+        #expect(try free().isEmpty, "the restarted journal reuses the file left free")
+        #expect(restarted.replies(round: 3) == [third])
+        restarted.discard(through: 2)
+        #expect(try free().count == 2)
+        #expect(restarted.replies(round: 2).isEmpty)
+        restarted.discard(through: 3)
+        #expect(try free().count == 1, "the two files round 3 did not reuse are removed")
     }
 
     /// A reply of several sync strides, synced in the background while it is written, reads back
