@@ -51,7 +51,7 @@ struct BenchTransport {
                     let poll = Array(#"{"clients":[0]}"#.utf8)
                     let (task, elapsed) = try await client.serverStreaming(
                         request: ClientRequest(message: poll[...]), descriptor: FederationProtocol.poll,
-                        serializer: RawSerializer(), deserializer: RawDeserializer(), options: options) { response in
+                        serializer: RawSerializer(), deserializer: InPlaceDeserializer(), options: options) { response in
                         var assembler = ChunkedBytes.Assembler(limit: 2 * bytes.count)
                         var first: ContinuousClock.Instant?
                         for try await chunk in response.messages {

@@ -73,23 +73,31 @@ public enum ChunkedBytes {
 
         public init(limit: Int) { self.limit = limit }
 
-        /// Takes the next chunk; returns its data (the chunk without the length prefix).
+        /// Takes the next chunk; returns the range of `bytes` its data (the chunk without the
+        /// length prefix) went to.
         @discardableResult
-        public mutating func append(_ chunk: [UInt8]) throws(Problem) -> ArraySlice<UInt8> {
-            var data = chunk[...]
+        public mutating func append(_ chunk: UnsafeRawBufferPointer) throws(Problem) -> Range<Int> {
+            var data = chunk
             if declared == nil {
-                var reader = ByteReader(chunk)
-                guard let length = try? reader.read(UInt64.self) else { throw .noLength }
+                guard chunk.count >= 8 else { throw .noLength }
+                let length = UInt64(littleEndian: chunk.loadUnaligned(as: UInt64.self))
                 guard length <= UInt64(limit) else { throw .tooLarge(declared: length, limit: limit) }
                 declared = Int(length)
                 bytes.reserveCapacity(Int(length))
                 bytes.withUnsafeBufferPointer { if let base = $0.baseAddress { SystemMemory.adviseHugePages(base, count: bytes.capacity) } }
-                data = chunk[8...]
+                data = UnsafeRawBufferPointer(rebasing: chunk[8...])
             }
             guard data.count <= declared! - bytes.count else { throw .moreThanDeclared(declared!) }
             checksum = UpdateMessage.checksum(data, continuing: checksum)
+            let start = bytes.count
             bytes.append(contentsOf: data)
-            return data
+            return start..<bytes.count
+        }
+
+        /// Takes the next chunk as the transport received it, read in place.
+        @discardableResult
+        public mutating func append(_ chunk: ReceivedBytes) throws(Problem) -> Range<Int> {
+            try chunk.withUnsafeBytes { (raw) throws(Problem) in try append(raw) }
         }
 
         /// The whole message, once every declared byte came.
@@ -105,6 +113,29 @@ public enum ChunkedBytes {
 public struct RawSerializer: MessageSerializer {
     public init() {}
     public func serialize<Bytes: GRPCContiguousBytes>(_ message: ArraySlice<UInt8>) throws -> Bytes { Bytes(message) }
+}
+
+/// A received message as the transport gave it (for the NIO transport, its `ByteBuffer`), read in
+/// place: a chunk is copied once, into the message it assembles, not first into an array of its own.
+/// Sendable: the transport hands over a value it no longer mutates (a `ByteBuffer` is copy-on-write).
+public struct ReceivedBytes: @unchecked Sendable {
+    private let storage: any GRPCContiguousBytes
+
+    public var count: Int { storage.count }
+    public var array: [UInt8] { storage.withUnsafeBytes { Array($0) } }
+    public func withUnsafeBytes<Value, Failure: Error>(_ body: (UnsafeRawBufferPointer) throws(Failure) -> Value) throws(Failure) -> Value {
+        let result: Result<Value, Failure> = storage.withUnsafeBytes { raw in
+            do throws(Failure) { return .success(try body(raw)) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
+
+    fileprivate init(_ storage: any GRPCContiguousBytes) { self.storage = storage }
+}
+
+public struct InPlaceDeserializer: MessageDeserializer {
+    public init() {}
+    public func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> ReceivedBytes { ReceivedBytes(serializedMessageBytes) }
 }
 
 public struct RawDeserializer: MessageDeserializer {

@@ -221,7 +221,7 @@ private final class Session: Sendable {
     /// A unary request answered by a `ChunkedBytes` stream of at most `limit` bytes.
     private func callChunkedResponse(_ method: MethodDescriptor, _ message: [UInt8], limit: Int, timeout: Duration) async throws -> [UInt8] {
         try await client.serverStreaming(request: ClientRequest(message: message[...], metadata: metadata), descriptor: method,
-                                         serializer: RawSerializer(), deserializer: RawDeserializer(), options: options(timeout: timeout)) { response in
+                                         serializer: RawSerializer(), deserializer: InPlaceDeserializer(), options: options(timeout: timeout)) { response in
             var assembler = ChunkedBytes.Assembler(limit: limit)
             do {
                 for try await chunk in response.messages { try assembler.append(chunk) }

@@ -125,7 +125,7 @@ public struct FederationService: RegistrableRPCService {
         handler: @escaping @Sendable (_ request: [UInt8], _ spooled: (checksum: UInt32, spool: ReplyJournal.Spool?)?, _ identity: Identity) async throws -> [UInt8]
     ) {
         let authenticator = self.authenticator, log = self.log, wire = self.wire, clients = self.clients
-        router.registerHandler(forMethod: method, deserializer: RawDeserializer(), serializer: RawSerializer()) { request, context in
+        router.registerHandler(forMethod: method, deserializer: InPlaceDeserializer(), serializer: RawSerializer()) { request, context in
             let identity: Identity
             do { identity = try authenticator.identify(metadata: request.metadata, context: context) } catch {
                 log.log("refused", ["method": method.method, "peer": context.remotePeer, "reason": "\(error)"])
@@ -134,7 +134,7 @@ public struct FederationService: RegistrableRPCService {
             let message: [UInt8], spooled: (checksum: UInt32, spool: ReplyJournal.Spool?)?
             switch framing {
             case .single:
-                (message, spooled) = (try await ServerRequest(stream: request).message, nil)
+                (message, spooled) = (try await ServerRequest(stream: request).message.array, nil)
                 wire.received.add(message.count, ordering: .relaxed)
             case .chunked(let limit):
                 var assembler = ChunkedBytes.Assembler(limit: limit)
@@ -147,7 +147,7 @@ public struct FederationService: RegistrableRPCService {
                         let data = try assembler.append(chunk)
                         // A spool that cannot be written is dropped: `deliver` journals the whole reply (or says why it cannot).
                         if spoolDecided {
-                            do { try spool?.write(data) } catch { spool = nil }
+                            do { try assembler.bytes.withUnsafeBytes { try spool?.write(UnsafeRawBufferPointer(rebasing: $0[data])) } } catch { spool = nil }
                         } else if assembler.bytes.count >= Envelope.headerSize + Envelope.checksumSize {
                             spoolDecided = true
                             spool = clients.spool(forReplyBeginning: assembler.bytes, mayAct: Self.mayAct(identity))

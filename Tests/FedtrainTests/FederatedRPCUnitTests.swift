@@ -37,25 +37,28 @@ import X509
             #expect(chunks.count == max(1, (count + chunk - 1) / chunk), "\(count)")
             #expect(chunks.allSatisfy { $0.count <= ChunkedBytes.maxMessageBytes })
             var assembler = ChunkedBytes.Assembler(limit: count)
-            for part in chunks { try assembler.append(Array(part)) }
+            for part in chunks { try assembler.append(InPlaceDeserializer().deserialize(Array(part))) }
             #expect(try assembler.finished() == message, "\(count)")
             #expect(assembler.checksum == UpdateMessage.checksum(message[...]), "\(count)")
         }
     }
 
     @Test func chunkedBytesRefuseWhatWasNotDeclared() throws {
-        let message = [UInt8](repeating: 9, count: ChunkedBytes.chunkBytes + 10), chunks = ChunkedBytes.chunks(of: message).map { Array($0) }
+        let message = [UInt8](repeating: 9, count: ChunkedBytes.chunkBytes + 10)
+        let chunks = try ChunkedBytes.chunks(of: message).map { try InPlaceDeserializer().deserialize(Array($0)) }
         var small = ChunkedBytes.Assembler(limit: message.count - 1)
         #expect(throws: ChunkedBytes.Problem.tooLarge(declared: UInt64(message.count), limit: message.count - 1)) { try small.append(chunks[0]) }
         var longer = ChunkedBytes.Assembler(limit: message.count)
         try longer.append(chunks[0])
-        #expect(throws: ChunkedBytes.Problem.moreThanDeclared(message.count)) { try longer.append(chunks[1] + [0]) }
+        #expect(throws: ChunkedBytes.Problem.moreThanDeclared(message.count)) {
+            try longer.append(InPlaceDeserializer().deserialize(chunks[1].array + [0]))
+        }
         var shorter = ChunkedBytes.Assembler(limit: message.count)
         try shorter.append(chunks[0])
         #expect(throws: ChunkedBytes.Problem.fewerThanDeclared(received: ChunkedBytes.chunkBytes, declared: message.count)) { try shorter.finished() }
         var empty = ChunkedBytes.Assembler(limit: 10)
         #expect(throws: ChunkedBytes.Problem.noLength) { try empty.finished() }
-        #expect(throws: ChunkedBytes.Problem.noLength) { try empty.append([1, 2, 3]) }
+        #expect(throws: ChunkedBytes.Problem.noLength) { try empty.append(InPlaceDeserializer().deserialize([UInt8]([1, 2, 3]))) }
     }
 
     @Test func constantTimeComparison() {

@@ -165,23 +165,23 @@ public final class ReplyJournal: @unchecked Sendable {
         /// Takes the next bytes of the reply, writing the pages they complete; past every
         /// `syncStride` bytes, asks the background thread to put them on the disk, so that the
         /// fsync of `commit` finds little left to do.
-        public func write(_ bytes: ArraySlice<UInt8>) throws(FileError) {
-            var rest = bytes
+        public func write(_ bytes: UnsafeRawBufferPointer) throws(FileError) {
+            var rest = bytes[...]
             let intoHead = min(Self.pageBytes - head.count, rest.count)
-            head += rest.prefix(intoHead)
+            head.append(contentsOf: rest.prefix(intoHead))
             rest = rest.dropFirst(intoHead)
             if !tail.isEmpty {
                 let intoTail = min(Self.pageBytes - tail.count, rest.count)
-                tail += rest.prefix(intoTail)
+                tail.append(contentsOf: rest.prefix(intoTail))
                 rest = rest.dropFirst(intoTail)
                 if tail.count == Self.pageBytes {
-                    try writePages(tail[...])
+                    try withRawBytes(tail) { (page) throws(FileError) in try writePages(page[...]) }
                     tail.removeAll(keepingCapacity: true)
                 }
             }
             let whole = rest.count - rest.count % Self.pageBytes
             try writePages(rest.prefix(whole))
-            tail += rest.dropFirst(whole)
+            tail.append(contentsOf: rest.dropFirst(whole))
             written += bytes.count
             if written - syncRequested >= Self.syncStride {
                 syncRequested = written
@@ -189,16 +189,20 @@ public final class ReplyJournal: @unchecked Sendable {
             }
         }
 
+        public func write(_ bytes: ArraySlice<UInt8>) throws(FileError) {
+            try withRawBytes(bytes) { (raw) throws(FileError) in try write(raw) }
+        }
+
         /// Writes `bytes` (whole pages) at `pagesEnd`.
-        private func writePages(_ bytes: ArraySlice<UInt8>) throws(FileError) {
+        private func writePages(_ bytes: Slice<UnsafeRawBufferPointer>) throws(FileError) {
             try write(bytes, at: pagesEnd)
             pagesEnd += bytes.count
         }
 
-        private func write(_ bytes: ArraySlice<UInt8>, at offset: Int) throws(FileError) {
+        private func write(_ bytes: Slice<UnsafeRawBufferPointer>, at offset: Int) throws(FileError) {
             var done = 0
             while done < bytes.count {
-                let result = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress! + done, bytes.count - done, off_t(offset + done)) }
+                let result = pwrite(descriptor, bytes.base.baseAddress! + bytes.startIndex + done, bytes.count - done, off_t(offset + done))
                 if result < 0, errno == EINTR { continue }
                 guard result > 0 else { throw FileError(path: path, problem: "cannot write a reply (disk full?): \(String(cString: strerror(errno)))") }
                 done += result
@@ -217,14 +221,14 @@ public final class ReplyJournal: @unchecked Sendable {
             precondition(length == written, "committing \(length) bytes, \(written) written")
             if !tail.isEmpty {
                 tail += repeatElement(0, count: Self.pageBytes - tail.count)
-                try writePages(tail[...])
+                try withRawBytes(tail) { (page) throws(FileError) in try writePages(page[...]) }
             }
             var header = ByteWriter(capacity: ReplyJournal.headerBytes)
             header.append(UInt64(length))
             header.append(checksum)
             head.replaceSubrange(0..<ReplyJournal.headerBytes, with: header.bytes)
             head += repeatElement(0, count: Self.pageBytes - head.count)
-            try write(head[...], at: 0)
+            try withRawBytes(head) { (page) throws(FileError) in try write(page[...], at: 0) }
             guard fsync(descriptor) == 0 else {
                 throw FileError(path: path, problem: "cannot write a reply (disk full?): \(String(cString: strerror(errno)))")
             }
@@ -232,6 +236,11 @@ public final class ReplyJournal: @unchecked Sendable {
             (path, committed) = (destination, true)
         }
     }
+}
+
+/// `bytes.withUnsafeBytes(body)` for a body that throws only `FileError`.
+private func withRawBytes<Value>(_ bytes: some ContiguousBytes, _ body: (UnsafeRawBufferPointer) throws(FileError) -> Value) throws(FileError) -> Value {
+    try bytes.withUnsafeBytes { raw in Result { () throws(FileError) in try body(raw) } }.get()
 }
 
 /// The thread that fdatasyncs spools while they are written. It runs while spools wait for a

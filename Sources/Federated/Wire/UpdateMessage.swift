@@ -105,7 +105,11 @@ public struct UpdateMessage: Sendable {
 
     /// CRC-32 (zlib's) of `bytes`; with `continuing`, of the bytes before them followed by these.
     public static func checksum(_ bytes: ArraySlice<UInt8>, continuing crc: UInt32 = 0) -> UInt32 {
-        bytes.withUnsafeBufferPointer { fedtrain_crc32(crc, $0.baseAddress, $0.count) }
+        bytes.withUnsafeBytes { checksum($0, continuing: crc) }
+    }
+
+    public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+        fedtrain_crc32(crc, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
     }
 }
 
