@@ -27,20 +27,50 @@ public enum ChunkedBytes {
     }
 
     /// `bytes` as the messages of one stream.
-    public static func chunks(of bytes: [UInt8]) -> [ArraySlice<UInt8>] {
-        var first = [UInt8]()
-        first.reserveCapacity(8 + min(bytes.count, chunkBytes))
-        withUnsafeBytes(of: UInt64(bytes.count).littleEndian) { first.append(contentsOf: $0) }
-        first.append(contentsOf: bytes[..<min(bytes.count, chunkBytes)])
-        return [first[...]] + stride(from: chunkBytes, to: bytes.count, by: chunkBytes).map { bytes[$0..<min($0 + chunkBytes, bytes.count)] }
+    public static func chunks(of bytes: [UInt8]) -> [ArraySlice<UInt8>] { chunks(of: [bytes[...]]) }
+
+    /// The message made of `parts`, one after another, as the messages of one stream: a chunk
+    /// within one part is that part's slice (no copy); the first chunk (after the length) and
+    /// those spanning parts are copied.
+    public static func chunks(of parts: [ArraySlice<UInt8>]) -> [ArraySlice<UInt8>] {
+        let total = parts.reduce(0) { $0 + $1.count }
+        var chunks: [ArraySlice<UInt8>] = []
+        var gathered = [UInt8]()
+        gathered.reserveCapacity(8 + min(total, chunkBytes))
+        withUnsafeBytes(of: UInt64(total).littleEndian) { gathered.append(contentsOf: $0) }
+        // Data bytes the chunk being gathered can still take.
+        var room = chunkBytes
+        for var part in parts {
+            while !part.isEmpty {
+                if gathered.isEmpty, part.count >= chunkBytes {
+                    chunks.append(part.prefix(chunkBytes))
+                    part = part.dropFirst(chunkBytes)
+                    continue
+                }
+                let take = min(room, part.count)
+                gathered += part.prefix(take)
+                part = part.dropFirst(take)
+                room -= take
+                if room == 0 {
+                    chunks.append(gathered[...])
+                    (gathered, room) = ([], chunkBytes)
+                }
+            }
+        }
+        if !gathered.isEmpty || chunks.isEmpty { chunks.append(gathered[...]) }
+        return chunks
     }
 
-    /// Writes `bytes` to a stream chunk by chunk, each write awaited, so a sender holds one
-    /// chunk's framed copy at a time (handing gRPC every chunk at once made it frame the whole
-    /// message into one buffer, 100 MB of fresh memory for a 100 MB update). `sent` gets each
-    /// chunk's size once it is written.
-    public static func write(_ bytes: [UInt8], to writer: RPCWriter<ArraySlice<UInt8>>, sent: (Int) -> Void = { _ in }) async throws {
-        for chunk in chunks(of: bytes) {
+    /// Writes the message made of `parts` to a stream chunk by chunk, each write awaited, so a
+    /// sender holds one chunk's framed copy at a time (handing gRPC every chunk at once made it
+    /// frame the whole message into one buffer, 100 MB of fresh memory for a 100 MB update).
+    /// `sent` gets each chunk's size once it is written.
+    public static func write(_ bytes: [UInt8], to writer: RPCWriter<ArraySlice<UInt8>>) async throws {
+        try await write([bytes[...]], to: writer)
+    }
+
+    public static func write(_ parts: [ArraySlice<UInt8>], to writer: RPCWriter<ArraySlice<UInt8>>, sent: (Int) -> Void = { _ in }) async throws {
+        for chunk in chunks(of: parts) {
             try await writer.write(chunk)
             sent(chunk.count)
         }

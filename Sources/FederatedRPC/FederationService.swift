@@ -41,15 +41,16 @@ public struct FederationService: RegistrableRPCService {
             let ids = try checked(request.clients, identity)
             clients.join(ids)
             log.log("client_joined", ["clients": ClientIDs.format(ids), "identity": identity.name])
-            return FederationProtocol.encodeJSON(FederationProtocol.JoinReply(
-                configuration: job.configuration, rounds: job.rounds, completedRounds: job.completedRounds()))
+            return [FederationProtocol.encodeJSON(FederationProtocol.JoinReply(
+                configuration: job.configuration, rounds: job.rounds, completedRounds: job.completedRounds()))[...]]
         }
         register(FederationProtocol.poll, with: &router, response: .chunked) { bytes, _, identity in
             let ids = try checked(try FederationProtocol.decodeJSON(FederationProtocol.ClientList.self, bytes).clients, identity)
             switch await clients.poll(ids, timeout: .seconds(FederationProtocol.pollSeconds)) {
-            case .tasks(let tasks): return [FederationProtocol.PollStatus.tasks.rawValue] + EnvelopeBatch.encode(tasks)
-            case .wait: return [FederationProtocol.PollStatus.wait.rawValue]
-            case .done: return [FederationProtocol.PollStatus.done.rawValue]
+            // The tasks are streamed from the envelopes `clients` holds, not copied into an answer.
+            case .tasks(let tasks): return [[FederationProtocol.PollStatus.tasks.rawValue]] + EnvelopeBatch.parts(tasks)
+            case .wait: return [[FederationProtocol.PollStatus.wait.rawValue]]
+            case .done: return [[FederationProtocol.PollStatus.done.rawValue]]
             }
         }
         register(FederationProtocol.push, with: &router, request: .chunked(limit: job.maxReplyBytes)) { bytes, spooled, identity in
@@ -63,7 +64,7 @@ public struct FederationService: RegistrableRPCService {
             if receipt != .accepted {
                 log.log("reply_\(name)", ["identity": identity.name, "bytes": bytes.count, "reason": reason ?? "-"])
             }
-            return FederationProtocol.encodeJSON(FederationProtocol.PushReceipt(receipt: name, reason: reason))
+            return [FederationProtocol.encodeJSON(FederationProtocol.PushReceipt(receipt: name, reason: reason))[...]]
         }
         register(FederationProtocol.heartbeat, with: &router) { bytes, _, identity in
             clients.heartbeat(try checked(try FederationProtocol.decodeJSON(FederationProtocol.ClientList.self, bytes).clients, identity))
@@ -77,9 +78,9 @@ public struct FederationService: RegistrableRPCService {
         }
         register(FederationProtocol.status, with: &router) { _, _, _ in
             let progress = clients.progress()
-            return FederationProtocol.encodeJSON(FederationProtocol.ServerStatus(
+            return [FederationProtocol.encodeJSON(FederationProtocol.ServerStatus(
                 round: progress?.round ?? 0, rounds: job.rounds, completedRounds: job.completedRounds(),
-                replied: progress?.replied ?? 0, sampled: progress?.sampled ?? 0, clients: clients.status()))
+                replied: progress?.replied ?? 0, sampled: progress?.sampled ?? 0, clients: clients.status()))[...]]
         }
     }
 
@@ -119,10 +120,10 @@ public struct FederationService: RegistrableRPCService {
 
     /// A raw-bytes handler behind the authenticator (which runs before any message is read);
     /// refusals are logged. The handler gets the request, its CRC-32 and journal spool when it
-    /// came chunked, and the caller's identity.
+    /// came chunked, and the caller's identity; it answers with the parts of its answer, one after another.
     private func register<Transport: ServerTransport>(
         _ method: MethodDescriptor, with router: inout RPCRouter<Transport>, request framing: RequestFraming = .single, response: ResponseFraming = .single,
-        handler: @escaping @Sendable (_ request: [UInt8], _ spooled: (checksum: UInt32, spool: ReplyJournal.Spool?)?, _ identity: Identity) async throws -> [UInt8]
+        handler: @escaping @Sendable (_ request: [UInt8], _ spooled: (checksum: UInt32, spool: ReplyJournal.Spool?)?, _ identity: Identity) async throws -> [ArraySlice<UInt8>]
     ) {
         let authenticator = self.authenticator, log = self.log, wire = self.wire, clients = self.clients
         router.registerHandler(forMethod: method, deserializer: InPlaceDeserializer(), serializer: RawSerializer()) { request, context in
@@ -166,8 +167,9 @@ public struct FederationService: RegistrableRPCService {
             wire.calls.add(1, ordering: .relaxed)
             switch response {
             case .single:
-                wire.sent.add(answer.count, ordering: .relaxed)
-                return StreamingServerResponse(single: ServerResponse(message: answer[...]))
+                let message: [UInt8] = answer.reduce(into: []) { $0 += $1 }
+                wire.sent.add(message.count, ordering: .relaxed)
+                return StreamingServerResponse(single: ServerResponse(message: message[...]))
             case .chunked:
                 return StreamingServerResponse { writer in
                     try await ChunkedBytes.write(answer, to: writer) { wire.sent.add($0, ordering: .relaxed) }

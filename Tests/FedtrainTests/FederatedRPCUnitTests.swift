@@ -43,6 +43,25 @@ import X509
         }
     }
 
+    /// A message given in parts (a poll answer: the batch's own bytes between the envelopes it
+    /// streams without copying) is chunked exactly as the same bytes in one array.
+    @Test func chunkedBytesFromParts() {
+        let chunk = ChunkedBytes.chunkBytes
+        var generator = SeededGenerator(seed: 9)
+        for sizes in [[], [0], [1], [3, chunk - 3], [1, 14, 2 * chunk + 7], [chunk, chunk], [chunk + 1, 5, chunk - 6, 0, 2 * chunk], [7, 0, 9]] {
+            let parts = sizes.map { size in (0..<size).map { _ in UInt8.random(in: 0...255, using: &generator) }[...] }
+            let whole = parts.reduce(into: [UInt8]()) { $0 += $1 }
+            #expect(ChunkedBytes.chunks(of: parts).map { Array($0) } == ChunkedBytes.chunks(of: whole).map { Array($0) }, "\(sizes)")
+        }
+        // The batch layout: magic, version 1, count, then each envelope's length and bytes.
+        #expect(EnvelopeBatch.encode([[1, 2, 3], []]) == EnvelopeBatch.magic + [1, 0, 2, 0, 0, 0] + [3, 0, 0, 0, 1, 2, 3] + [0, 0, 0, 0])
+        #expect(EnvelopeBatch.encode([]) == EnvelopeBatch.magic + [1, 0, 0, 0, 0, 0])
+        let large = [UInt8](repeating: 4, count: chunk + 2)
+        let storage = large.withUnsafeBufferPointer { $0.baseAddress }
+        #expect(EnvelopeBatch.parts([[1], large]).contains { part in part.withUnsafeBufferPointer { $0.baseAddress } == storage },
+                "the envelope is not copied")
+    }
+
     @Test func chunkedBytesRefuseWhatWasNotDeclared() throws {
         let message = [UInt8](repeating: 9, count: ChunkedBytes.chunkBytes + 10)
         let chunks = try ChunkedBytes.chunks(of: message).map { try InPlaceDeserializer().deserialize(Array($0)) }

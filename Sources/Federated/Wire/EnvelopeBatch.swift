@@ -8,16 +8,24 @@ public enum EnvelopeBatch {
     public static let version: UInt16 = 1
 
     public static func encode(_ envelopes: [[UInt8]]) -> [UInt8] {
-        var writer = ByteWriter(capacity: 10 + envelopes.reduce(0) { $0 + 4 + $1.count })
+        parts(envelopes).reduce(into: []) { $0 += $1 }
+    }
+
+    /// The batch as consecutive parts: the envelopes themselves (not copied) between the
+    /// small parts the batch adds, for a sender that streams it.
+    public static func parts(_ envelopes: [[UInt8]]) -> [ArraySlice<UInt8>] {
+        var writer = ByteWriter(capacity: 10)
         writer.append(contentsOf: magic)
         writer.append(version)
         writer.append(UInt32(envelopes.count))
+        var parts: [ArraySlice<UInt8>] = []
         for envelope in envelopes {
             precondition(envelope.count <= Int(UInt32.max))
             writer.append(UInt32(envelope.count))
-            writer.append(contentsOf: envelope)
+            parts += [writer.bytes[...], envelope[...]]
+            writer = ByteWriter(capacity: 4)
         }
-        return writer.bytes
+        return parts + (writer.bytes.isEmpty ? [] : [writer.bytes[...]])
     }
 
     /// Splits a batch, checking every declared length against the bytes present before
