@@ -11,7 +11,7 @@ TORCH_SCRIPTS := scripts/torch_lenet5.py scripts/script_support.py
 # $(call require_files,TARGET,FILES[,HINT]): a recipe line that stops with one line and status 2 when a file is missing
 require_files = @for f in $(2); do [ -e "$$f" ] || { echo "make $(1): $$f does not exist$(if $(3), ($(3)))"; exit 2; }; done
 
-.PHONY: federation fuzz bench-transport compare-federation deps build run train test bench compare experiment plot niid-bench compression-sweep privacy-sweep robustness-bench async-bench compare-dpsgd compare-dp-cost compare-fedavg compare-cnn imagefolder-demo accuracy-seeds check-checkpoint clean
+.PHONY: federation fuzz bench-transport server-memory compare-federation deps build run train test bench compare experiment plot niid-bench compression-sweep privacy-sweep robustness-bench async-bench compare-dpsgd compare-dp-cost compare-fedavg compare-cnn imagefolder-demo accuracy-seeds check-checkpoint clean
 
 ## deps: install the Debian packages fedtrain needs, only those that are missing
 deps:
@@ -47,6 +47,11 @@ federation: build
 bench-transport: deps
 	swift build -c release --product bench-transport
 	.build/release/bench-transport 100 10
+
+## server-memory: the server's peak RSS over a networked job whose model is 95 MB (4 echo clients, 2 sampled a round,
+## 3 rounds), and over the same job with LeNet-5
+server-memory: build
+	scripts/server_memory.sh $(FEDTRAIN) results/server-memory
 
 ## compare-federation: round time of 10 echo clients (no training, LeNet-5), fedtrain beside Flower 1.42 in deployment
 ## mode (SuperLink + 10 SuperNodes + a NumPy ClientApp; installs flwr into .venv on first use)

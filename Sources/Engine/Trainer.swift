@@ -32,9 +32,15 @@ public final class Trainer {
     public let chunks: Int
     public let threads: Int
     public var optimizer: SGD
-    private let workspaces: [Workspace]
-    /// `chunks` per-chunk gradients, then the reduced gradient the optimizer consumes.
-    private let gradients: UnsafeMutableBufferPointer<Float>
+    /// One per chunk for training, created by the first call that needs it: evaluation runs
+    /// each worker's chunks in that worker's, so a trainer that only evaluates holds `threads`.
+    private var workspaces: [Workspace?]
+    /// `chunks` per-chunk gradients, then the reduced gradient the optimizer consumes: `chunks + 1`
+    /// copies of the model, allocated (zeroed) by the first training call, so a trainer that only
+    /// evaluates (the server's, `simulate`'s evaluator) never holds them.
+    private var gradientStorage: UnsafeMutableBufferPointer<Float>?
+    /// The gradients, for the jobs of a training call (which allocated them before they run).
+    private var gradients: UnsafeMutableBufferPointer<Float> { gradientStorage! }
     /// Per-chunk results; raw buffers because chunks write them from different threads.
     private let chunkLoss: UnsafeMutableBufferPointer<Double>
     private let chunkCorrect: UnsafeMutableBufferPointer<Int>
@@ -96,9 +102,7 @@ public final class Trainer {
         self.optimizer = SGD(optimizer)
         let chunkCapacity = (batchCapacity + self.chunks - 1) / self.chunks
         self.chunkCapacity = chunkCapacity
-        workspaces = (0..<self.chunks).map { _ in Workspace(network: network, capacity: chunkCapacity) }
-        gradients = .allocate(capacity: (self.chunks + 1) * network.parameterCount)
-        gradients.initialize(repeating: 0)
+        workspaces = Array(repeating: nil, count: self.chunks)
         chunkLoss = .allocate(capacity: self.chunks)
         chunkLoss.initialize(repeating: 0)
         chunkCorrect = .allocate(capacity: self.chunks)
@@ -129,7 +133,7 @@ public final class Trainer {
     }
 
     deinit {
-        gradients.deallocate()
+        gradientStorage?.deallocate()
         chunkLoss.deallocate()
         chunkCorrect.deallocate()
         savedBuffers.deallocate()
@@ -155,13 +159,21 @@ public final class Trainer {
         return start..<(start + base + (chunk < extra ? 1 : 0))
     }
 
-    private func forEachChunk(total: Int, _ body: (Int, Range<Int>) -> Void) {
+    /// Runs `body(worker, chunk, rows)` for the chunks of `total` samples, worker w taking chunks
+    /// w, w + workers...; the first `workers` workspaces exist when it runs.
+    private func forEachChunk(total: Int, _ body: (Int, Int, Range<Int>) -> Void) {
         let active = min(chunks, total), workers = workers(total: total)
+        createWorkspaces(workers)
         Parallelism.run(workers: workers) { worker in
             for chunk in stride(from: worker, to: active, by: workers) {
-                body(chunk, chunkRange(chunk, total: total))
+                body(worker, chunk, chunkRange(chunk, total: total))
             }
         }
+    }
+
+    /// Creates the first `count` workspaces not created yet (before the jobs that use them run).
+    private func createWorkspaces(_ count: Int) {
+        for index in 0..<count where workspaces[index] == nil { workspaces[index] = Workspace(network: network, capacity: chunkCapacity) }
     }
 
     /// Number of workers for `total` samples.
@@ -175,7 +187,7 @@ public final class Trainer {
         for chunk in Swift.stride(from: worker, to: active, by: stride) {
             let range = chunkRange(chunk, total: total)
             inputs.source?.load(rows: range)
-            let workspace = workspaces[chunk]
+            let workspace = workspaces[chunk]!
             let x = inputs.images! + range.lowerBound * inputCount
             let parameters = UnsafePointer(inputs.parameters!)
             let chunkGradient = gradients.baseAddress! + chunk * P
@@ -218,7 +230,7 @@ public final class Trainer {
                 let rows = (block * Self.denseRowBlock)..<min(layer.rows, (block + 1) * Self.denseRowBlock)
                 for chunk in 0..<min(chunks, total) {
                     let range = chunkRange(chunk, total: total)
-                    workspaces[chunk].accumulateDeferredWeightGradient(
+                    workspaces[chunk]!.accumulateDeferredWeightGradient(
                         layer: layer.index, rows: rows, batch: range.count, input: inputs.images! + range.lowerBound * network.inputCount,
                         beta: chunk == 0 ? 0 : 1, gradient: reducedGradient)
                 }
@@ -253,6 +265,14 @@ public final class Trainer {
         return min(count, worker * size)..<min(count, (worker + 1) * size)
     }
 
+    /// Allocates the gradients on the first training call, before any job reads them.
+    private func allocateGradients() {
+        guard gradientStorage == nil else { return }
+        let storage = UnsafeMutableBufferPointer<Float>.allocate(capacity: (chunks + 1) * network.parameterCount)
+        storage.initialize(repeating: 0)
+        gradientStorage = storage
+    }
+
     /// Computes the chunk gradients of a batch in training mode and sums them into the reduced
     /// gradient (plus the SGD update when `update`); returns the batch's summed loss. With
     /// `updatesBuffers` the forward pass updates the running statistics, which are saved for
@@ -262,6 +282,8 @@ public final class Trainer {
         source: BatchSource?, update: Bool, seed: UInt64, updatesBuffers: Bool
     ) -> Double {
         precondition(count >= 1 && count <= batchCapacity, "batch \(count) outside 1...\(batchCapacity)")
+        allocateGradients()
+        createWorkspaces(min(chunks, count))
         inputs.parameters = parameters
         inputs.images = images
         inputs.labels = labels
@@ -308,6 +330,7 @@ public final class Trainer {
     ) -> Double {
         precondition(parameters.count == network.parameterCount, "parameter vector belongs to another model")
         let P = network.parameterCount
+        allocateGradients()
         let total = gradients.baseAddress! + chunks * P
         inputs.firstStep = optimizer.prepareVelocity(count: P)
         // The jobs read the configuration from `inputs`: `optimizer` is being accessed (mutably,
@@ -373,9 +396,9 @@ public final class Trainer {
     ) -> (lossSum: Double, correct: Int) {
         precondition(count >= 1 && count <= batchCapacity, "batch \(count) outside 1...\(batchCapacity)")
         let inputCount = network.inputCount, classes = network.outputCount
-        forEachChunk(total: count) { chunk, range in
+        forEachChunk(total: count) { worker, chunk, range in
             source?.load(rows: range)
-            let logits = workspaces[chunk].forward(batch: range.count, input: images + range.lowerBound * inputCount,
+            let logits = workspaces[worker]!.forward(batch: range.count, input: images + range.lowerBound * inputCount,
                                                   parameters: parameters)
             let result = SoftmaxCrossEntropy.lossAndCorrect(batch: range.count, classes: classes, logits: logits,
                                                             labels: labels + range.lowerBound)

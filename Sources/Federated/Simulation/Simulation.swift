@@ -184,7 +184,10 @@ public final class Simulation {
             if let first = simulatedClock.firstOnline(available, from: roundStart) { (waited, roundStart) = (first - roundStart, first) }
             available = available.filter { simulatedClock.isOnline($0, at: roundStart) }
         }
-        let tasks = synchronous.begin(available: available, parallelFor: tasksInParallel)
+        // The tasks (a model copy each) are not used past the exchange, nor is a reply's envelope
+        // once accepted: neither stays alive while the updates are checked and aggregated.
+        var tasks = synchronous.begin(available: available, parallelFor: tasksInParallel)
+        let sampled = tasks.map(\.client)
         var replies = transport.exchange(tasks, clientDone: clientDone)
         let trainingSeconds = (clock.now - start).seconds
         if let adversary, let inProcess { replies = adversary.forge(replies, runtime: inProcess.runtime) }
@@ -197,11 +200,16 @@ public final class Simulation {
                                                    epochs: configuration.training.localEpochs, target: target, start: roundStart)
             (replies, simulatedSeconds) = (closed.replies, waited + closed.seconds)
         }
-        for reply in replies { _ = synchronous.accept(reply.bytes, from: reply.client) }
+        tasks = []
+        for index in replies.indices {
+            let reply = replies[index]
+            replies[index].bytes = []
+            _ = synchronous.accept(reply.bytes, from: reply.client)
+        }
         let aggregationStart = clock.now
         let outcome = synchronous.finish()
         let aggregationSeconds = (clock.now - aggregationStart).seconds
-        var result = record(outcome, sampled: tasks.map(\.client), trainingSeconds: trainingSeconds, aggregationSeconds: aggregationSeconds)
+        var result = record(outcome, sampled: sampled, trainingSeconds: trainingSeconds, aggregationSeconds: aggregationSeconds)
         if let simulatedSeconds {
             result.simulatedSeconds = simulatedSeconds
             result.simulatedTime = (metrics.last?.simulatedTime ?? 0) + simulatedSeconds
