@@ -48,8 +48,8 @@ bench-transport: deps
 	swift build -c release --product bench-transport
 	.build/release/bench-transport 100 10
 
-## server-memory: the server's peak RSS over a networked job whose model is 95 MB (4 echo clients, 2 sampled a round,
-## 3 rounds), and over the same job with LeNet-5
+## server-memory: the server's peak RSS over networked jobs whose model is 95 MB (echo clients: 2 of 4 sampled a round,
+## then 8 of 8; 3 rounds), and over the first job with LeNet-5
 server-memory: build
 	scripts/server_memory.sh $(FEDTRAIN) results/server-memory
 

@@ -96,3 +96,7 @@ int fedtrain_crc32_is_accelerated(void) { return 0; }
 uint32_t fedtrain_crc32(uint32_t crc, const uint8_t *bytes, size_t count) { return count == 0 ? crc : (uint32_t)crc32_z(crc, bytes, count); }
 
 #endif
+
+uint32_t fedtrain_crc32_combine(uint32_t crc_a, uint32_t crc_b, size_t length_b) {
+    return (uint32_t)crc32_combine(crc_a, crc_b, (z_off_t)length_b);
+}

@@ -293,7 +293,14 @@ private final class Session: Sendable {
         }
     }
 
-    private func poll() async throws -> RemoteClients.PollResult {
+    /// What a poll brought: tasks (envelope bytes), nothing yet, or the end of the job.
+    private enum PollAnswer {
+        case tasks([[UInt8]])
+        case wait
+        case done
+    }
+
+    private func poll() async throws -> PollAnswer {
         guard let limit = host.value?.maxTaskBytes else { preconditionFailure("polled before joining") }
         let bytes = try await callChunkedResponse(FederationProtocol.poll, clientList, limit: limit, timeout: .seconds(FederationProtocol.pollSeconds + 15))
         guard let status = bytes.first.flatMap(FederationProtocol.PollStatus.init) else {

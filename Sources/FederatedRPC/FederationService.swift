@@ -48,7 +48,7 @@ public struct FederationService: RegistrableRPCService {
             let ids = try checked(try FederationProtocol.decodeJSON(FederationProtocol.ClientList.self, bytes).clients, identity)
             switch await clients.poll(ids, timeout: .seconds(FederationProtocol.pollSeconds)) {
             // The tasks are streamed from the envelopes `clients` holds, not copied into an answer.
-            case .tasks(let tasks): return [[FederationProtocol.PollStatus.tasks.rawValue]] + EnvelopeBatch.parts(tasks)
+            case .tasks(let tasks): return [[FederationProtocol.PollStatus.tasks.rawValue]] + EnvelopeBatch.parts(tasks.map(\.parts))
             case .wait: return [[FederationProtocol.PollStatus.wait.rawValue]]
             case .done: return [[FederationProtocol.PollStatus.done.rawValue]]
             }

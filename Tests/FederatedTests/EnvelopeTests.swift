@@ -34,6 +34,29 @@ import Testing
         #expect(task.denseLength(encodedLength: task.bytes.count, parameterCount: 3) == task.bytes.count)
     }
 
+    /// A readdressed envelope (the round's shared task) joins to exactly the envelope encoded for
+    /// that client, checksum included, and shares the template's body rather than copying it.
+    @Test func readdressedEqualsEncodedForThatClient() throws {
+        var generator = SeededGenerator(seed: 11)
+        var task = Envelope(kind: .train, client: 0, round: 7, modelVersion: 6)
+        task.proximalMu = 0.01
+        task.payloads[.model] = (0..<5000).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        task.payloads[.serverControl] = [3, 1, 4]
+        let template = task.bytes, bodyChecksum = UpdateMessage.checksum(Envelope.body(of: template))
+        let templateStorage = template.withUnsafeBufferPointer { $0.baseAddress! }
+        for client in [0, 1, 255, 256, 70_000, Int(UInt32.max)] {
+            var expected = task
+            expected.client = client
+            let parts = Envelope.readdressed(template, to: client, bodyChecksum: bodyChecksum)
+            let message = ClientMessage(client: client, parts: parts)
+            #expect(message.bytes == expected.bytes, "client \(client)")
+            #expect(message.count == expected.bytes.count)
+            #expect(message.prefix(45) == Array(expected.bytes.prefix(45)))
+            #expect(try Envelope(decoding: message.bytes) == expected)
+            #expect(parts.contains { part in part.withUnsafeBufferPointer { $0.baseAddress } == templateStorage + Envelope.headerSize })
+        }
+    }
+
     @Test func hostileBytesAreRejectedWithTypedErrors() {
         let bytes = sample().bytes
         for length in 0..<bytes.count {

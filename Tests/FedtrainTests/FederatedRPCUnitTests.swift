@@ -56,9 +56,11 @@ import X509
         // The batch layout: magic, version 1, count, then each envelope's length and bytes.
         #expect(EnvelopeBatch.encode([[1, 2, 3], []]) == EnvelopeBatch.magic + [1, 0, 2, 0, 0, 0] + [3, 0, 0, 0, 1, 2, 3] + [0, 0, 0, 0])
         #expect(EnvelopeBatch.encode([]) == EnvelopeBatch.magic + [1, 0, 0, 0, 0, 0])
+        #expect(EnvelopeBatch.parts([[[1, 2][...], [3][...]], [[4][...]]]).reduce(into: [UInt8]()) { $0 += $1 } == EnvelopeBatch.encode([[1, 2, 3], [4]]),
+                "an envelope in parts is batched as one")
         let large = [UInt8](repeating: 4, count: chunk + 2)
         let storage = large.withUnsafeBufferPointer { $0.baseAddress }
-        #expect(EnvelopeBatch.parts([[1], large]).contains { part in part.withUnsafeBufferPointer { $0.baseAddress } == storage },
+        #expect(EnvelopeBatch.parts([[[1]], [large[...]]]).contains { part in part.withUnsafeBufferPointer { $0.baseAddress } == storage },
                 "the envelope is not copied")
     }
 

@@ -11,6 +11,10 @@
 /// below 16 bytes, and everything on other CPUs, goes to zlib.
 uint32_t fedtrain_crc32(uint32_t crc, const uint8_t *bytes, size_t count);
 
+/// The CRC-32 of A followed by B, from `crc_a` (A's), `crc_b` (B's) and B's length: zlib's
+/// `crc32_combine`, O(log length) whatever the lengths.
+uint32_t fedtrain_crc32_combine(uint32_t crc_a, uint32_t crc_b, size_t length_b);
+
 /// Whether `fedtrain_crc32` folds with PCLMULQDQ on this CPU.
 int fedtrain_crc32_is_accelerated(void);
 

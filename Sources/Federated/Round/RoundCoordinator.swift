@@ -134,8 +134,18 @@ public struct RoundCoordinator: Sendable {
         let instructions = strategy.configure(round: round)
         let fullModel = UpdateMessage.encodeDense(global, kind: .model, round: round, layout: layout)
         let control = instructions.serverControl.map { UpdateMessage.encodeDense($0, kind: .control, round: round, layout: layout) }
+        if !downlink.compresses {
+            // Every client gets the same model: one envelope, readdressed to each.
+            var task = Envelope(kind: .train, client: 0, round: round, modelVersion: version)
+            task.proximalMu = instructions.proximalMu
+            task.payloads[.model] = fullModel
+            task.payloads[.serverControl] = control
+            let messages = Self.readdressed(task.bytes, to: clients)
+            let denseLength = task.denseLength(encodedLength: messages.first?.count ?? 0, parameterCount: layout.count)
+            return (messages, messages.reduce(0) { $0 + $1.count }, clients.count * denseLength, instructions)
+        }
         let mirrors = downlink.mirrors(for: clients)
-        var slots = clients.indices.map { TaskSlot(mirror: mirrors.isEmpty ? nil : mirrors[$0]) }
+        var slots = clients.indices.map { TaskSlot(mirror: mirrors[$0]) }
         let downlink = self.downlink, global = self.global
         slots.withUnsafeMutableBufferPointer { slots in
             parallelFor(clients.count) { index in
@@ -148,7 +158,7 @@ public struct RoundCoordinator: Sendable {
                 slots[index].denseLength = task.denseLength(encodedLength: slots[index].bytes.count, parameterCount: layout.count)
             }
         }
-        if self.downlink.compresses { self.downlink.store(slots.map { $0.mirror! }, for: clients) }
+        self.downlink.store(slots.map { $0.mirror! }, for: clients)
         return (zip(clients, slots).map { ClientMessage(client: $0, bytes: $1.bytes) }, slots.reduce(0) { $0 + $1.bytes.count },
                 slots.reduce(0) { $0 + $1.denseLength }, instructions)
     }
@@ -230,12 +240,16 @@ public struct RoundCoordinator: Sendable {
 
     /// Tasks asking each of `clients` to evaluate the current model on its own data.
     public func evaluationTasks(clients: [Int]) -> [ClientMessage] {
-        let model = UpdateMessage.encodeDense(global, kind: .model, round: completedRounds, layout: settings.layout)
-        return clients.map { client in
-            var task = Envelope(kind: .evaluate, client: client, round: completedRounds, modelVersion: completedRounds)
-            task.payloads[.model] = model
-            return ClientMessage(client: client, bytes: task.bytes)
-        }
+        var task = Envelope(kind: .evaluate, client: 0, round: completedRounds, modelVersion: completedRounds)
+        task.payloads[.model] = UpdateMessage.encodeDense(global, kind: .model, round: completedRounds, layout: settings.layout)
+        return Self.readdressed(task.bytes, to: clients)
+    }
+
+    /// The envelope `template` for each of `clients`, all sharing its body (one copy of the model
+    /// for the whole round, however many clients it goes to).
+    static func readdressed(_ template: [UInt8], to clients: [Int]) -> [ClientMessage] {
+        let bodyChecksum = UpdateMessage.checksum(Envelope.body(of: template))
+        return clients.map { ClientMessage(client: $0, parts: Envelope.readdressed(template, to: $0, bodyChecksum: bodyChecksum)) }
     }
 
     /// The accuracy an evaluation reply reports, nil when the reply is not a valid evaluation

@@ -124,7 +124,7 @@ public struct SimulatedClock: Sendable {
     /// first (then it fails at that moment); then `close`.
     public func closeRound(tasks: [ClientMessage], replies: [ClientMessage], samples: (Int) -> Int, epochs: Int,
                            target: Int, start: Double = 0) -> (replies: [ClientMessage], seconds: Double) {
-        let taskBytes = Dictionary(uniqueKeysWithValues: tasks.map { ($0.client, $0.bytes.count) })
+        let taskBytes = Dictionary(uniqueKeysWithValues: tasks.map { ($0.client, $0.count) })
         var arrivals: [(client: Int, seconds: Double)] = [], failures: [Double] = []
         for reply in replies {
             let seconds = duration(client: reply.client, samples: samples(reply.client), epochs: epochs,

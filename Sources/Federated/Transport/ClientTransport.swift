@@ -43,9 +43,47 @@ public enum TripEnd: Sendable, Equatable {
     case failed(client: Int)
 }
 
-/// Envelope bytes to or from one client.
+/// Envelope bytes to or from one client: one array, or parts one after another (a task sharing
+/// its model with the round's other tasks, `Envelope.readdressed`).
 public struct ClientMessage: Sendable, Equatable {
     public var client: Int
-    public var bytes: [UInt8]
-    public init(client: Int, bytes: [UInt8]) { (self.client, self.bytes) = (client, bytes) }
+    private var storage: Storage
+
+    private enum Storage: Sendable {
+        case whole([UInt8])
+        case parts([ArraySlice<UInt8>])
+    }
+
+    public init(client: Int, bytes: [UInt8]) { (self.client, storage) = (client, .whole(bytes)) }
+    public init(client: Int, parts: [ArraySlice<UInt8>]) { (self.client, storage) = (client, .parts(parts)) }
+
+    /// The envelope in one array: a copy when it is in parts.
+    public var bytes: [UInt8] {
+        get {
+            switch storage {
+            case .whole(let bytes): bytes
+            case .parts(let parts): parts.reduce(into: [UInt8]()) { $0 += $1 }
+            }
+        }
+        set { storage = .whole(newValue) }
+    }
+
+    /// The envelope as consecutive parts, none copied.
+    public var parts: [ArraySlice<UInt8>] {
+        switch storage {
+        case .whole(let bytes): [bytes[...]]
+        case .parts(let parts): parts
+        }
+    }
+
+    public var count: Int { parts.reduce(0) { $0 + $1.count } }
+
+    /// The envelope's first `count` bytes at most (its routing header), without joining it.
+    public func prefix(_ count: Int) -> [UInt8] {
+        var prefix: [UInt8] = []
+        for part in parts where prefix.count < count { prefix += part.prefix(count - prefix.count) }
+        return prefix
+    }
+
+    public static func == (a: ClientMessage, b: ClientMessage) -> Bool { a.client == b.client && a.bytes == b.bytes }
 }

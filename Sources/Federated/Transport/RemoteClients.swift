@@ -61,8 +61,8 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
 
     /// The answer to a poll.
     public enum PollResult: Sendable, Equatable {
-        /// Tasks for some of the polled clients (envelope bytes).
-        case tasks([[UInt8]])
+        /// Tasks for some of the polled clients, in client order.
+        case tasks([ClientMessage])
         /// Nothing yet: poll again.
         case wait
         /// The job is over.
@@ -112,7 +112,7 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
 
     private struct Trip {
         var round: Int
-        var task: [UInt8]
+        var task: ClientMessage
         var sent: ContinuousClock.Instant
         var reply: [UInt8]?
         /// The reply's place in arrival order.
@@ -212,7 +212,7 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
     }
 
     /// Caller holds the lock.
-    private func pendingTasks(for clients: Set<Int>) -> [[UInt8]] {
+    private func pendingTasks(for clients: Set<Int>) -> [ClientMessage] {
         trips.filter { clients.contains($0.key) && $0.value.reply == nil }.sorted { $0.key < $1.key }.map(\.value.task)
     }
 
@@ -320,7 +320,7 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
     /// closes (see the type's contract). Replies journaled for this round before a restart count
     /// as received.
     public func exchange(_ tasks: [ClientMessage], clientDone: ((Int, Int) -> Void)?) -> [ClientMessage] {
-        guard let first = tasks.first, let round = try? Envelope.header(of: first.bytes).round else { return [] }
+        guard let first = tasks.first, let round = Self.round(of: first) else { return [] }
         let sampled = Set(tasks.map(\.client))
         lock.withLock {
             precondition(trips.isEmpty, "a round is already open")
@@ -363,12 +363,17 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
         }
     }
 
+    /// The round a task's envelope header names.
+    private static func round(of task: ClientMessage) -> Int? {
+        try? Envelope.header(of: task.prefix(Envelope.headerSize + Envelope.checksumSize)).round
+    }
+
     /// Caller holds the lock. Opens a trip per task (its round from `round(task)`).
     private func open(_ tasks: [ClientMessage], round: (ClientMessage) -> Int) {
         let now = clock.now
         for task in tasks {
             precondition(trips[task.client] == nil, "client \(task.client) already has a task out")
-            trips[task.client] = Trip(round: round(task), task: task.bytes, sent: now)
+            trips[task.client] = Trip(round: round(task), task: task, sent: now)
         }
     }
 
@@ -387,7 +392,7 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
     /// Offers each task to its client (none may have a task out) without waiting for replies.
     public func dispatch(_ tasks: [ClientMessage]) {
         lock.withLock {
-            open(tasks) { (try? Envelope.header(of: $0.bytes).round) ?? 0 }
+            open(tasks) { Self.round(of: $0) ?? 0 }
             handOutTasks()
         }
     }

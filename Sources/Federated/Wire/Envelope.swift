@@ -116,6 +116,26 @@ public struct Envelope: Sendable, Equatable {
         return writer.bytes
     }
 
+    /// The bytes of an encoded envelope between its fixed header and its checksum: what every
+    /// task of a round shares when the same model goes to each client (`readdressed`).
+    public static func body(of bytes: [UInt8]) -> ArraySlice<UInt8> {
+        precondition(bytes.count >= headerSize + checksumSize, "not an encoded envelope")
+        return bytes[headerSize..<(bytes.count - checksumSize)]
+    }
+
+    /// `bytes` (an encoded envelope) for `client` instead, as parts one after another: its fixed
+    /// header with the client id replaced, its `body` (shared, not copied) and the new checksum,
+    /// combined from the header's and `bodyChecksum` (the body's, computed once for all clients).
+    /// Joined, they are the envelope `bytes` encodes with `client` in place of its own.
+    public static func readdressed(_ bytes: [UInt8], to client: Int, bodyChecksum: UInt32) -> [ArraySlice<UInt8>] {
+        precondition(client >= 0 && client <= Int(UInt32.max))
+        var header = Array(bytes[..<headerSize])
+        withUnsafeBytes(of: UInt32(client).littleEndian) { header.replaceSubrange(8..<12, with: $0) }
+        let body = body(of: bytes)
+        let crc = UpdateMessage.checksum(combining: UpdateMessage.checksum(header[...]), bodyChecksum, secondLength: body.count)
+        return [header[...], body, withUnsafeBytes(of: crc.littleEndian) { Array($0) }[...]]
+    }
+
     /// Parses and checks `bytes`.
     public init(decoding bytes: [UInt8]) throws(MessageError) {
         guard bytes.count >= Self.headerSize + Self.checksumSize else { throw .truncated(bytes.count) }

@@ -8,21 +8,23 @@ public enum EnvelopeBatch {
     public static let version: UInt16 = 1
 
     public static func encode(_ envelopes: [[UInt8]]) -> [UInt8] {
-        parts(envelopes).reduce(into: []) { $0 += $1 }
+        parts(envelopes.map { [$0[...]] }).reduce(into: []) { $0 += $1 }
     }
 
-    /// The batch as consecutive parts: the envelopes themselves (not copied) between the
-    /// small parts the batch adds, for a sender that streams it.
-    public static func parts(_ envelopes: [[UInt8]]) -> [ArraySlice<UInt8>] {
+    /// The batch of `envelopes` (each given as consecutive parts) as consecutive parts: the
+    /// envelopes' own (not copied) between the small parts the batch adds, for a sender that
+    /// streams it.
+    public static func parts(_ envelopes: [[ArraySlice<UInt8>]]) -> [ArraySlice<UInt8>] {
         var writer = ByteWriter(capacity: 10)
         writer.append(contentsOf: magic)
         writer.append(version)
         writer.append(UInt32(envelopes.count))
         var parts: [ArraySlice<UInt8>] = []
         for envelope in envelopes {
-            precondition(envelope.count <= Int(UInt32.max))
-            writer.append(UInt32(envelope.count))
-            parts += [writer.bytes[...], envelope[...]]
+            let count = envelope.reduce(0) { $0 + $1.count }
+            precondition(count <= Int(UInt32.max))
+            writer.append(UInt32(count))
+            parts += [writer.bytes[...]] + envelope
             writer = ByteWriter(capacity: 4)
         }
         return parts + (writer.bytes.isEmpty ? [] : [writer.bytes[...]])

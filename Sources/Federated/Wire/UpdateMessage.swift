@@ -111,6 +111,11 @@ public struct UpdateMessage: Sendable {
     public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
         fedtrain_crc32(crc, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
     }
+
+    /// The checksum of A followed by B, from A's checksum, B's and B's length (no byte read).
+    public static func checksum(combining first: UInt32, _ second: UInt32, secondLength: Int) -> UInt32 {
+        fedtrain_crc32_combine(first, second, secondLength)
+    }
 }
 
 /// Why a message was rejected.
