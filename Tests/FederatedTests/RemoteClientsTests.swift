@@ -135,7 +135,7 @@ import Testing
         #expect(ContinuousClock.now - start < .seconds(10), "did not wait for the 30 s deadline")
     }
 
-    @Test func journaledRepliesSurviveARestart() {
+    @Test func journaledRepliesSurviveARestart() throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let first = RemoteClients(settings: settings(deadline: .milliseconds(100)), journal: ReplyJournal(directory: directory))
@@ -150,6 +150,9 @@ import Testing
         #expect(again().map(\.bytes) == [reply(client: 0, round: 3), reply(client: 1, round: 3)])
         restarted.checkpointed(round: 3)
         #expect(ReplyJournal(directory: directory).replies(round: 3).isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(directory)/free").count == 2, "round 3's files kept for reuse")
+        restarted.finish()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(directory)/free").isEmpty, "none left once the job is over")
     }
 
     /// Only a reply the open round awaits gets a journal spool: the server writes nothing to
@@ -258,6 +261,8 @@ import Testing
         #expect(restarted.replies(round: 2).isEmpty)
         restarted.discard(through: 3)
         #expect(try free().count == 1, "the two files round 3 did not reuse are removed")
+        restarted.releaseRecycled()
+        #expect(try free().isEmpty, "the job is over")
     }
 
     /// A reply of several sync strides, synced in the background while it is written, reads back

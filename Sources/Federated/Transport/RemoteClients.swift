@@ -426,8 +426,10 @@ public final class RemoteClients: AsyncClientTransport, @unchecked Sendable {
 
     public func checkpointed(round: Int) { journal?.discard(through: round) }
 
-    /// Ends the job: every poll, waiting or to come, answers `.done`.
+    /// Ends the job: every poll, waiting or to come, answers `.done`; the journal's recycled
+    /// files are removed.
     public func finish() {
+        journal?.releaseRecycled()
         let resumed: [Waiter] = lock.withLock {
             finished = true
             defer { waiters = [:] }

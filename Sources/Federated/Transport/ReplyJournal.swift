@@ -123,6 +123,12 @@ public final class ReplyJournal: @unchecked Sendable {
         }
     }
 
+    /// Removes the files kept for reuse: the job is over, and a finished state directory holds no
+    /// replies.
+    public func releaseRecycled() {
+        for path in recycled.withLock({ unused in defer { unused = [] }; return unused }) { unlink(path) }
+    }
+
     /// A reply being received, in its own file: written as it arrives, removed unless committed.
     /// The file is written in whole pages: the first (the header's) by `commit`, the others as
     /// they fill, the last padded by `commit`.
