@@ -250,6 +250,11 @@ import Testing
         for bytes in second { try spooled(bytes, round: 2, pieces: 7, into: journal) }
         #expect(try free().count == 1, "two of the three files reused")
         #expect(journal.replies(round: 2) == second)
+        for (index, bytes) in second.enumerated() {
+            let size = try FileManager.default.attributesOfItem(atPath: "\(directory)/round-2/\(index + 1).wal")[.size] as? Int
+            let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+            #expect(size == (12 + bytes.count + page - 1) / page * page, "a file holds its record in whole pages, nothing of the reply it replaced")
+        }
         let restarted = ReplyJournal(directory: directory)
         #expect(restarted.replies(round: 2) == second)
         let third = reply(4_097)

@@ -27,8 +27,9 @@ import Synchronization
 /// segments for the same reason). A spool therefore writes whole pages only, so that a page of a
 /// recycled file, not in the page cache, is never read back to be partly overwritten.
 ///
-/// Not thread-safe: `RemoteClients` calls `commit`, `append`, `replies` and `discard` under its
-/// lock; a spool is written by one handler at a time.
+/// Not thread-safe: `RemoteClients` calls `commit`, `append` and `replies` under its lock, and
+/// `discard` from the round thread after a checkpoint; `spool` may run on any thread (the free
+/// files are behind their own lock); a spool is written by one handler at a time.
 public final class ReplyJournal: @unchecked Sendable {
     public let directory: String
     private static let headerBytes = 12
@@ -77,8 +78,11 @@ public final class ReplyJournal: @unchecked Sendable {
             throw FileError(path: incoming, problem: "cannot create the reply journal directory")
         }
         let path = "\(incoming)/\(UUID().uuidString).part"
-        if let free = recycled.withLock({ $0.popLast() }), rename(free, path) == 0 {
-            return try Spool(path: path, recycled: true, syncer: syncer)
+        if let free = recycled.withLock({ $0.popLast() }) {
+            if rename(free, path) == 0, let spool = try? Spool(path: path, recycled: true, syncer: syncer) { return spool }
+            // A free file that cannot be taken is dropped; the reply goes to a new one.
+            unlink(free)
+            unlink(path)
         }
         return try Spool(path: path, recycled: false, syncer: syncer)
     }
@@ -151,12 +155,18 @@ public final class ReplyJournal: @unchecked Sendable {
         private var pagesEnd: Int
         /// Reply bytes taken so far.
         public private(set) var written = 0
+        /// The file's size when opened (a recycled file's old size; 0 for a new one).
+        private let initialSize: Int
+        /// Set by the background thread when an fdatasync failed: Linux reports a write-back
+        /// error to one fsync of the file only, so `commit`'s own fsync could pass without it.
+        private let syncFailed = Atomic<Bool>(false)
 
         /// Opens `path`: a new file, or a recycled one to write over.
         init(path: String, recycled: Bool, syncer: BackgroundSync) throws(FileError) {
             descriptor = open(path, O_WRONLY | O_CLOEXEC | (recycled ? 0 : O_CREAT | O_EXCL), 0o600)
             guard descriptor >= 0 else { throw FileError(path: path, problem: "cannot create: \(String(cString: strerror(errno)))") }
             (self.path, self.syncer) = (path, syncer)
+            initialSize = recycled ? max(0, Int(lseek(descriptor, 0, SEEK_END))) : 0
             head = [UInt8](repeating: 0, count: ReplyJournal.headerBytes)
             head.reserveCapacity(Self.pageBytes)
             tail.reserveCapacity(Self.pageBytes)
@@ -216,10 +226,13 @@ public final class ReplyJournal: @unchecked Sendable {
         }
 
         /// Puts what was written on the disk, then drops it from the page cache (the journal is
-        /// read only after a crash). Runs on the background thread; a failure is left for
-        /// `commit`'s fsync to report.
+        /// read only after a crash). Runs on the background thread; a failure is kept for
+        /// `commit` to report.
         fileprivate func syncWritten() {
-            guard fdatasync(descriptor) == 0 else { return }
+            guard fdatasync(descriptor) == 0 else {
+                syncFailed.store(true, ordering: .releasing)
+                return
+            }
             posix_fadvise(descriptor, 0, 0, POSIX_FADV_DONTNEED)
         }
 
@@ -235,9 +248,16 @@ public final class ReplyJournal: @unchecked Sendable {
             head.replaceSubrange(0..<ReplyJournal.headerBytes, with: header.bytes)
             head += repeatElement(0, count: Self.pageBytes - head.count)
             try withRawBytes(head) { (page) throws(FileError) in try write(page[...], at: 0) }
+            // A recycled file longer than this reply is cut to it: no other reply's bytes stay
+            // behind it, and a restart reads no more than the record (a rare metadata change:
+            // a round's replies are usually the same size).
+            if initialSize > pagesEnd, ftruncate(descriptor, off_t(pagesEnd)) != 0 {
+                throw FileError(path: path, problem: "cannot shorten a recycled journal file: \(String(cString: strerror(errno)))")
+            }
             guard fsync(descriptor) == 0 else {
                 throw FileError(path: path, problem: "cannot write a reply (disk full?): \(String(cString: strerror(errno)))")
             }
+            guard !syncFailed.load(ordering: .acquiring) else { throw FileError(path: path, problem: "cannot write a reply: an fdatasync failed") }
             guard rename(path, destination) == 0 else { throw FileError(path: destination, problem: "cannot rename \(path) to it") }
             (path, committed) = (destination, true)
         }
