@@ -167,7 +167,7 @@ public struct FederationService: RegistrableRPCService {
             wire.calls.add(1, ordering: .relaxed)
             switch response {
             case .single:
-                let message: [UInt8] = answer.reduce(into: []) { $0 += $1 }
+                let message = answer.joinedBytes()
                 wire.sent.add(message.count, ordering: .relaxed)
                 return StreamingServerResponse(single: ServerResponse(message: message[...]))
             case .chunked:

@@ -274,9 +274,9 @@ func referenceTopK(_ values: [Float], k: Int) -> [UInt32] {
         func send(round: Int) throws -> Int {
             let full = UpdateMessage.encodeDense(global, kind: .model, round: round, layout: shapes)
             var task = Envelope(kind: .train, client: 3, round: round, modelVersion: round - 1)
-            var mirror = downlink.mirrors(for: [3]).first
+            var mirror = downlink.mirrors(for: [3])[0]
             task.payloads[.model] = downlink.message(for: 3, mirror: &mirror, global: global, round: round, fullModel: full)
-            downlink.store([mirror!], for: [3])
+            downlink.store([mirror], for: [3])
             let received = try runtime.receive(task.bytes, client: 3, state: &state)
             #expect(received.model == state.copy && state.copy == downlink.mirrors[3]?.copy)
             return task.payloads[.model]!.count

@@ -1,4 +1,14 @@
 /// Appends little-endian fields to a growing byte array: the one writer behind every message.
+extension Array where Element == ArraySlice<UInt8> {
+    /// The parts one after another in one array: one allocation of the total, one copy of each.
+    public func joinedBytes() -> [UInt8] {
+        var joined: [UInt8] = []
+        joined.reserveCapacity(reduce(0) { $0 + $1.count })
+        for part in self { joined += part }
+        return joined
+    }
+}
+
 public struct ByteWriter: Sendable {
     public private(set) var bytes: [UInt8] = []
 

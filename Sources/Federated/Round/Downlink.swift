@@ -46,9 +46,11 @@ public struct Downlink: Sendable {
     public var compresses: Bool { !codec.isDense }
 
     /// The mirrors of `clients` (a fresh one for a client without), to pass to `message` and
-    /// hand back through `store`; empty when the downlink is not compressed.
+    /// hand back through `store`. Only a compressed downlink has mirrors (an uncompressed one
+    /// sends every client `fullModel`).
     func mirrors(for clients: [Int]) -> [DownlinkMirror] {
-        compresses ? clients.map { mirrors[$0] ?? initialMirror(client: $0) } : []
+        precondition(compresses, "an uncompressed downlink keeps no mirrors")
+        return clients.map { mirrors[$0] ?? initialMirror(client: $0) }
     }
 
     mutating func store(_ updated: [DownlinkMirror], for clients: [Int]) {
@@ -58,25 +60,24 @@ public struct Downlink: Sendable {
         }
     }
 
-    /// The model payload for `client` in `round`, updating its `mirror` (none without
-    /// compression); `fullModel` is `global` as a dense model message of this round (built once
-    /// and shared). Reads only its arguments: calls for different clients may run in parallel.
-    func message(for client: Int, mirror: inout DownlinkMirror?, global: [Float], round: Int, fullModel: [UInt8]) -> [UInt8] {
-        guard mirror != nil else { return fullModel }
-        if let copy = mirror!.copy {
+    /// The model payload for `client` in `round` over a compressed downlink, updating its
+    /// `mirror`; `fullModel` is `global` as a dense model message of this round (built once and
+    /// shared). Reads only its arguments: calls for different clients may run in parallel.
+    func message(for client: Int, mirror: inout DownlinkMirror, global: [Float], round: Int, fullModel: [UInt8]) -> [UInt8] {
+        if let copy = mirror.copy {
             let change = zip(global, copy).map { $0 - $1 }
             var generator = SeededGenerator.derived(seed: seed, RandomStream.downlink.rawValue, UInt64(round), UInt64(client))
             let message = change.withUnsafeBufferPointer {
-                UpdateMessage.encode($0, kind: .modelChange, round: round, layout: layout, codec: codec, state: &mirror!.codecState,
+                UpdateMessage.encode($0, kind: .modelChange, round: round, layout: layout, codec: codec, state: &mirror.codecState,
                                      generator: &generator)
             }
             if let decoded = try? UpdateMessage.decode(message, layout: layout) {
-                mirror!.copy = zip(copy, decoded.values).map { $0 + $1 }
+                mirror.copy = zip(copy, decoded.values).map { $0 + $1 }
                 return message
             }
         }
         // First contact, or a change the codec could not carry (non-finite): the full model.
-        mirror!.copy = global
+        mirror.copy = global
         return fullModel
     }
 

@@ -134,12 +134,16 @@ public struct RoundCoordinator: Sendable {
         let instructions = strategy.configure(round: round)
         let fullModel = UpdateMessage.encodeDense(global, kind: .model, round: round, layout: layout)
         let control = instructions.serverControl.map { UpdateMessage.encodeDense($0, kind: .control, round: round, layout: layout) }
+        func task(for client: Int, model: [UInt8]) -> Envelope {
+            var task = Envelope(kind: .train, client: client, round: round, modelVersion: version)
+            task.proximalMu = instructions.proximalMu
+            task.payloads[.model] = model
+            task.payloads[.serverControl] = control
+            return task
+        }
         if !downlink.compresses {
             // Every client gets the same model: one envelope, readdressed to each.
-            var task = Envelope(kind: .train, client: 0, round: round, modelVersion: version)
-            task.proximalMu = instructions.proximalMu
-            task.payloads[.model] = fullModel
-            task.payloads[.serverControl] = control
+            let task = task(for: 0, model: fullModel)
             let messages = Self.readdressed(task.bytes, to: clients)
             let denseLength = task.denseLength(encodedLength: messages.first?.count ?? 0, parameterCount: layout.count)
             return (messages, messages.reduce(0) { $0 + $1.count }, clients.count * denseLength, instructions)
@@ -149,16 +153,14 @@ public struct RoundCoordinator: Sendable {
         let downlink = self.downlink, global = self.global
         slots.withUnsafeMutableBufferPointer { slots in
             parallelFor(clients.count) { index in
-                var task = Envelope(kind: .train, client: clients[index], round: round, modelVersion: version)
-                task.proximalMu = instructions.proximalMu
-                task.payloads[.model] = downlink.message(for: clients[index], mirror: &slots[index].mirror, global: global, round: round,
-                                                         fullModel: fullModel)
-                task.payloads[.serverControl] = control
+                let model = downlink.message(for: clients[index], mirror: &slots[index].mirror, global: global, round: round,
+                                             fullModel: fullModel)
+                let task = task(for: clients[index], model: model)
                 slots[index].bytes = task.bytes
                 slots[index].denseLength = task.denseLength(encodedLength: slots[index].bytes.count, parameterCount: layout.count)
             }
         }
-        self.downlink.store(slots.map { $0.mirror! }, for: clients)
+        self.downlink.store(slots.map(\.mirror), for: clients)
         return (zip(clients, slots).map { ClientMessage(client: $0, bytes: $1.bytes) }, slots.reduce(0) { $0 + $1.bytes.count },
                 slots.reduce(0) { $0 + $1.denseLength }, instructions)
     }
@@ -171,10 +173,10 @@ public struct RoundCoordinator: Sendable {
                    needsControlChange: instructions.serverControl != nil)
     }
 
-    /// One task being built: the client's downlink mirror (nil without compression) going in,
+    /// One task being built over a compressed downlink: the client's downlink mirror going in,
     /// the envelope bytes coming out.
     private struct TaskSlot {
-        var mirror: DownlinkMirror?
+        var mirror: DownlinkMirror
         var bytes: [UInt8] = []
         var denseLength = 0
     }

@@ -62,7 +62,7 @@ public struct ClientMessage: Sendable, Equatable {
         get {
             switch storage {
             case .whole(let bytes): bytes
-            case .parts(let parts): parts.reduce(into: [UInt8]()) { $0 += $1 }
+            case .parts(let parts): parts.joinedBytes()
             }
         }
         set { storage = .whole(newValue) }

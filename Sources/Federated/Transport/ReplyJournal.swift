@@ -110,27 +110,23 @@ public final class ReplyJournal: @unchecked Sendable {
     /// files become the free ones, those still free are removed.
     public func discard(through round: Int) {
         let free = "\(directory)/free"
-        var files: [String] = []
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        for name in names where name.hasPrefix("round-") {
-            guard let number = Int(name.dropFirst(6)), number <= round else { continue }
-            files += self.files(round: number).map(\.path)
-        }
+        let rounds = names.compactMap { $0.hasPrefix("round-") ? Int($0.dropFirst(6)) : nil }.filter { $0 <= round }
         try? FileManager.default.createDirectory(atPath: free, withIntermediateDirectories: true)
-        let kept = files.compactMap { file -> String? in
+        replaceRecycled(with: rounds.flatMap { files(round: $0) }.compactMap { file in
             let path = "\(free)/\(UUID().uuidString).wal"
-            return rename(file, path) == 0 ? path : nil
-        }
-        for path in recycled.withLock({ unused in defer { unused = kept }; return unused }) { unlink(path) }
-        for name in names where name.hasPrefix("round-") {
-            if let number = Int(name.dropFirst(6)), number <= round { try? FileManager.default.removeItem(atPath: "\(directory)/\(name)") }
-        }
+            return rename(file.path, path) == 0 ? path : nil
+        })
+        for number in rounds { try? FileManager.default.removeItem(atPath: roundDirectory(number)) }
     }
 
     /// Removes the files kept for reuse: the job is over, and a finished state directory holds no
     /// replies.
-    public func releaseRecycled() {
-        for path in recycled.withLock({ unused in defer { unused = [] }; return unused }) { unlink(path) }
+    public func releaseRecycled() { replaceRecycled(with: []) }
+
+    /// Makes `files` the free ones, removing those free until now.
+    private func replaceRecycled(with files: [String]) {
+        for path in recycled.withLock({ unused in defer { unused = files }; return unused }) { unlink(path) }
     }
 
     /// A reply being received, in its own file: written as it arrives, removed unless committed.

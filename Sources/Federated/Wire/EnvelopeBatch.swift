@@ -8,7 +8,7 @@ public enum EnvelopeBatch {
     public static let version: UInt16 = 1
 
     public static func encode(_ envelopes: [[UInt8]]) -> [UInt8] {
-        parts(envelopes.map { [$0[...]] }).reduce(into: []) { $0 += $1 }
+        parts(envelopes.map { [$0[...]] }).joinedBytes()
     }
 
     /// The batch of `envelopes` (each given as consecutive parts) as consecutive parts: the
